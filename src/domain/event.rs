@@ -1,0 +1,232 @@
+//! Events as a wire format (CONTRACT.md §2): the submitted envelope, the stored event, and the
+//! typed reading of an envelope that the rules and the fold work on. Events change only with a
+//! new `schema_version`; API DTOs are separate types.
+
+use super::ids::{ActionId, Country, EventId, OutcomeId};
+use super::tracks::{parse_track_event_type, Stage};
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+/// One serialized event is at most this large (CONTRACT.md §2.1).
+pub const EVENT_BYTES_MAX: usize = 64 * 1024;
+
+/// The envelope as submitted. Defaults (`schema_version` 1, `lang` "en") are filled in, so the
+/// same content written with or without them is the same event.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Envelope {
+    pub event_id: EventId,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    #[serde(default = "default_schema_version")]
+    pub schema_version: u32,
+    pub action_id: ActionId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome_id: Option<OutcomeId>,
+    pub country: Country,
+    pub occurred_on: NaiveDate,
+    pub reported_by: String,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_timestamp")]
+    pub reported_at: Option<DateTime<Utc>>,
+    #[serde(default = "default_lang")]
+    pub lang: String,
+    pub data: Map<String, Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<Vec<Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub causation_id: Option<String>,
+}
+
+fn default_schema_version() -> u32 {
+    1
+}
+
+fn default_lang() -> String {
+    "en".to_owned()
+}
+
+/// What the log holds: the envelope plus what the service assigned (CONTRACT.md §2.2).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct StoredEvent {
+    #[serde(flatten)]
+    pub envelope: Envelope,
+    pub seq: u64,
+    #[serde(with = "timestamp")]
+    pub recorded_at: DateTime<Utc>,
+    pub stream_seq: Option<u64>,
+    pub submitted_by: Option<String>,
+}
+
+/// The service-assigned fields, as read back from a stored (or exported) event.
+#[derive(Deserialize)]
+struct Assigned {
+    seq: u64,
+    #[serde(with = "timestamp")]
+    recorded_at: DateTime<Utc>,
+    stream_seq: Option<u64>,
+    submitted_by: Option<String>,
+}
+
+const ASSIGNED_FIELDS: [&str; 4] = ["seq", "recorded_at", "stream_seq", "submitted_by"];
+
+impl StoredEvent {
+    pub fn to_json_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a stored event always serializes")
+    }
+
+    /// Splits a stored event's JSON into its envelope and assigned fields.
+    pub fn from_value(mut value: Value) -> Result<StoredEvent, String> {
+        let object = value.as_object_mut().ok_or("a stored event is a JSON object")?;
+        let mut assigned = Map::new();
+        for field in ASSIGNED_FIELDS {
+            assigned.insert(field.to_owned(), object.remove(field).unwrap_or(Value::Null));
+        }
+        let assigned: Assigned =
+            serde_json::from_value(Value::Object(assigned)).map_err(|e| e.to_string())?;
+        let envelope: Envelope = serde_json::from_value(value).map_err(|e| e.to_string())?;
+        Ok(StoredEvent {
+            envelope,
+            seq: assigned.seq,
+            recorded_at: assigned.recorded_at,
+            stream_seq: assigned.stream_seq,
+            submitted_by: assigned.submitted_by,
+        })
+    }
+
+    pub fn from_json_bytes(bytes: &[u8]) -> Result<StoredEvent, String> {
+        Self::from_value(serde_json::from_slice(bytes).map_err(|e| e.to_string())?)
+    }
+}
+
+/// A date the client means to reach: `{stage, by}`, stage not yet resolved against a track.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct ExpectedInput {
+    pub stage: String,
+    pub by: NaiveDate,
+}
+
+/// The typed reading of an envelope: what the rules and the fold need, nothing more.
+#[derive(Clone, Debug, PartialEq)]
+pub enum EventKind {
+    Registered { title: String },
+    Closed,
+    Track { outcome: OutcomeId, stage: Stage, expected: Option<ExpectedInput>, title: Option<String> },
+    Verified { outcome: OutcomeId },
+    Disputed { outcome: OutcomeId },
+    ExpectationRevised { outcome: OutcomeId, expected: ExpectedInput },
+    Retracted { target: EventId },
+    ReviewCompleted,
+}
+
+/// Why an envelope that passed the schema still cannot be read as a known event.
+#[derive(Debug)]
+pub enum KindError {
+    UnknownType,
+    Shape(String),
+}
+
+impl EventKind {
+    /// Is `event_type` one of the types of CONTRACT.md §2.3/2.4?
+    pub fn is_known_type(event_type: &str) -> bool {
+        matches!(
+            event_type,
+            "action.registered"
+                | "action.closed"
+                | "outcome.verified"
+                | "outcome.disputed"
+                | "outcome.expectation_revised"
+                | "event.retracted"
+                | "review.completed"
+        ) || parse_track_event_type(event_type).is_some()
+    }
+
+    pub fn read(envelope: &Envelope) -> Result<EventKind, KindError> {
+        let outcome = || {
+            envelope.outcome_id.clone().ok_or_else(|| KindError::Shape("outcome_id is required".into()))
+        };
+        let field = |name: &str| envelope.data.get(name);
+        let text = |name: &str| field(name).and_then(Value::as_str).map(str::to_owned);
+        let expected = |name: &str| -> Result<Option<ExpectedInput>, KindError> {
+            field(name)
+                .map(|value| serde_json::from_value(value.clone()).map_err(|e| KindError::Shape(e.to_string())))
+                .transpose()
+        };
+        Ok(match envelope.event_type.as_str() {
+            "action.registered" => EventKind::Registered {
+                title: text("title").ok_or_else(|| KindError::Shape("data.title is required".into()))?,
+            },
+            "action.closed" => EventKind::Closed,
+            "outcome.verified" => EventKind::Verified { outcome: outcome()? },
+            "outcome.disputed" => EventKind::Disputed { outcome: outcome()? },
+            "outcome.expectation_revised" => EventKind::ExpectationRevised {
+                outcome: outcome()?,
+                expected: expected("expected")?
+                    .ok_or_else(|| KindError::Shape("data.expected is required".into()))?,
+            },
+            "event.retracted" => EventKind::Retracted {
+                target: text("target_event_id")
+                    .and_then(|id| id.parse().ok())
+                    .ok_or_else(|| KindError::Shape("data.target_event_id must be a UUID".into()))?,
+            },
+            "review.completed" => EventKind::ReviewCompleted,
+            other => match parse_track_event_type(other) {
+                Some(stage) => EventKind::Track {
+                    outcome: outcome()?,
+                    stage,
+                    expected: expected("expected")?,
+                    title: text("title"),
+                },
+                None => return Err(KindError::UnknownType),
+            },
+        })
+    }
+}
+
+/// The hash that decides "same content" for an `event_id` seen again (CONTRACT.md §2.5).
+pub fn content_hash(envelope: &Envelope) -> [u8; 32] {
+    let canonical = serde_json::to_vec(envelope).expect("an envelope always serializes");
+    Sha256::digest(canonical).into()
+}
+
+pub fn format_timestamp(at: &DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// Timestamps are written in UTC with microseconds, read from any RFC 3339 offset.
+pub mod timestamp {
+    use chrono::{DateTime, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&super::format_timestamp(at))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<DateTime<Utc>, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        DateTime::parse_from_rfc3339(&text)
+            .map(|at| at.with_timezone(&Utc))
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+pub mod opt_timestamp {
+    use chrono::{DateTime, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(at: &Option<DateTime<Utc>>, serializer: S) -> Result<S::Ok, S::Error> {
+        match at {
+            Some(at) => super::timestamp::serialize(at, serializer),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<DateTime<Utc>>, D::Error> {
+        #[derive(Deserialize)]
+        struct Wrapped(#[serde(with = "super::timestamp")] DateTime<Utc>);
+        Ok(Option::<Wrapped>::deserialize(deserializer)?.map(|Wrapped(at)| at))
+    }
+}

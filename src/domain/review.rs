@@ -1,0 +1,235 @@
+//! The review engine (CONTRACT.md §5), pure: views read at a reference date and log position
+//! → a report of totals, findings (the flags of §3) and highlights (what was achieved or
+//! sustained). The same inputs give the same report, byte for byte.
+
+use super::fold::{ActionStatus, OutcomeState, Verification};
+use super::ids::{ActionId, Country, OutcomeId};
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Totals {
+    pub actions: u32,
+    pub outcomes: u32,
+    pub in_progress: u32,
+    pub achieved: u32,
+    pub sustained: u32,
+    pub regressed: u32,
+    pub verified: u32,
+    pub disputed: u32,
+    pub reported: u32,
+}
+
+impl Totals {
+    fn count(&mut self, state: OutcomeState, verification: Verification) {
+        self.outcomes += 1;
+        match state {
+            OutcomeState::InProgress => self.in_progress += 1,
+            OutcomeState::Achieved => self.achieved += 1,
+            OutcomeState::Sustained => self.sustained += 1,
+            OutcomeState::Regressed => self.regressed += 1,
+        }
+        match verification {
+            Verification::Verified => self.verified += 1,
+            Verification::Disputed => self.disputed += 1,
+            Verification::Reported => self.reported += 1,
+        }
+    }
+}
+
+/// A flag found by a review. The titles are there so a person can read the report.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    pub action_id: ActionId,
+    pub outcome_id: Option<OutcomeId>,
+    pub flag: String,
+    pub detail: String,
+    pub action_title: Option<String>,
+    pub outcome_title: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Highlight {
+    pub action_id: ActionId,
+    pub outcome_id: OutcomeId,
+    pub track: String,
+    pub stage: String,
+    pub state: OutcomeState,
+    pub action_title: Option<String>,
+    pub outcome_title: String,
+    pub stage_since: NaiveDate,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReviewReport {
+    pub review_id: String,
+    pub as_of: NaiveDate,
+    pub until_seq: u64,
+    pub country: Option<Country>,
+    pub schedule_slot: Option<String>,
+    pub totals: Totals,
+    pub by_country: BTreeMap<String, Totals>,
+    pub by_track: BTreeMap<String, Totals>,
+    pub findings: Vec<Finding>,
+    pub highlights: Vec<Highlight>,
+}
+
+/// What a review reads: a reference date, a log position and an optional country.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReviewScope {
+    pub as_of: NaiveDate,
+    pub until_seq: u64,
+    pub country: Option<Country>,
+}
+
+/// Builds the report from the statuses in scope (each read with `as_of` and `until_seq`).
+/// `statuses` may come in any order; the report is sorted.
+pub fn build_report(
+    review_id: String,
+    scope: &ReviewScope,
+    schedule_slot: Option<String>,
+    statuses: &[ActionStatus],
+) -> ReviewReport {
+    let mut totals = Totals::default();
+    let mut by_country: BTreeMap<String, Totals> = BTreeMap::new();
+    let mut by_track: BTreeMap<String, Totals> = BTreeMap::new();
+    let mut findings = Vec::new();
+    let mut highlights = Vec::new();
+    for status in statuses {
+        let view = &status.view;
+        if scope.country.as_ref().is_some_and(|country| *country != view.country) {
+            continue;
+        }
+        totals.actions += 1;
+        let country_totals = by_country.entry(view.country.to_string()).or_default();
+        country_totals.actions += 1;
+        let mut tracks_seen: Vec<&str> = Vec::new();
+        for outcome in &view.outcomes {
+            totals.count(outcome.state, outcome.verification);
+            country_totals.count(outcome.state, outcome.verification);
+            let track_totals = by_track.entry(outcome.track.to_owned()).or_default();
+            track_totals.count(outcome.state, outcome.verification);
+            if !tracks_seen.contains(&outcome.track) {
+                tracks_seen.push(outcome.track);
+                track_totals.actions += 1;
+            }
+            if matches!(outcome.state, OutcomeState::Achieved | OutcomeState::Sustained) {
+                highlights.push(Highlight {
+                    action_id: view.action_id.clone(),
+                    outcome_id: outcome.outcome_id.clone(),
+                    track: outcome.track.to_owned(),
+                    stage: outcome.stage.to_owned(),
+                    state: outcome.state,
+                    action_title: view.title.clone(),
+                    outcome_title: outcome.title.clone(),
+                    stage_since: outcome.stage_since,
+                });
+            }
+        }
+        for flag in &status.flags {
+            let outcome_title = flag
+                .outcome_id
+                .as_ref()
+                .and_then(|id| view.outcomes.iter().find(|outcome| outcome.outcome_id == *id))
+                .map(|outcome| outcome.title.clone());
+            findings.push(Finding {
+                action_id: view.action_id.clone(),
+                outcome_id: flag.outcome_id.clone(),
+                flag: flag.flag.as_str().to_owned(),
+                detail: flag.detail.clone(),
+                action_title: view.title.clone(),
+                outcome_title,
+            });
+        }
+    }
+    findings.sort_by(|a, b| (&a.action_id, &a.outcome_id, &a.flag).cmp(&(&b.action_id, &b.outcome_id, &b.flag)));
+    highlights.sort_by(|a, b| (&a.action_id, &a.outcome_id).cmp(&(&b.action_id, &b.outcome_id)));
+    ReviewReport {
+        review_id,
+        as_of: scope.as_of,
+        until_seq: scope.until_seq,
+        country: scope.country.clone(),
+        schedule_slot,
+        totals,
+        by_country,
+        by_track,
+        findings,
+        highlights,
+    }
+}
+
+/// The report as Markdown, for a person: summary, tables, findings by flag, highlights.
+pub fn render_markdown(report: &ReviewReport) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let scope = report.country.as_ref().map_or("all countries".to_owned(), |c| c.to_string());
+    let _ = writeln!(out, "# Impact review {}\n", report.review_id);
+    let _ = writeln!(
+        out,
+        "As of **{}**, log position {}, {scope}{}.\n",
+        report.as_of,
+        report.until_seq,
+        report.schedule_slot.as_ref().map_or(String::new(), |slot| format!(", scheduled slot {slot}"))
+    );
+    let t = &report.totals;
+    let _ = writeln!(out, "## Summary\n");
+    let _ = writeln!(
+        out,
+        "{} Actions, {} outcomes: {} in progress, {} achieved, {} sustained, {} regressed. \
+         {} verified, {} disputed, {} reported only. {} findings.\n",
+        t.actions, t.outcomes, t.in_progress, t.achieved, t.sustained, t.regressed, t.verified, t.disputed,
+        t.reported, report.findings.len()
+    );
+    for (heading, table) in [("By country", &report.by_country), ("By track", &report.by_track)] {
+        let _ = writeln!(out, "## {heading}\n");
+        let _ = writeln!(out, "| | Actions | Outcomes | In progress | Achieved | Sustained | Regressed | Verified | Disputed |");
+        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for (name, t) in table {
+            let _ = writeln!(
+                out,
+                "| {name} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                t.actions, t.outcomes, t.in_progress, t.achieved, t.sustained, t.regressed, t.verified, t.disputed
+            );
+        }
+        out.push('\n');
+    }
+    let _ = writeln!(out, "## Findings\n");
+    if report.findings.is_empty() {
+        let _ = writeln!(out, "Nothing flagged.\n");
+    }
+    let mut flags: Vec<&str> = report.findings.iter().map(|f| f.flag.as_str()).collect();
+    flags.dedup();
+    flags.sort();
+    flags.dedup();
+    for flag in flags {
+        let _ = writeln!(out, "### {}\n", flag.replace('_', " "));
+        for finding in report.findings.iter().filter(|f| f.flag == flag) {
+            let action = finding.action_title.as_deref().unwrap_or("(unregistered)");
+            let outcome = finding
+                .outcome_title
+                .as_ref()
+                .map_or(String::new(), |title| format!(" — {title} (`{}`)", finding.outcome_id.as_ref().map_or("", |id| id.as_str())));
+            let _ = writeln!(out, "- **{}** {action}{outcome}: {}", finding.action_id, finding.detail);
+        }
+        out.push('\n');
+    }
+    let _ = writeln!(out, "## Highlights: what was achieved and what lasted\n");
+    if report.highlights.is_empty() {
+        let _ = writeln!(out, "None yet.\n");
+    }
+    for highlight in &report.highlights {
+        let _ = writeln!(
+            out,
+            "- **{}** {} — {}: {} `{}` since {} ({})",
+            highlight.action_id,
+            highlight.action_title.as_deref().unwrap_or("(unregistered)"),
+            highlight.outcome_title,
+            highlight.track,
+            highlight.stage,
+            highlight.stage_since,
+            highlight.state.as_str()
+        );
+    }
+    out
+}

@@ -1,0 +1,245 @@
+//! Stateless validation (CONTRACT.md §2.5): bytes → a typed event, or a `Rejection` with a code.
+//! The JSON Schemas in `schemas/` are embedded here and are the single source of truth for shape;
+//! this module adds only what a schema cannot say (the type table, who may write what).
+
+use super::event::{content_hash, Envelope, EventKind, KindError, EVENT_BYTES_MAX};
+use jsonschema::error::ValidationErrorKind;
+use serde::Serialize;
+use serde_json::Value;
+use std::fmt;
+
+/// Every schema the service validates with, by name, as served on `GET /v1/schemas`.
+pub const SCHEMA_DOCUMENTS: [(&str, &str); 1] =
+    [("event.v1", include_str!("../../schemas/event.v1.json"))];
+
+/// At most this many schema faults are reported for one event.
+const SCHEMA_DETAILS_MAX: usize = 20;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectionCode {
+    MalformedJson,
+    PayloadTooLarge,
+    SchemaViolation,
+    UnknownType,
+    ForbiddenType,
+    EventIdConflict,
+    TrackMismatch,
+    OutcomeUnknown,
+    ExpectedStageInvalid,
+    CountryMismatch,
+    RetractionTargetUnknown,
+    OccurredInFuture,
+    SubjectMismatch,
+}
+
+impl RejectionCode {
+    pub const ALL: [RejectionCode; 13] = [
+        RejectionCode::MalformedJson,
+        RejectionCode::PayloadTooLarge,
+        RejectionCode::SchemaViolation,
+        RejectionCode::UnknownType,
+        RejectionCode::ForbiddenType,
+        RejectionCode::EventIdConflict,
+        RejectionCode::TrackMismatch,
+        RejectionCode::OutcomeUnknown,
+        RejectionCode::ExpectedStageInvalid,
+        RejectionCode::CountryMismatch,
+        RejectionCode::RetractionTargetUnknown,
+        RejectionCode::OccurredInFuture,
+        RejectionCode::SubjectMismatch,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectionCode::MalformedJson => "malformed_json",
+            RejectionCode::PayloadTooLarge => "payload_too_large",
+            RejectionCode::SchemaViolation => "schema_violation",
+            RejectionCode::UnknownType => "unknown_type",
+            RejectionCode::ForbiddenType => "forbidden_type",
+            RejectionCode::EventIdConflict => "event_id_conflict",
+            RejectionCode::TrackMismatch => "track_mismatch",
+            RejectionCode::OutcomeUnknown => "outcome_unknown",
+            RejectionCode::ExpectedStageInvalid => "expected_stage_invalid",
+            RejectionCode::CountryMismatch => "country_mismatch",
+            RejectionCode::RetractionTargetUnknown => "retraction_target_unknown",
+            RejectionCode::OccurredInFuture => "occurred_in_future",
+            RejectionCode::SubjectMismatch => "subject_mismatch",
+        }
+    }
+}
+
+impl fmt::Display for RejectionCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One fault inside a rejected event: where (a JSON pointer) and what.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Detail {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    pub message: String,
+}
+
+/// Why an event was not applied. Rejections are values, never panics: the world sends bad input.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct Rejection {
+    pub code: RejectionCode,
+    pub message: String,
+    pub details: Vec<Detail>,
+}
+
+impl Rejection {
+    pub fn new(code: RejectionCode, message: impl Into<String>) -> Rejection {
+        Rejection { code, message: message.into(), details: Vec::new() }
+    }
+
+    pub fn at(code: RejectionCode, path: &str, message: impl Into<String>) -> Rejection {
+        let message = message.into();
+        Rejection {
+            code,
+            details: vec![Detail { path: Some(path.to_owned()), message: message.clone() }],
+            message,
+        }
+    }
+}
+
+/// Who wrote an event decides which types it may carry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// A field office or evaluator: `review.completed` is forbidden.
+    Client,
+    /// The service itself (reviews) or an import of its own export.
+    Service,
+}
+
+/// An event that passed every stateless check.
+#[derive(Clone, Debug)]
+pub struct Parsed {
+    pub envelope: Envelope,
+    pub kind: EventKind,
+    pub hash: [u8; 32],
+}
+
+/// The compiled schemas. Build once, share everywhere.
+pub struct Schemas {
+    event: jsonschema::Validator,
+}
+
+impl Schemas {
+    pub fn load() -> Schemas {
+        let document: Value =
+            serde_json::from_str(SCHEMA_DOCUMENTS[0].1).expect("the embedded schema is JSON");
+        let event = jsonschema::options()
+            .with_draft(jsonschema::Draft::Draft202012)
+            .should_validate_formats(true)
+            .build(&document)
+            .expect("the embedded schema compiles");
+        Schemas { event }
+    }
+
+    /// Bytes off the wire → a typed event.
+    pub fn parse_bytes(&self, raw: &[u8], origin: Origin) -> Result<Parsed, Rejection> {
+        if raw.len() > EVENT_BYTES_MAX {
+            return Err(too_large(raw.len()));
+        }
+        let text = std::str::from_utf8(raw)
+            .map_err(|e| Rejection::new(RejectionCode::MalformedJson, format!("not UTF-8: {e}")))?;
+        let value: Value = serde_json::from_str(text)
+            .map_err(|e| Rejection::new(RejectionCode::MalformedJson, format!("not JSON: {e}")))?;
+        self.parse_value_unsized(value, origin)
+    }
+
+    /// One element of a JSON body: its size is measured as it serializes.
+    pub fn parse_value(&self, value: Value, origin: Origin) -> Result<Parsed, Rejection> {
+        let size = serde_json::to_vec(&value).map(|bytes| bytes.len()).unwrap_or(usize::MAX);
+        if size > EVENT_BYTES_MAX {
+            return Err(too_large(size));
+        }
+        self.parse_value_unsized(value, origin)
+    }
+
+    fn parse_value_unsized(&self, value: Value, origin: Origin) -> Result<Parsed, Rejection> {
+        let Value::Object(object) = &value else {
+            return Err(Rejection::new(RejectionCode::MalformedJson, "an event is a JSON object"));
+        };
+        if let Some(Value::String(event_type)) = object.get("type") {
+            if !EventKind::is_known_type(event_type) {
+                return Err(Rejection::at(
+                    RejectionCode::UnknownType,
+                    "/type",
+                    format!("unknown event type {event_type:?}"),
+                ));
+            }
+            if event_type == "review.completed" && origin == Origin::Client {
+                return Err(Rejection::at(
+                    RejectionCode::ForbiddenType,
+                    "/type",
+                    "review.completed is written by the service only",
+                ));
+            }
+        }
+        self.check_schema(&value)?;
+        let envelope: Envelope = serde_json::from_value(value)
+            .map_err(|e| Rejection::new(RejectionCode::SchemaViolation, e.to_string()))?;
+        let kind = EventKind::read(&envelope).map_err(|error| match error {
+            KindError::UnknownType => Rejection::at(RejectionCode::UnknownType, "/type", "unknown event type"),
+            KindError::Shape(message) => Rejection::new(RejectionCode::SchemaViolation, message),
+        })?;
+        let hash = content_hash(&envelope);
+        Ok(Parsed { envelope, kind, hash })
+    }
+
+    fn check_schema(&self, value: &Value) -> Result<(), Rejection> {
+        if self.event.is_valid(value) {
+            return Ok(());
+        }
+        let mut details: Vec<Detail> = self
+            .event
+            .iter_errors(value)
+            .map(|error| Detail { path: Some(fault_pointer(&error)), message: error.to_string() })
+            .collect();
+        details.sort_by(|a, b| a.path.cmp(&b.path));
+        details.dedup();
+        details.truncate(SCHEMA_DETAILS_MAX);
+        let message = match details.first() {
+            Some(Detail { path: Some(path), message }) => format!("{}: {message}", display_pointer(path)),
+            _ => "the event does not match the schema".to_owned(),
+        };
+        Err(Rejection { code: RejectionCode::SchemaViolation, message, details })
+    }
+}
+
+fn too_large(size: usize) -> Rejection {
+    Rejection::new(
+        RejectionCode::PayloadTooLarge,
+        format!("an event is at most {EVENT_BYTES_MAX} bytes, this one is {size}"),
+    )
+}
+
+fn display_pointer(path: &str) -> &str {
+    if path.is_empty() {
+        "/"
+    } else {
+        path
+    }
+}
+
+/// The JSON pointer of the fault itself: for a missing or an extra property, the property's own
+/// path rather than its parent's.
+fn fault_pointer(error: &jsonschema::ValidationError<'_>) -> String {
+    let base = error.instance_path().as_str().to_owned();
+    let child = match error.kind() {
+        ValidationErrorKind::Required { property } => property.as_str().map(str::to_owned),
+        ValidationErrorKind::AdditionalProperties { unexpected }
+        | ValidationErrorKind::UnevaluatedProperties { unexpected } => unexpected.first().cloned(),
+        _ => None,
+    };
+    match child {
+        Some(name) => format!("{base}/{}", name.replace('~', "~0").replace('/', "~1")),
+        None => base,
+    }
+}

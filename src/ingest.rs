@@ -1,0 +1,511 @@
+//! The single writer: the only code that appends to the log. Submissions arrive on a bounded
+//! channel from the bus (embedded: the HTTP handlers; NATS: the stream consumer); the writer
+//! takes as many as are waiting, up to `BATCH_EVENTS_MAX` events, validates each against the
+//! schemas and its Action's record, and writes the whole batch — events, indexes, views,
+//! rejections and the stream checkpoint — as one atomic sled batch with one flush. Then it
+//! answers every submission and wakes the waiters with the new log position.
+
+use crate::domain::event::{EventKind, StoredEvent};
+use crate::domain::fold::{ActionRecord, FoldEvent};
+use crate::domain::ids::{ActionId, EventId, REVIEW_ACTION};
+use crate::domain::rules;
+use crate::domain::validate::{Origin, Parsed, Rejection, RejectionCode, Schemas};
+use crate::metrics::Metrics;
+use crate::store::{Commit, NewEvent, RejectionRecord, Store, StoreError};
+use base64::Engine;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// At most this many events go into one atomic write.
+pub const BATCH_EVENTS_MAX: usize = 4096;
+/// Submissions waiting for the writer; senders wait when it is full (back-pressure).
+pub const QUEUE_SUBMISSIONS_MAX: usize = 1024;
+
+/// Where a payload came from: decides how a rejection is kept and what `stream_seq` is.
+#[derive(Clone, Debug)]
+pub enum Source {
+    /// The HTTP API on the embedded bus: rejections go back to the caller.
+    Http,
+    /// A message of the JetStream stream: rejections go to the rejection store.
+    Nats { subject: String, stream_seq: u64 },
+    /// `impact import`: the stored fields of the exported event are kept.
+    Import { recorded_at: DateTime<Utc>, stream_seq: Option<u64>, submitted_by: Option<String> },
+    /// The service's own writes (reviews on the embedded bus).
+    Service,
+}
+
+pub enum Payload {
+    Raw(Bytes),
+    Parsed(Box<Parsed>),
+}
+
+pub struct Incoming {
+    pub payload: Payload,
+    pub origin: Origin,
+    pub source: Source,
+    pub submitted_by: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum ItemOutcome {
+    Applied { seq: u64 },
+    Duplicate { seq: u64 },
+    Rejected(Rejection),
+}
+
+/// `Err` lists the failing items of an all-or-nothing submission; nothing of it was written.
+pub type SubmissionResult = Result<Vec<ItemOutcome>, WriteError>;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WriteError {
+    #[error("rejected")]
+    Rejected(Vec<(usize, Rejection)>),
+    #[error("store: {0}")]
+    Store(String),
+    #[error("the writer has stopped")]
+    Stopped,
+}
+
+pub struct Submission {
+    pub items: Vec<Incoming>,
+    /// All items are applied, or none (the HTTP contract: a body is validated whole).
+    pub all_or_nothing: bool,
+    /// For NATS: the stream sequence this submission brings the checkpoint to.
+    pub checkpoint: Option<u64>,
+    pub reply: Option<oneshot::Sender<SubmissionResult>>,
+}
+
+/// How far the log has come: the waiters' clock.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Position {
+    pub last_seq: u64,
+    pub checkpoint: u64,
+}
+
+/// The handle the rest of the service holds.
+#[derive(Clone)]
+pub struct Writer {
+    tx: mpsc::Sender<Submission>,
+    position: watch::Receiver<Position>,
+}
+
+impl Writer {
+    /// Starts the writer thread over `store`. It ends when every handle is dropped.
+    pub fn spawn(store: Store, schemas: Arc<Schemas>, metrics: Arc<Metrics>) -> Result<(Writer, std::thread::JoinHandle<()>), StoreError> {
+        let state = WriterState::load(&store)?;
+        metrics.log_position.set(state.next_seq as i64 - 1);
+        let (tx, rx) = mpsc::channel(QUEUE_SUBMISSIONS_MAX);
+        let (position_tx, position) = watch::channel(Position { last_seq: state.next_seq - 1, checkpoint: state.checkpoint });
+        let thread = std::thread::Builder::new()
+            .name("impact-writer".into())
+            .spawn(move || run(rx, store, schemas, metrics, state, position_tx))
+            .expect("spawn the writer thread");
+        Ok((Writer { tx, position }, thread))
+    }
+
+    pub async fn submit(&self, items: Vec<Incoming>, all_or_nothing: bool) -> SubmissionResult {
+        let (reply, answer) = oneshot::channel();
+        let submission = Submission { items, all_or_nothing, checkpoint: None, reply: Some(reply) };
+        self.tx.send(submission).await.map_err(|_| WriteError::Stopped)?;
+        answer.await.map_err(|_| WriteError::Stopped)?
+    }
+
+    /// Sends a submission without waiting for its answer (the stream consumer's path).
+    pub async fn send(&self, submission: Submission) -> Result<(), WriteError> {
+        self.tx.send(submission).await.map_err(|_| WriteError::Stopped)
+    }
+
+    pub fn blocking_submit(&self, items: Vec<Incoming>, all_or_nothing: bool) -> SubmissionResult {
+        let (reply, answer) = oneshot::channel();
+        let submission = Submission { items, all_or_nothing, checkpoint: None, reply: Some(reply) };
+        self.tx.blocking_send(submission).map_err(|_| WriteError::Stopped)?;
+        answer.blocking_recv().map_err(|_| WriteError::Stopped)?
+    }
+
+    pub fn position(&self) -> Position {
+        *self.position.borrow()
+    }
+
+    pub fn watch(&self) -> watch::Receiver<Position> {
+        self.position.clone()
+    }
+
+    /// Waits until the log reaches `seq` (or the stream checkpoint reaches `stream_seq`).
+    pub async fn wait_for(&self, until: impl Fn(&Position) -> bool) -> Result<Position, WriteError> {
+        let mut position = self.position.clone();
+        let reached = position.wait_for(|p| until(p)).await.map_err(|_| WriteError::Stopped)?;
+        Ok(*reached)
+    }
+}
+
+/// What the writer carries from one batch to the next.
+#[derive(Clone, Debug)]
+struct WriterState {
+    next_seq: u64,
+    next_rejection_id: u64,
+    checkpoint: u64,
+    last_recorded_at: DateTime<Utc>,
+}
+
+impl WriterState {
+    fn load(store: &Store) -> Result<WriterState, StoreError> {
+        let last_seq = store.last_seq()?;
+        let last_recorded_at = match store.event_json(last_seq)? {
+            Some(json) => StoredEvent::from_json_bytes(&json).map_err(StoreError::Corrupt)?.recorded_at,
+            None => DateTime::<Utc>::UNIX_EPOCH,
+        };
+        Ok(WriterState {
+            next_seq: last_seq + 1,
+            next_rejection_id: store.last_rejection_id()? + 1,
+            checkpoint: store.checkpoint()?,
+            last_recorded_at,
+        })
+    }
+}
+
+fn run(
+    mut rx: mpsc::Receiver<Submission>,
+    store: Store,
+    schemas: Arc<Schemas>,
+    metrics: Arc<Metrics>,
+    mut state: WriterState,
+    position: watch::Sender<Position>,
+) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut event_count = first.items.len();
+        let mut submissions = vec![first];
+        while event_count < BATCH_EVENTS_MAX {
+            match rx.try_recv() {
+                Ok(submission) => {
+                    event_count += submission.items.len();
+                    submissions.push(submission);
+                }
+                Err(_) => break,
+            }
+        }
+        let mut batch = Batch::new(&store, &schemas, state.clone());
+        let mut replies = Vec::with_capacity(submissions.len());
+        for submission in submissions {
+            let result = batch.submit(submission.items, submission.all_or_nothing);
+            if let Some(checkpoint) = submission.checkpoint {
+                batch.state.checkpoint = batch.state.checkpoint.max(checkpoint);
+            }
+            replies.push((submission.reply, result));
+        }
+        let (commit, next_state, counts) = batch.finish();
+        match store.commit(&commit) {
+            Ok(()) => {
+                state = next_state;
+                counts.record(&metrics);
+                metrics.log_position.set(state.next_seq as i64 - 1);
+                for (reply, result) in replies {
+                    if let Some(reply) = reply {
+                        let _ = reply.send(result);
+                    }
+                }
+                position.send_replace(Position { last_seq: state.next_seq - 1, checkpoint: state.checkpoint });
+            }
+            Err(error) => {
+                tracing::error!(%error, "the batch could not be written; nothing of it was applied");
+                for (reply, _) in replies {
+                    if let Some(reply) = reply {
+                        let _ = reply.send(Err(WriteError::Store(error.to_string())));
+                    }
+                }
+            }
+        }
+    }
+    if let Err(error) = store.sync() {
+        tracing::error!(%error, "final flush failed");
+    }
+}
+
+#[derive(Default)]
+struct Counts {
+    applied: u64,
+    duplicate: u64,
+    rejected: HashMap<RejectionCode, u64>,
+}
+
+impl Counts {
+    fn record(&self, metrics: &Metrics) {
+        metrics.applied.inc_by(self.applied);
+        metrics.duplicate.inc_by(self.duplicate);
+        for (code, count) in &self.rejected {
+            metrics.rejected(*code, *count);
+        }
+    }
+}
+
+/// What an all-or-nothing submission changed, to put back if one of its items fails.
+struct Undo {
+    state: WriterState,
+    events: usize,
+    records: HashMap<ActionId, Option<ActionRecord>>,
+    new_ids: Vec<EventId>,
+    counts_applied: u64,
+    counts_duplicate: u64,
+}
+
+/// One group commit under construction.
+struct Batch<'a> {
+    store: &'a Store,
+    schemas: &'a Schemas,
+    state: WriterState,
+    now: DateTime<Utc>,
+    records: HashMap<ActionId, ActionRecord>,
+    new_ids: HashMap<EventId, (u64, [u8; 32])>,
+    commit: Commit,
+    counts: Counts,
+    undo: Option<Undo>,
+}
+
+impl<'a> Batch<'a> {
+    fn new(store: &'a Store, schemas: &'a Schemas, state: WriterState) -> Batch<'a> {
+        // recorded_at never goes backwards, whatever the wall clock does.
+        let now = Utc::now().max(state.last_recorded_at);
+        Batch {
+            store,
+            schemas,
+            state,
+            now,
+            records: HashMap::new(),
+            new_ids: HashMap::new(),
+            commit: Commit::default(),
+            counts: Counts::default(),
+            undo: None,
+        }
+    }
+
+    fn submit(&mut self, items: Vec<Incoming>, all_or_nothing: bool) -> SubmissionResult {
+        if all_or_nothing {
+            self.undo = Some(Undo {
+                state: self.state.clone(),
+                events: self.commit.events.len(),
+                records: HashMap::new(),
+                new_ids: Vec::new(),
+                counts_applied: self.counts.applied,
+                counts_duplicate: self.counts.duplicate,
+            });
+        }
+        let mut outcomes = Vec::with_capacity(items.len());
+        let mut failures = Vec::new();
+        for (index, item) in items.into_iter().enumerate() {
+            let outcome = self.apply(item, !all_or_nothing).map_err(|e| WriteError::Store(e.to_string()))?;
+            if let ItemOutcome::Rejected(rejection) = &outcome {
+                *self.counts.rejected.entry(rejection.code).or_default() += 1;
+                failures.push((index, rejection.clone()));
+            }
+            outcomes.push(outcome);
+        }
+        let undo = self.undo.take();
+        if let (Some(undo), false) = (undo, failures.is_empty()) {
+            self.roll_back(undo);
+            return Err(WriteError::Rejected(failures));
+        }
+        Ok(outcomes)
+    }
+
+    fn roll_back(&mut self, undo: Undo) {
+        self.state = undo.state;
+        self.commit.events.truncate(undo.events);
+        for (action_id, record) in undo.records {
+            match record {
+                Some(record) => self.records.insert(action_id, record),
+                None => self.records.remove(&action_id),
+            };
+        }
+        for id in undo.new_ids {
+            self.new_ids.remove(&id);
+        }
+        self.counts.applied = undo.counts_applied;
+        self.counts.duplicate = undo.counts_duplicate;
+    }
+
+    /// Makes sure `action_id`'s stored record, if any, is in the batch.
+    fn load(&mut self, action_id: &ActionId) -> Result<(), StoreError> {
+        if !self.records.contains_key(action_id) {
+            if let Some(record) = self.store.record(action_id)? {
+                self.records.insert(action_id.clone(), record);
+            }
+        }
+        Ok(())
+    }
+
+    fn seen(&self, event_id: &EventId) -> Result<Option<(u64, [u8; 32])>, StoreError> {
+        match self.new_ids.get(event_id) {
+            Some(found) => Ok(Some(*found)),
+            None => self.store.event_index(event_id),
+        }
+    }
+
+    /// Validates one item and, if it passes, appends it to the batch.
+    fn apply(&mut self, item: Incoming, keep_rejections: bool) -> Result<ItemOutcome, StoreError> {
+        let Incoming { payload, origin, source, submitted_by } = item;
+        let (raw, parsed) = match payload {
+            Payload::Raw(raw) => {
+                let parsed = self.schemas.parse_bytes(&raw, origin);
+                (Some(raw), parsed)
+            }
+            Payload::Parsed(parsed) => (None, Ok(*parsed)),
+        };
+        let checked = parsed.and_then(|parsed| {
+            check_subject(&source, &parsed)?;
+            Ok(parsed)
+        });
+        let outcome = match checked {
+            Ok(parsed) => self.append(parsed, &source, submitted_by)?,
+            Err(rejection) => ItemOutcome::Rejected(rejection),
+        };
+        if let (ItemOutcome::Rejected(rejection), true, Source::Nats { subject, stream_seq }) =
+            (&outcome, keep_rejections, &source)
+        {
+            let raw = raw.unwrap_or_default();
+            let (raw_text, raw_encoding) = match std::str::from_utf8(&raw) {
+                Ok(text) => (text.to_owned(), None),
+                Err(_) => (base64::engine::general_purpose::STANDARD.encode(&raw), Some("base64".to_owned())),
+            };
+            let id = self.state.next_rejection_id;
+            self.state.next_rejection_id += 1;
+            self.commit.rejections.push(RejectionRecord {
+                id,
+                received_at: crate::domain::event::format_timestamp(&self.now),
+                source: "nats".into(),
+                subject: Some(subject.clone()),
+                stream_seq: Some(*stream_seq),
+                event_id: event_id_of(&raw),
+                code: rejection.code.as_str().into(),
+                message: rejection.message.clone(),
+                raw: raw_text,
+                raw_encoding,
+            });
+        }
+        Ok(outcome)
+    }
+
+    fn append(&mut self, parsed: Parsed, source: &Source, submitted_by: Option<String>) -> Result<ItemOutcome, StoreError> {
+        let event_id = parsed.envelope.event_id;
+        if let Some((seq, hash)) = self.seen(&event_id)? {
+            if hash == parsed.hash {
+                self.counts.duplicate += 1;
+                return Ok(ItemOutcome::Duplicate { seq });
+            }
+            return Ok(ItemOutcome::Rejected(Rejection::at(
+                RejectionCode::EventIdConflict,
+                "/event_id",
+                format!("event {event_id} is stored already (seq {seq}) with different content"),
+            )));
+        }
+        let action_id = parsed.envelope.action_id.clone();
+        let is_review = parsed.kind == EventKind::ReviewCompleted;
+        let fact = if is_review {
+            None
+        } else {
+            self.load(&action_id)?;
+            match rules::check(self.records.get(&action_id), &parsed, self.now.date_naive()) {
+                Ok(fact) => Some(fact),
+                Err(rejection) => return Ok(ItemOutcome::Rejected(rejection)),
+            }
+        };
+
+        let seq = self.state.next_seq;
+        self.state.next_seq += 1;
+        let (recorded_at, stream_seq, submitted_by) = match source {
+            Source::Import { recorded_at, stream_seq, submitted_by } => (*recorded_at, *stream_seq, submitted_by.clone()),
+            Source::Nats { stream_seq, .. } => (self.now, Some(*stream_seq), submitted_by),
+            Source::Http | Source::Service => (self.now, None, submitted_by),
+        };
+        self.state.last_recorded_at = self.state.last_recorded_at.max(recorded_at);
+        let review_id = is_review
+            .then(|| parsed.envelope.data.get("review_id").and_then(|id| id.as_str()).map(str::to_owned))
+            .flatten();
+        let evidence_count = parsed.envelope.evidence.as_ref().map_or(0, |evidence| evidence.len() as u16);
+        let occurred_on = parsed.envelope.occurred_on;
+        let country = parsed.envelope.country.clone();
+        let stored = StoredEvent { envelope: parsed.envelope, seq, recorded_at, stream_seq, submitted_by };
+        if let Some(fact) = fact {
+            if let Some(undo) = &mut self.undo {
+                if !undo.records.contains_key(&action_id) {
+                    undo.records.insert(action_id.clone(), self.records.get(&action_id).cloned());
+                }
+            }
+            self.records
+                .entry(action_id.clone())
+                .or_insert_with(|| ActionRecord::new(action_id.clone(), country))
+                .push(FoldEvent {
+                    seq,
+                    event_id,
+                    occurred_on,
+                    recorded_at_us: recorded_at.timestamp_micros(),
+                    evidence_count,
+                    fact,
+                });
+        }
+        if let Some(undo) = &mut self.undo {
+            undo.new_ids.push(event_id);
+        }
+        self.new_ids.insert(event_id, (seq, parsed.hash));
+        self.commit.events.push(NewEvent {
+            seq,
+            json: stored.to_json_bytes(),
+            event_id,
+            hash: parsed.hash,
+            action_id: (!is_review).then_some(action_id),
+            review_id,
+        });
+        self.counts.applied += 1;
+        Ok(ItemOutcome::Applied { seq })
+    }
+
+    fn finish(mut self) -> (Commit, WriterState, Counts) {
+        let mut touched: Vec<&ActionId> = self
+            .commit
+            .events
+            .iter()
+            .filter_map(|event| event.action_id.as_ref())
+            .collect();
+        touched.sort();
+        touched.dedup();
+        let records = touched.into_iter().filter_map(|id| self.records.get(id).cloned()).collect();
+        self.commit.records = records;
+        if self.state.checkpoint > 0 {
+            self.commit.checkpoint = Some(self.state.checkpoint);
+        }
+        (self.commit, self.state, self.counts)
+    }
+}
+
+/// On NATS, the subject names the Action: `impact.events.<country>.<action_id>`, or a review:
+/// `impact.reviews.<review_id>`.
+fn check_subject(source: &Source, parsed: &Parsed) -> Result<(), Rejection> {
+    let Source::Nats { subject, .. } = source else { return Ok(()) };
+    let envelope = &parsed.envelope;
+    let tokens: Vec<&str> = subject.split('.').collect();
+    let matches = match tokens.as_slice() {
+        ["impact", "events", country, action] => {
+            *country == envelope.country.as_str() && *action == envelope.action_id.as_str() && parsed.kind != EventKind::ReviewCompleted
+        }
+        ["impact", "reviews", _] => parsed.kind == EventKind::ReviewCompleted && envelope.action_id.as_str() == REVIEW_ACTION,
+        _ => false,
+    };
+    if matches {
+        Ok(())
+    } else {
+        Err(Rejection::new(
+            RejectionCode::SubjectMismatch,
+            format!(
+                "subject {subject} does not match the payload (country {}, action_id {}, type {})",
+                envelope.country, envelope.action_id, envelope.event_type
+            ),
+        ))
+    }
+}
+
+/// The `event_id` of a raw payload, when it has one, for the rejection store.
+fn event_id_of(raw: &[u8]) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(raw).ok()?;
+    value.get("event_id")?.as_str().map(|id| id.chars().take(64).collect())
+}
