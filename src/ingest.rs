@@ -141,6 +141,13 @@ impl Writer {
     }
 }
 
+/// Validates `items` against the log as it stands, all or nothing, without writing: what the
+/// NATS path checks before it publishes. The writer checks again when it applies them.
+pub fn dry_run(store: &Store, schemas: &Schemas, items: Vec<Incoming>) -> SubmissionResult {
+    let state = WriterState::load(store).map_err(|e| WriteError::Store(e.to_string()))?;
+    Batch::new(store, schemas, state).submit(items, true)
+}
+
 /// What the writer carries from one batch to the next.
 #[derive(Clone, Debug)]
 struct WriterState {
@@ -258,6 +265,7 @@ struct Batch<'a> {
     now: DateTime<Utc>,
     records: HashMap<ActionId, ActionRecord>,
     new_ids: HashMap<EventId, (u64, [u8; 32])>,
+    new_reviews: HashMap<String, u64>,
     commit: Commit,
     counts: Counts,
     undo: Option<Undo>,
@@ -274,6 +282,7 @@ impl<'a> Batch<'a> {
             now,
             records: HashMap::new(),
             new_ids: HashMap::new(),
+            new_reviews: HashMap::new(),
             commit: Commit::default(),
             counts: Counts::default(),
             undo: None,
@@ -296,7 +305,10 @@ impl<'a> Batch<'a> {
         for (index, item) in items.into_iter().enumerate() {
             let outcome = self.apply(item, !all_or_nothing).map_err(|e| WriteError::Store(e.to_string()))?;
             if let ItemOutcome::Rejected(rejection) = &outcome {
-                *self.counts.rejected.entry(rejection.code).or_default() += 1;
+                // An all-or-nothing submission's rejections are counted where they are reported.
+                if !all_or_nothing {
+                    *self.counts.rejected.entry(rejection.code).or_default() += 1;
+                }
                 failures.push((index, rejection.clone()));
             }
             outcomes.push(outcome);
@@ -401,6 +413,20 @@ impl<'a> Batch<'a> {
         }
         let action_id = parsed.envelope.action_id.clone();
         let is_review = parsed.kind == EventKind::ReviewCompleted;
+        let review_id = is_review
+            .then(|| parsed.envelope.data.get("review_id").and_then(|id| id.as_str()).map(str::to_owned))
+            .flatten();
+        if let Some(review_id) = &review_id {
+            // One review per id, whoever writes it (replicas, restarts): a second is a duplicate.
+            let earlier = match self.new_reviews.get(review_id) {
+                Some(seq) => Some(*seq),
+                None => self.store.review_seq(review_id)?,
+            };
+            if let Some(seq) = earlier {
+                self.counts.duplicate += 1;
+                return Ok(ItemOutcome::Duplicate { seq });
+            }
+        }
         let fact = if is_review {
             None
         } else {
@@ -419,9 +445,9 @@ impl<'a> Batch<'a> {
             Source::Http | Source::Service => (self.now, None, submitted_by),
         };
         self.state.last_recorded_at = self.state.last_recorded_at.max(recorded_at);
-        let review_id = is_review
-            .then(|| parsed.envelope.data.get("review_id").and_then(|id| id.as_str()).map(str::to_owned))
-            .flatten();
+        if let Some(review_id) = &review_id {
+            self.new_reviews.insert(review_id.clone(), seq);
+        }
         let evidence_count = parsed.envelope.evidence.as_ref().map_or(0, |evidence| evidence.len() as u16);
         let occurred_on = parsed.envelope.occurred_on;
         let country = parsed.envelope.country.clone();

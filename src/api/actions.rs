@@ -1,0 +1,111 @@
+//! The Action list, one Action's view and its history, all with time travel.
+
+use super::{blocking, filters, ApiError, Caller, Query};
+use crate::app::App;
+use crate::domain::fold::{ActionStatus, FlagKind, OutcomeState};
+use crate::domain::ids::{ActionId, Country};
+use crate::domain::tracks::Track;
+use crate::queries;
+use axum::extract::{Path, State};
+use axum::Json;
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+#[derive(Serialize)]
+pub struct ActionListItem<'a> {
+    pub action_id: &'a ActionId,
+    pub country: &'a Country,
+    pub title: &'a Option<String>,
+    pub registered: bool,
+    pub closed: bool,
+    pub last_event_on: chrono::NaiveDate,
+    pub summary: &'a crate::domain::fold::Summary,
+    pub flag_count: usize,
+}
+
+impl<'a> From<&'a ActionStatus> for ActionListItem<'a> {
+    fn from(status: &'a ActionStatus) -> ActionListItem<'a> {
+        let view = &status.view;
+        ActionListItem {
+            action_id: &view.action_id,
+            country: &view.country,
+            title: &view.title,
+            registered: view.registered,
+            closed: view.closed,
+            last_event_on: view.last_event_on,
+            summary: &view.summary,
+            flag_count: status.flags.len(),
+        }
+    }
+}
+
+/// The list filters: an Action matches when one of its outcomes or flags does.
+struct ListFilter {
+    country: Option<Country>,
+    track: Option<Track>,
+    state: Option<OutcomeState>,
+    flag: Option<FlagKind>,
+}
+
+impl ListFilter {
+    fn parse(query: &HashMap<String, String>) -> Result<ListFilter, ApiError> {
+        let bad = |name: &str, text: &str| ApiError::BadQuery(format!("unknown {name} {text:?}"));
+        Ok(ListFilter {
+            country: query.get("country").map(|c| Country::parse(c).map_err(|_| bad("country", c))).transpose()?,
+            track: query.get("track").map(|t| Track::parse(t).ok_or_else(|| bad("track", t))).transpose()?,
+            state: query.get("state").map(|s| OutcomeState::parse(s).ok_or_else(|| bad("state", s))).transpose()?,
+            flag: query.get("flag").map(|f| FlagKind::parse(f).ok_or_else(|| bad("flag", f))).transpose()?,
+        })
+    }
+
+    fn matches(&self, status: &ActionStatus) -> bool {
+        let outcomes = &status.view.outcomes;
+        self.track.is_none_or(|track| outcomes.iter().any(|o| o.track == track.name()))
+            && self.state.is_none_or(|state| outcomes.iter().any(|o| o.state == state))
+            && self.flag.is_none_or(|flag| status.flags.iter().any(|f| f.flag == flag))
+    }
+}
+
+pub async fn list(State(app): State<Arc<App>>, caller: Caller, query: Query) -> Result<Json<Value>, ApiError> {
+    let filters = filters(&query)?;
+    let list_filter = ListFilter::parse(&query)?;
+    blocking(move || {
+        let keep = |country: &Country| caller.sees(country) && list_filter.country.as_ref().is_none_or(|c| c == country);
+        let statuses = queries::statuses(&app.store, &filters, &app.config.rules, keep)?;
+        let actions: Vec<ActionListItem> = statuses.iter().filter(|s| list_filter.matches(s)).map(ActionListItem::from).collect();
+        Ok(Json(json!({"actions": actions})))
+    })
+    .await
+}
+
+fn action_id(text: &str) -> Result<ActionId, ApiError> {
+    ActionId::parse(text).map_err(|_| ApiError::NotFound(format!("no Action {text:?}")))
+}
+
+pub async fn view(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>, query: Query) -> Result<Json<ActionStatus>, ApiError> {
+    let filters = filters(&query)?;
+    let action_id = action_id(&id)?;
+    blocking(move || {
+        let record = app.store.record(&action_id)?.ok_or_else(|| ApiError::NotFound(format!("no Action {action_id}")))?;
+        caller.require_country(&record.country)?;
+        let view = record
+            .view(&filters, &app.config.rules)
+            .ok_or_else(|| ApiError::NotFound(format!("Action {action_id} has no event under these filters")))?;
+        Ok(Json(ActionStatus::new(view, &app.config.rules, queries::reference_date(&filters))))
+    })
+    .await
+}
+
+pub async fn history(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>, query: Query) -> Result<Json<Value>, ApiError> {
+    let filters = filters(&query)?;
+    let action_id = action_id(&id)?;
+    blocking(move || {
+        let record = app.store.record(&action_id)?.ok_or_else(|| ApiError::NotFound(format!("no Action {action_id}")))?;
+        caller.require_country(&record.country)?;
+        let events = queries::history(&app.store, &action_id, &filters)?.unwrap_or_default();
+        Ok(Json(json!({"action_id": action_id, "events": events})))
+    })
+    .await
+}

@@ -1,0 +1,111 @@
+//! Principals (CONTRACT.md §4.1): bearer tokens matched by their SHA-256, roles, and the
+//! country scope of a field office.
+
+use super::error::ApiError;
+use crate::app::App;
+use crate::config::Role;
+use crate::domain::event::EventKind;
+use crate::domain::ids::Country;
+use crate::domain::validate::Parsed;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+
+/// Who is calling. With auth off, every request is an anonymous admin.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub name: Option<String>,
+    pub role: Role,
+    /// `None`: every country.
+    pub countries: Option<Vec<Country>>,
+}
+
+impl FromRequestParts<Arc<App>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Caller, ApiError> {
+        if !app.config.auth_enabled() {
+            return Ok(Caller { name: None, role: Role::Admin, countries: None });
+        }
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .ok_or_else(|| ApiError::Unauthenticated("an Authorization: Bearer <token> header is required".into()))?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .map(str::trim)
+            .ok_or_else(|| ApiError::Unauthenticated("the Authorization header must be \"Bearer <token>\"".into()))?;
+        let digest = hex::encode(Sha256::digest(token.as_bytes()));
+        let principal = app
+            .config
+            .principals
+            .iter()
+            .find(|principal| principal.token_sha256 == digest)
+            .ok_or_else(|| ApiError::Unauthenticated("unknown token".into()))?;
+        Ok(Caller {
+            name: Some(principal.name.clone()),
+            role: principal.role,
+            countries: (principal.role == Role::FieldOffice).then(|| principal.countries.clone()),
+        })
+    }
+}
+
+impl Caller {
+    pub fn sees(&self, country: &Country) -> bool {
+        self.countries.as_ref().is_none_or(|countries| countries.contains(country))
+    }
+
+    pub fn require_country(&self, country: &Country) -> Result<(), ApiError> {
+        if self.sees(country) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!("{} may not read or write Actions in {country}", self.display_name())))
+        }
+    }
+
+    pub fn require_reviewer(&self) -> Result<(), ApiError> {
+        match self.role {
+            Role::Evaluator | Role::Admin => Ok(()),
+            Role::FieldOffice => Err(ApiError::Forbidden("only evaluators and admins may do this".into())),
+        }
+    }
+
+    fn display_name(&self) -> &str {
+        self.name.as_deref().unwrap_or("this caller")
+    }
+
+    /// May this caller submit this event? (`review.completed` was refused before, as a type.)
+    pub fn may_submit(&self, parsed: &Parsed) -> Result<(), ApiError> {
+        let allowed = match self.role {
+            Role::Admin => true,
+            Role::FieldOffice => {
+                self.require_country(&parsed.envelope.country)?;
+                matches!(
+                    parsed.kind,
+                    EventKind::Registered { .. }
+                        | EventKind::Closed
+                        | EventKind::Track { .. }
+                        | EventKind::ExpectationRevised { .. }
+                        | EventKind::Retracted { .. }
+                )
+            }
+            Role::Evaluator => matches!(
+                parsed.kind,
+                EventKind::Verified { .. } | EventKind::Disputed { .. } | EventKind::ExpectationRevised { .. }
+            ),
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "{} ({:?}) may not submit {} events",
+                self.display_name(),
+                self.role,
+                parsed.envelope.event_type
+            )))
+        }
+    }
+}

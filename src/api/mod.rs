@@ -1,0 +1,113 @@
+//! The only module that knows HTTP (CONTRACT.md §4): routes, auth, query parsing, error →
+//! status, and the dashboard pages.
+
+mod actions;
+mod auth;
+mod dashboard;
+mod error;
+mod events;
+mod reviews;
+
+pub use auth::Caller;
+pub use error::ApiError;
+
+use crate::app::App;
+use crate::domain::fold::Filters;
+use crate::domain::validate::SCHEMA_DOCUMENTS;
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, NaiveDate, Utc};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// A request body is at most this large: 1,000 events of 64 KiB and their punctuation.
+pub const BODY_BYTES_MAX: usize = 1000 * 64 * 1024 + 64 * 1024;
+/// Events in one body at most.
+pub const BODY_EVENTS_MAX: usize = 1000;
+
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/", get(dashboard::index))
+        .route("/actions/{id}", get(dashboard::action))
+        .route("/v1/events", post(events::post_events).get(events::log))
+        .route("/v1/rejections", get(events::rejections))
+        .route("/v1/actions", get(actions::list))
+        .route("/v1/actions/{id}", get(actions::view))
+        .route("/v1/actions/{id}/events", get(actions::history))
+        .route("/v1/reviews", post(reviews::create).get(reviews::list))
+        .route("/v1/reviews/{id}", get(reviews::one))
+        .route("/v1/schemas", get(schemas))
+        .route("/v1/schemas/{name}", get(schema))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_BYTES_MAX))
+        .with_state(app)
+}
+
+pub type Query = axum::extract::Query<HashMap<String, String>>;
+
+pub fn parse_date(name: &str, text: &str) -> Result<NaiveDate, ApiError> {
+    NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| ApiError::BadQuery(format!("{name} must be a date YYYY-MM-DD, not {text:?}")))
+}
+
+pub fn parse_u64(name: &str, text: &str) -> Result<u64, ApiError> {
+    text.parse().map_err(|_| ApiError::BadQuery(format!("{name} must be a whole number, not {text:?}")))
+}
+
+/// The time-travel filters of CONTRACT.md §3.1 from a query string.
+pub fn filters(query: &HashMap<String, String>) -> Result<Filters, ApiError> {
+    Ok(Filters {
+        as_of: query.get("as_of").map(|text| parse_date("as_of", text)).transpose()?,
+        until_seq: query.get("until_seq").map(|text| parse_u64("until_seq", text)).transpose()?,
+        known_at: query
+            .get("known_at")
+            .map(|text| {
+                DateTime::parse_from_rfc3339(text)
+                    .map(|at| at.with_timezone(&Utc))
+                    .map_err(|_| ApiError::BadQuery(format!("known_at must be an RFC 3339 timestamp, not {text:?}")))
+            })
+            .transpose()?,
+    })
+}
+
+/// Runs blocking store reads off the async threads.
+pub async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| ApiError::Internal(e.to_string()))?
+}
+
+async fn schemas() -> Json<Value> {
+    Json(json!({"schemas": SCHEMA_DOCUMENTS.iter().map(|(name, _)| name).collect::<Vec<_>>()}))
+}
+
+async fn schema(Path(name): Path<String>) -> Result<Response, ApiError> {
+    let name = name.strip_suffix(".json").unwrap_or(&name);
+    let (_, document) = SCHEMA_DOCUMENTS
+        .iter()
+        .find(|(known, _)| *known == name)
+        .ok_or_else(|| ApiError::NotFound(format!("no schema {name:?}")))?;
+    Ok(([(header::CONTENT_TYPE, "application/schema+json")], *document).into_response())
+}
+
+async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn readyz(State(app): State<Arc<App>>) -> Response {
+    let bus_ready = app.bus.is_ready();
+    let body = Json(json!({"store": "open", "bus": if bus_ready { "ready" } else { "unavailable" }, "log_position": app.writer.position().last_seq}));
+    if bus_ready {
+        (StatusCode::OK, body).into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
+    }
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], app.metrics.render()).into_response()
+}

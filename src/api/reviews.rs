@@ -1,0 +1,98 @@
+//! Reviews over HTTP: run one now, list them, read one as JSON or Markdown.
+
+use super::{blocking, filters, parse_date, ApiError, Caller, Query};
+use crate::app::App;
+use crate::domain::ids::Country;
+use crate::domain::review::{render_markdown, ReviewReport};
+use crate::queries;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
+use std::sync::Arc;
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ReviewRequest {
+    as_of: Option<String>,
+    country: Option<String>,
+}
+
+fn wants_markdown(query: &super::Query, headers: &HeaderMap) -> bool {
+    query.get("format").is_some_and(|format| format == "markdown")
+        || headers
+            .get(header::ACCEPT)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|accept| accept.contains("text/markdown"))
+}
+
+fn markdown(text: String) -> Response {
+    ([(header::CONTENT_TYPE, "text/markdown; charset=utf-8")], text).into_response()
+}
+
+pub async fn create(State(app): State<Arc<App>>, caller: Caller, query: Query, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+    caller.require_reviewer()?;
+    let request: ReviewRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        ReviewRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::MalformedJson(format!("the review request: {e}")))?
+    };
+    let as_of = request.as_of.as_deref().map(|text| parse_date("as_of", text)).transpose()?;
+    let country = request
+        .country
+        .as_deref()
+        .map(|text| Country::parse(text).map_err(|_| ApiError::BadQuery(format!("unknown country {text:?}"))))
+        .transpose()?;
+    let report = app.run_review(as_of, country, None).await?;
+    if wants_markdown(&query, &headers) {
+        return Ok((StatusCode::CREATED, markdown(render_markdown(&report))).into_response());
+    }
+    Ok((StatusCode::CREATED, Json(report)).into_response())
+}
+
+pub async fn list(State(app): State<Arc<App>>, caller: Caller, query: Query, headers: HeaderMap) -> Result<Response, ApiError> {
+    caller.require_reviewer()?;
+    let filters = filters(&query)?;
+    let reports: Vec<ReviewReport> = blocking(move || Ok(queries::reviews(&app.store)?)).await?;
+    let reports: Vec<ReviewReport> = reports
+        .into_iter()
+        .filter(|report| filters.as_of.is_none_or(|as_of| report.as_of <= as_of))
+        .filter(|report| filters.until_seq.is_none_or(|until| report.until_seq < until))
+        .collect();
+    if wants_markdown(&query, &headers) {
+        let mut text = String::from("# Impact reviews\n\n| review | as of | log position | country | slot | outcomes | findings |\n|---|---|---:|---|---|---:|---:|\n");
+        for r in &reports {
+            text.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {} | {} |\n",
+                r.review_id,
+                r.as_of,
+                r.until_seq,
+                r.country.as_ref().map_or("all", |c| c.as_str()),
+                r.schedule_slot.as_deref().unwrap_or("-"),
+                r.totals.outcomes,
+                r.findings.len()
+            ));
+        }
+        return Ok(markdown(text));
+    }
+    let reviews: Vec<_> = reports
+        .iter()
+        .map(|r| json!({"review_id": r.review_id, "as_of": r.as_of, "until_seq": r.until_seq, "country": r.country, "schedule_slot": r.schedule_slot, "totals": r.totals}))
+        .collect();
+    Ok(Json(json!({"reviews": reviews})).into_response())
+}
+
+pub async fn one(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>, query: Query, headers: HeaderMap) -> Result<Response, ApiError> {
+    caller.require_reviewer()?;
+    let review_id = id.clone();
+    let report = blocking(move || Ok(queries::review(&app.store, &review_id)?))
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no review {id:?}")))?;
+    if wants_markdown(&query, &headers) {
+        return Ok(markdown(render_markdown(&report)));
+    }
+    Ok(Json(report).into_response())
+}

@@ -1,0 +1,161 @@
+//! The running service: opens the store, starts the writer and the bus, loads the demo data,
+//! runs the review schedule and serves HTTP until SIGINT or SIGTERM.
+
+use crate::bus::{nats::NatsBus, Bus, BusError};
+use crate::config::Config;
+use crate::domain::event::format_timestamp;
+use crate::domain::ids::{Country, REVIEW_ACTION, REVIEW_COUNTRY};
+use crate::domain::review::ReviewReport;
+use crate::domain::validate::{Origin, Schemas};
+use crate::ingest::Writer;
+use crate::metrics::Metrics;
+use crate::queries;
+use crate::review::{self, Clock};
+use crate::store::Store;
+use anyhow::Context;
+use chrono::{DateTime, NaiveDate, Utc};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long `?wait=true` and the service's own publishes wait for the consumer to apply.
+pub const APPLY_WAIT_MS_MAX: u64 = 30_000;
+
+pub struct App {
+    pub config: Config,
+    pub store: Store,
+    pub writer: Writer,
+    pub schemas: Arc<Schemas>,
+    pub metrics: Arc<Metrics>,
+    pub bus: Bus,
+}
+
+impl App {
+    pub async fn start(config: Config) -> anyhow::Result<(Arc<App>, std::thread::JoinHandle<()>)> {
+        let store = Store::open(&config.data_dir, config.cache_bytes)
+            .with_context(|| format!("open the store in {}", config.data_dir.display()))?;
+        let schemas = Arc::new(Schemas::load());
+        let metrics = Arc::new(Metrics::new());
+        let (writer, writer_thread) = Writer::spawn(store.clone(), schemas.clone(), metrics.clone())?;
+        let bus = match &config.nats {
+            None => Bus::Embedded(writer.clone()),
+            Some(nats) => Bus::Nats(NatsBus::start(nats.clone(), writer.clone()).await?),
+        };
+        Ok((Arc::new(App { config, store, writer, schemas, metrics, bus }), writer_thread))
+    }
+
+    /// Waits until the writer has applied the stream up to `stream_seq` (NATS mode).
+    pub async fn wait_applied(&self, stream_seq: u64) -> bool {
+        let wait = self.writer.wait_for(|position| position.checkpoint >= stream_seq);
+        matches!(tokio::time::timeout(Duration::from_millis(APPLY_WAIT_MS_MAX), wait).await, Ok(Ok(_)))
+    }
+
+    /// Runs a review now, appends it to the log, and returns its report. For a scheduled slot
+    /// whose review is in the log already, that review is returned and nothing is written.
+    pub async fn run_review(
+        self: &Arc<Self>,
+        as_of: Option<NaiveDate>,
+        country: Option<Country>,
+        slot: Option<DateTime<Utc>>,
+    ) -> Result<ReviewReport, BusError> {
+        let review_id = match slot {
+            Some(slot) => review::slot_review_id(slot),
+            None => format!("review-{}", uuid::Uuid::now_v7()),
+        };
+        if let Some(existing) = queries::review(&self.store, &review_id).map_err(internal)? {
+            return Ok(existing);
+        }
+        let as_of = as_of.or(slot.map(|slot| slot.date_naive())).unwrap_or_else(queries::today);
+        let app = self.clone();
+        let slot_text = slot.map(review::slot_text);
+        let id = review_id.clone();
+        let report = tokio::task::spawn_blocking(move || {
+            queries::compute_review(&app.store, &app.config.rules, id, as_of, country, slot_text)
+        })
+        .await
+        .map_err(internal)?
+        .map_err(internal)?;
+        let event = json!({
+            "event_id": review_event_id(&review_id).to_string(),
+            "type": "review.completed",
+            "action_id": REVIEW_ACTION,
+            "country": report.country.as_ref().map_or(REVIEW_COUNTRY, |c| c.as_str()),
+            "occurred_on": queries::today(),
+            "reported_by": "impact-review",
+            "reported_at": format_timestamp(&Utc::now()),
+            "data": serde_json::to_value(&report).map_err(internal)?,
+        });
+        let parsed = self.schemas.parse_value(event, Origin::Service).map_err(|rejection| BusError::Rejected(vec![(0, rejection)]))?;
+        let published = self.bus.publish(vec![parsed], Origin::Service, None).await?;
+        if let Some(stream_seq) = published.first().and_then(|p| p.stream_seq) {
+            if !self.wait_applied(stream_seq).await {
+                return Err(BusError::Unavailable("the review was published but not applied in time".into()));
+            }
+        }
+        // Another replica may have written this slot's review first: the log's copy is the one.
+        Ok(queries::review(&self.store, &review_id).map_err(internal)?.unwrap_or(report))
+    }
+}
+
+fn internal(error: impl std::fmt::Display) -> BusError {
+    BusError::Internal(error.to_string())
+}
+
+/// A review's event id follows from its review id, so two writers of one slot agree on it.
+fn review_event_id(review_id: &str) -> uuid::Uuid {
+    let digest = Sha256::digest(review_id.as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_custom_bytes(bytes).into_uuid()
+}
+
+/// `impact serve`: runs until SIGINT/SIGTERM, then drains and exits cleanly.
+pub async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.http_addr)
+        .await
+        .with_context(|| format!("bind {}", config.http_addr))?;
+    let addr = listener.local_addr()?;
+    let (app, writer_thread) = App::start(config).await?;
+    if demo {
+        crate::demo::load_if_empty(&app).await?;
+    }
+    let scheduler = app.config.review_schedule.as_deref().map(|schedule| {
+        let cron = review::parse_schedule(schedule).expect("checked when the config was loaded");
+        let app = app.clone();
+        tokio::spawn(review::schedule_loop(cron, Clock::system(), move |slot| {
+            let app = app.clone();
+            async move {
+                match app.run_review(None, None, Some(slot)).await {
+                    Ok(report) => tracing::info!(review_id = %report.review_id, "scheduled review in the log"),
+                    Err(error) => tracing::error!(%error, %slot, "scheduled review failed"),
+                }
+            }
+        }))
+    });
+    let bus = match &app.config.nats {
+        Some(nats) => format!("NATS JetStream at {} (stream {})", nats.url, nats.stream),
+        None => "the embedded bus".to_owned(),
+    };
+    println!("impact listening on http://{addr}/ (dashboard at http://{addr}/, API at http://{addr}/v1), {bus}, data in {}", app.config.data_dir.display());
+    tracing::info!(%addr, "serving");
+    let router = crate::api::router(app.clone());
+    axum::serve(listener, router).with_graceful_shutdown(shutdown_signal()).await?;
+    tracing::info!("HTTP drained; flushing");
+    if let Some(scheduler) = scheduler {
+        scheduler.abort();
+    }
+    app.store.sync()?;
+    drop(writer_thread);
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("install SIGTERM handler");
+    tokio::select! {
+        _ = interrupt => {},
+        _ = terminate.recv() => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,90 @@
+//! The bus seam: where accepted events go before the writer appends them. The embedded bus
+//! hands them to the writer in-process (durable once the writer has flushed); the NATS bus
+//! publishes them to JetStream (durable once PubAcked) and a consumer feeds the writer.
+
+pub mod nats;
+
+use crate::domain::validate::{Parsed, Rejection};
+use crate::ingest::{Incoming, ItemOutcome, Payload, Source, WriteError, Writer};
+use crate::domain::validate::Origin;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    Accepted,
+    Duplicate,
+}
+
+/// What the bus says of one published event.
+#[derive(Clone, Debug)]
+pub struct Published {
+    pub event_id: crate::domain::ids::EventId,
+    pub status: Status,
+    pub stream_seq: Option<u64>,
+    /// Known at once on the embedded bus; on NATS only after the consumer applied it.
+    pub seq: Option<u64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    /// Some events are invalid against the log as it stands; nothing was published.
+    #[error("rejected")]
+    Rejected(Vec<(usize, Rejection)>),
+    /// The bus did not durably accept the events; nothing was stored, retry with the same ids.
+    #[error("bus unavailable: {0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<WriteError> for BusError {
+    fn from(error: WriteError) -> BusError {
+        match error {
+            WriteError::Rejected(failures) => BusError::Rejected(failures),
+            WriteError::Store(message) => BusError::Internal(message),
+            WriteError::Stopped => BusError::Unavailable("the writer has stopped".into()),
+        }
+    }
+}
+
+pub enum Bus {
+    Embedded(Writer),
+    Nats(nats::NatsBus),
+}
+
+impl Bus {
+    /// Publishes a validated body, all or nothing.
+    pub async fn publish(&self, events: Vec<Parsed>, origin: Origin, submitted_by: Option<String>) -> Result<Vec<Published>, BusError> {
+        match self {
+            Bus::Embedded(writer) => {
+                let ids: Vec<_> = events.iter().map(|parsed| parsed.envelope.event_id).collect();
+                let items = events
+                    .into_iter()
+                    .map(|parsed| Incoming {
+                        payload: Payload::Parsed(Box::new(parsed)),
+                        origin,
+                        source: if origin == Origin::Service { Source::Service } else { Source::Http },
+                        submitted_by: submitted_by.clone(),
+                    })
+                    .collect();
+                let outcomes = writer.submit(items, true).await?;
+                Ok(ids
+                    .into_iter()
+                    .zip(outcomes)
+                    .map(|(event_id, outcome)| match outcome {
+                        ItemOutcome::Applied { seq } => Published { event_id, status: Status::Accepted, stream_seq: None, seq: Some(seq) },
+                        ItemOutcome::Duplicate { seq } => Published { event_id, status: Status::Duplicate, stream_seq: None, seq: Some(seq) },
+                        ItemOutcome::Rejected(_) => unreachable!("an all-or-nothing submission reports rejections as an error"),
+                    })
+                    .collect())
+            }
+            Bus::Nats(bus) => bus.publish(events, submitted_by).await,
+        }
+    }
+
+    pub fn is_ready(&self) -> bool {
+        match self {
+            Bus::Embedded(_) => true,
+            Bus::Nats(bus) => bus.is_ready(),
+        }
+    }
+}

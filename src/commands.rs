@@ -1,0 +1,235 @@
+//! The offline commands that work on a stopped service's data directory: status, history,
+//! review, rebuild, export, import. They open the same store and use the same reads and the
+//! same writer as the service.
+
+use crate::app::App;
+use crate::config::{Config, Overrides};
+use crate::domain::event::StoredEvent;
+use crate::domain::fold::{fact_from_stored, ActionRecord, Filters};
+use crate::domain::ids::{ActionId, Country};
+use crate::domain::review::{render_markdown, ReviewReport};
+use crate::domain::validate::{Origin, Schemas};
+use crate::ingest::{Incoming, ItemOutcome, Payload, Source, WriteError, Writer};
+use crate::metrics::Metrics;
+use crate::queries;
+use crate::store::Store;
+use anyhow::{bail, Context};
+use chrono::{DateTime, NaiveDate, Utc};
+use std::collections::HashMap;
+use std::io::{BufRead, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Events per writer submission during an import.
+const IMPORT_CHUNK_EVENTS: usize = 1000;
+/// Log events folded in memory before their records are written, during a rebuild.
+const REBUILD_CHUNK_EVENTS: usize = 100_000;
+
+pub fn open_store(data_dir: &Path) -> anyhow::Result<Store> {
+    if !data_dir.join("sled").exists() {
+        bail!("no impact data in {} (nothing was ever stored there)", data_dir.display());
+    }
+    Store::open(data_dir, crate::store::CACHE_BYTES_DEFAULT)
+        .with_context(|| format!("open the store in {} (is the service still running on it?)", data_dir.display()))
+}
+
+pub fn parse_filters(as_of: Option<&str>, until_seq: Option<u64>, known_at: Option<&str>) -> anyhow::Result<Filters> {
+    Ok(Filters {
+        as_of: as_of.map(|text| NaiveDate::parse_from_str(text, "%Y-%m-%d").with_context(|| format!("--as-of {text:?} is not YYYY-MM-DD"))).transpose()?,
+        until_seq,
+        known_at: known_at
+            .map(|text| DateTime::parse_from_rfc3339(text).map(|at| at.with_timezone(&Utc)).with_context(|| format!("--known-at {text:?} is not RFC 3339")))
+            .transpose()?,
+    })
+}
+
+/// The config an offline command reads its rules from (file, if any) with its data dir.
+pub fn offline_config(config_file: Option<PathBuf>, data_dir: Option<PathBuf>) -> anyhow::Result<Config> {
+    Ok(Config::load(&Overrides { config_file, data_dir, http_addr: None, nats_url: None })?)
+}
+
+pub fn status_json(config: &Config, action_id: &str, filters: &Filters) -> anyhow::Result<String> {
+    let store = open_store(&config.data_dir)?;
+    let action_id = ActionId::parse(action_id)?;
+    let status = queries::status(&store, &action_id, filters, &config.rules)?
+        .with_context(|| format!("no Action {action_id} (under these filters)"))?;
+    Ok(serde_json::to_string(&status)?)
+}
+
+pub fn history_json(config: &Config, action_id: &str, filters: &Filters) -> anyhow::Result<String> {
+    let store = open_store(&config.data_dir)?;
+    let action_id = ActionId::parse(action_id)?;
+    let events = queries::history(&store, &action_id, filters)?.with_context(|| format!("no Action {action_id}"))?;
+    Ok(serde_json::to_string(&serde_json::json!({"action_id": action_id, "events": events}))?)
+}
+
+pub async fn review(config: Config, as_of: Option<NaiveDate>, country: Option<Country>) -> anyhow::Result<ReviewReport> {
+    let mut config = config;
+    config.nats = None;
+    open_store(&config.data_dir)?;
+    let (app, writer_thread) = App::start(config).await?;
+    let report = app.run_review(as_of, country, None).await.map_err(|e| anyhow::anyhow!("review: {e}"))?;
+    drop(app);
+    tokio::task::spawn_blocking(move || writer_thread.join()).await?.map_err(|_| anyhow::anyhow!("the writer panicked"))?;
+    Ok(report)
+}
+
+pub fn print_review(report: &ReviewReport, markdown: bool) -> anyhow::Result<()> {
+    if markdown {
+        print!("{}", render_markdown(report));
+    } else {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    }
+    Ok(())
+}
+
+/// Drops every view and folds the log again, in chunks so memory stays bounded.
+pub fn rebuild(data_dir: &Path, progress: bool) -> anyhow::Result<u64> {
+    let store = open_store(data_dir)?;
+    let total = store.last_seq()?;
+    store.drop_views()?;
+    let bar = if progress { indicatif::ProgressBar::new(total) } else { indicatif::ProgressBar::hidden() };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} events ({per_sec})")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    let mut records: HashMap<ActionId, ActionRecord> = HashMap::new();
+    let mut in_chunk = 0;
+    let mut folded = 0u64;
+    for item in store.log_after(0) {
+        let (seq, json) = item?;
+        let action_id = peek_action(&json)?;
+        if let Some(action_id) = &action_id {
+            if !records.contains_key(action_id) {
+                if let Some(record) = store.record(action_id)? {
+                    records.insert(action_id.clone(), record);
+                }
+            }
+        }
+        let record = action_id.as_ref().and_then(|id| records.get(id));
+        if let Some(logged) = fact_from_stored(&json, record).map_err(|e| anyhow::anyhow!("seq {seq}: {e}"))? {
+            records
+                .entry(logged.action_id.clone())
+                .or_insert_with(|| ActionRecord::new(logged.action_id, logged.country))
+                .push(logged.event);
+        }
+        in_chunk += 1;
+        folded += 1;
+        if in_chunk == REBUILD_CHUNK_EVENTS {
+            store.put_records(&records.drain().map(|(_, record)| record).collect::<Vec<_>>())?;
+            bar.inc(in_chunk as u64);
+            in_chunk = 0;
+        }
+    }
+    store.put_records(&records.drain().map(|(_, record)| record).collect::<Vec<_>>())?;
+    bar.inc(in_chunk as u64);
+    store.sync()?;
+    bar.finish();
+    Ok(folded)
+}
+
+/// The `action_id` of a stored event, without parsing the rest (`None` for a review).
+fn peek_action(json: &[u8]) -> anyhow::Result<Option<ActionId>> {
+    #[derive(serde::Deserialize)]
+    struct Peek {
+        action_id: String,
+    }
+    let peek: Peek = serde_json::from_slice(json)?;
+    if peek.action_id == crate::domain::ids::REVIEW_ACTION {
+        return Ok(None);
+    }
+    Ok(Some(ActionId::parse(&peek.action_id)?))
+}
+
+pub fn export(data_dir: &Path, out: Option<&Path>) -> anyhow::Result<u64> {
+    let store = open_store(data_dir)?;
+    let sink: Box<dyn Write> = match out {
+        Some(path) => Box::new(std::fs::File::create(path).with_context(|| format!("create {}", path.display()))?),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let mut sink = BufWriter::with_capacity(1 << 20, sink);
+    let mut count = 0;
+    for item in store.log_after(0) {
+        let (_, json) = item?;
+        sink.write_all(&json)?;
+        sink.write_all(b"\n")?;
+        count += 1;
+    }
+    sink.flush()?;
+    Ok(count)
+}
+
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ImportCounts {
+    pub applied: u64,
+    pub duplicate: u64,
+    pub rejected: u64,
+}
+
+/// Appends, in file order and through the same validation, every exported event not stored yet.
+pub fn import(data_dir: &Path, file: &Path) -> anyhow::Result<ImportCounts> {
+    std::fs::create_dir_all(data_dir)?;
+    let store = Store::open(data_dir, crate::store::CACHE_BYTES_DEFAULT)
+        .with_context(|| format!("open the store in {} (is the service still running on it?)", data_dir.display()))?;
+    let schemas = Arc::new(Schemas::load());
+    let (writer, thread) = Writer::spawn(store, schemas.clone(), Arc::new(Metrics::new()))?;
+    let reader = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(file).with_context(|| format!("open {}", file.display()))?);
+    let mut counts = ImportCounts::default();
+    let mut chunk = Vec::with_capacity(IMPORT_CHUNK_EVENTS);
+    let mut lines_of_chunk = Vec::with_capacity(IMPORT_CHUNK_EVENTS);
+    let flush = |chunk: &mut Vec<Incoming>, lines: &mut Vec<usize>, counts: &mut ImportCounts| -> anyhow::Result<()> {
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        let outcomes = writer.blocking_submit(std::mem::take(chunk), false).map_err(|e: WriteError| anyhow::anyhow!("import: {e}"))?;
+        for (outcome, line) in outcomes.iter().zip(lines.drain(..)) {
+            match outcome {
+                ItemOutcome::Applied { .. } => counts.applied += 1,
+                ItemOutcome::Duplicate { .. } => counts.duplicate += 1,
+                ItemOutcome::Rejected(rejection) => {
+                    counts.rejected += 1;
+                    eprintln!("line {line}: {rejection}");
+                }
+            }
+        }
+        Ok(())
+    };
+    for (index, line) in reader.lines().enumerate() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let line_number = index + 1;
+        match imported(&schemas, &line) {
+            Ok(incoming) => {
+                chunk.push(incoming);
+                lines_of_chunk.push(line_number);
+            }
+            Err(message) => {
+                counts.rejected += 1;
+                eprintln!("line {line_number}: {message}");
+            }
+        }
+        if chunk.len() == IMPORT_CHUNK_EVENTS {
+            flush(&mut chunk, &mut lines_of_chunk, &mut counts)?;
+        }
+    }
+    flush(&mut chunk, &mut lines_of_chunk, &mut counts)?;
+    drop(writer);
+    thread.join().map_err(|_| anyhow::anyhow!("the writer panicked"))?;
+    Ok(counts)
+}
+
+fn imported(schemas: &Schemas, line: &str) -> Result<Incoming, String> {
+    let value: serde_json::Value = serde_json::from_str(line).map_err(|e| format!("malformed_json: {e}"))?;
+    let stored = StoredEvent::from_value(value).map_err(|e| format!("not a stored event: {e}"))?;
+    let envelope = serde_json::to_value(&stored.envelope).map_err(|e| e.to_string())?;
+    let parsed = schemas.parse_value(envelope, Origin::Service).map_err(|rejection| rejection.to_string())?;
+    Ok(Incoming {
+        payload: Payload::Parsed(Box::new(parsed)),
+        origin: Origin::Service,
+        source: Source::Import { recorded_at: stored.recorded_at, stream_seq: stored.stream_seq, submitted_by: stored.submitted_by.clone() },
+        submitted_by: stored.submitted_by,
+    })
+}

@@ -1,0 +1,98 @@
+//! Reads shared by the HTTP API and the offline CLI: views under filters, histories, the
+//! review computation. Knows the store and the domain, nothing of HTTP.
+
+use crate::domain::event::StoredEvent;
+use crate::domain::fold::{ActionStatus, Filters, ViewRules};
+use crate::domain::ids::{ActionId, Country};
+use crate::domain::review::{build_report, ReviewReport, ReviewScope};
+use crate::store::{Store, StoreError};
+use chrono::{NaiveDate, Utc};
+use serde_json::Value;
+
+pub fn today() -> NaiveDate {
+    Utc::now().date_naive()
+}
+
+/// The reference date of a read: its `as_of`, else today.
+pub fn reference_date(filters: &Filters) -> NaiveDate {
+    filters.as_of.unwrap_or_else(today)
+}
+
+pub fn status(store: &Store, action_id: &ActionId, filters: &Filters, rules: &ViewRules) -> Result<Option<ActionStatus>, StoreError> {
+    let Some(record) = store.record(action_id)? else { return Ok(None) };
+    Ok(record.view(filters, rules).map(|view| ActionStatus::new(view, rules, reference_date(filters))))
+}
+
+/// Every Action's status under `filters`, in `action_id` order; `keep` picks countries early.
+pub fn statuses(
+    store: &Store,
+    filters: &Filters,
+    rules: &ViewRules,
+    keep: impl Fn(&Country) -> bool,
+) -> Result<Vec<ActionStatus>, StoreError> {
+    let reference = reference_date(filters);
+    let mut statuses = Vec::new();
+    for record in store.records() {
+        let record = record?;
+        if !keep(&record.country) {
+            continue;
+        }
+        if let Some(view) = record.view(filters, rules) {
+            statuses.push(ActionStatus::new(view, rules, reference));
+        }
+    }
+    Ok(statuses)
+}
+
+/// An Action's stored events in `seq` order, each marked `retracted` as known under the filters.
+/// `None` when the Action has no event at all.
+pub fn history(store: &Store, action_id: &ActionId, filters: &Filters) -> Result<Option<Vec<Value>>, StoreError> {
+    let Some(record) = store.record(action_id)? else { return Ok(None) };
+    let retracted = record.retracted(filters);
+    let mut events = Vec::new();
+    for fact in &record.events {
+        if !filters.passes(fact.seq, fact.recorded_at_us, fact.occurred_on) {
+            continue;
+        }
+        let json = store
+            .event_json(fact.seq)?
+            .ok_or_else(|| StoreError::Corrupt(format!("seq {} is indexed but not in the log", fact.seq)))?;
+        let mut value: Value = serde_json::from_slice(&json).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        value["retracted"] = Value::Bool(retracted.contains(&fact.event_id));
+        events.push(value);
+    }
+    Ok(Some(events))
+}
+
+/// Computes a review over every view at `as_of` and the current log position.
+pub fn compute_review(
+    store: &Store,
+    rules: &ViewRules,
+    review_id: String,
+    as_of: NaiveDate,
+    country: Option<Country>,
+    schedule_slot: Option<String>,
+) -> Result<ReviewReport, StoreError> {
+    let until_seq = store.last_seq()?;
+    let filters = Filters { as_of: Some(as_of), until_seq: Some(until_seq), known_at: None };
+    let statuses = statuses(store, &filters, rules, |c| country.as_ref().is_none_or(|scope| scope == c))?;
+    let scope = ReviewScope { as_of, until_seq, country };
+    Ok(build_report(review_id, &scope, schedule_slot, &statuses))
+}
+
+/// The stored review reports, newest first.
+pub fn reviews(store: &Store) -> Result<Vec<ReviewReport>, StoreError> {
+    let mut seqs = store.review_seqs()?;
+    seqs.sort_unstable_by(|a, b| b.cmp(a));
+    seqs.into_iter().map(|seq| review_at(store, seq)).collect()
+}
+
+pub fn review(store: &Store, review_id: &str) -> Result<Option<ReviewReport>, StoreError> {
+    store.review_seq(review_id)?.map(|seq| review_at(store, seq)).transpose()
+}
+
+fn review_at(store: &Store, seq: u64) -> Result<ReviewReport, StoreError> {
+    let json = store.event_json(seq)?.ok_or_else(|| StoreError::Corrupt(format!("review at seq {seq} missing")))?;
+    let event = StoredEvent::from_json_bytes(&json).map_err(StoreError::Corrupt)?;
+    serde_json::from_value(Value::Object(event.envelope.data)).map_err(|e| StoreError::Corrupt(format!("review at seq {seq}: {e}")))
+}
