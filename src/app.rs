@@ -37,18 +37,34 @@ impl App {
             .with_context(|| format!("open the store in {}", config.data_dir.display()))?;
         let schemas = Arc::new(Schemas::load());
         let metrics = Arc::new(Metrics::new());
-        let (writer, writer_thread) = Writer::spawn(store.clone(), schemas.clone(), metrics.clone())?;
+        let (writer, writer_thread) =
+            Writer::spawn(store.clone(), schemas.clone(), metrics.clone())?;
         let bus = match &config.nats {
             None => Bus::Embedded(writer.clone()),
-            Some(nats) => Bus::Nats(NatsBus::start(nats.clone(), writer.clone()).await?),
+            Some(nats) => Bus::Nats(Box::new(NatsBus::start(nats.clone(), writer.clone()).await?)),
         };
-        Ok((Arc::new(App { config, store, writer, schemas, metrics, bus }), writer_thread))
+        Ok((
+            Arc::new(App {
+                config,
+                store,
+                writer,
+                schemas,
+                metrics,
+                bus,
+            }),
+            writer_thread,
+        ))
     }
 
     /// Waits until the writer has applied the stream up to `stream_seq` (NATS mode).
     pub async fn wait_applied(&self, stream_seq: u64) -> bool {
-        let wait = self.writer.wait_for(|position| position.checkpoint >= stream_seq);
-        matches!(tokio::time::timeout(Duration::from_millis(APPLY_WAIT_MS_MAX), wait).await, Ok(Ok(_)))
+        let wait = self
+            .writer
+            .wait_for(|position| position.checkpoint >= stream_seq);
+        matches!(
+            tokio::time::timeout(Duration::from_millis(APPLY_WAIT_MS_MAX), wait).await,
+            Ok(Ok(_))
+        )
     }
 
     /// Runs a review now, appends it to the log, and returns its report. For a scheduled slot
@@ -66,7 +82,9 @@ impl App {
         if let Some(existing) = queries::review(&self.store, &review_id).map_err(internal)? {
             return Ok(existing);
         }
-        let as_of = as_of.or(slot.map(|slot| slot.date_naive())).unwrap_or_else(queries::today);
+        let as_of = as_of
+            .or(slot.map(|slot| slot.date_naive()))
+            .unwrap_or_else(queries::today);
         let app = self.clone();
         let slot_text = slot.map(review::slot_text);
         let id = review_id.clone();
@@ -86,15 +104,25 @@ impl App {
             "reported_at": format_timestamp(&Utc::now()),
             "data": serde_json::to_value(&report).map_err(internal)?,
         });
-        let parsed = self.schemas.parse_value(event, Origin::Service).map_err(|rejection| BusError::Rejected(vec![(0, rejection)]))?;
-        let published = self.bus.publish(vec![parsed], Origin::Service, None).await?;
+        let parsed = self
+            .schemas
+            .parse_value(event, Origin::Service)
+            .map_err(|rejection| BusError::Rejected(vec![(0, rejection)]))?;
+        let published = self
+            .bus
+            .publish(vec![parsed], Origin::Service, None)
+            .await?;
         if let Some(stream_seq) = published.first().and_then(|p| p.stream_seq) {
             if !self.wait_applied(stream_seq).await {
-                return Err(BusError::Unavailable("the review was published but not applied in time".into()));
+                return Err(BusError::Unavailable(
+                    "the review was published but not applied in time".into(),
+                ));
             }
         }
         // Another replica may have written this slot's review first: the log's copy is the one.
-        Ok(queries::review(&self.store, &review_id).map_err(internal)?.unwrap_or(report))
+        Ok(queries::review(&self.store, &review_id)
+            .map_err(internal)?
+            .unwrap_or(report))
     }
 }
 
@@ -127,7 +155,9 @@ pub async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
             let app = app.clone();
             async move {
                 match app.run_review(None, None, Some(slot)).await {
-                    Ok(report) => tracing::info!(review_id = %report.review_id, "scheduled review in the log"),
+                    Ok(report) => {
+                        tracing::info!(review_id = %report.review_id, "scheduled review in the log")
+                    }
                     Err(error) => tracing::error!(%error, %slot, "scheduled review failed"),
                 }
             }
@@ -140,7 +170,9 @@ pub async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     println!("impact listening on http://{addr}/ (dashboard at http://{addr}/, API at http://{addr}/v1), {bus}, data in {}", app.config.data_dir.display());
     tracing::info!(%addr, "serving");
     let router = crate::api::router(app.clone());
-    axum::serve(listener, router).with_graceful_shutdown(shutdown_signal()).await?;
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
     tracing::info!("HTTP drained; flushing");
     if let Some(scheduler) = scheduler {
         scheduler.abort();
@@ -152,7 +184,8 @@ pub async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
 
 async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("install SIGTERM handler");
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("install SIGTERM handler");
     tokio::select! {
         _ = interrupt => {},
         _ = terminate.recv() => {},

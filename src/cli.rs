@@ -4,7 +4,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
-#[command(name = "impact", version, about = "Tracks the longer-term results of development cooperation Actions")]
+#[command(
+    name = "impact",
+    version,
+    about = "Tracks the longer-term results of development cooperation Actions"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

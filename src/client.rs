@@ -40,8 +40,14 @@ enum Delivery {
 
 impl Client {
     pub fn new(server: &str, token: Option<String>) -> anyhow::Result<Client> {
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(REQUEST_TIMEOUT_SECS)).build()?;
-        Ok(Client { http, server: server.trim_end_matches('/').to_owned(), token })
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(REQUEST_TIMEOUT_SECS))
+            .build()?;
+        Ok(Client {
+            http,
+            server: server.trim_end_matches('/').to_owned(),
+            token,
+        })
     }
 
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
@@ -54,7 +60,12 @@ impl Client {
 
     /// GETs `path` and returns the body text, or the server's error as an `Err`.
     pub async fn get_text(&self, path: &str, accept: &str) -> anyhow::Result<String> {
-        let response = self.request(reqwest::Method::GET, path).header("Accept", accept).send().await.with_context(|| format!("reach {}", self.server))?;
+        let response = self
+            .request(reqwest::Method::GET, path)
+            .header("Accept", accept)
+            .send()
+            .await
+            .with_context(|| format!("reach {}", self.server))?;
         let status = response.status();
         let body = response.text().await?;
         if !status.is_success() {
@@ -63,8 +74,19 @@ impl Client {
         Ok(body)
     }
 
-    pub async fn post_json(&self, path: &str, body: &Value, accept: &str) -> anyhow::Result<String> {
-        let response = self.request(reqwest::Method::POST, path).header("Accept", accept).json(body).send().await.with_context(|| format!("reach {}", self.server))?;
+    pub async fn post_json(
+        &self,
+        path: &str,
+        body: &Value,
+        accept: &str,
+    ) -> anyhow::Result<String> {
+        let response = self
+            .request(reqwest::Method::POST, path)
+            .header("Accept", accept)
+            .json(body)
+            .send()
+            .await
+            .with_context(|| format!("reach {}", self.server))?;
         let status = response.status();
         let text = response.text().await?;
         if !status.is_success() {
@@ -74,25 +96,45 @@ impl Client {
     }
 
     async fn deliver(&self, events: &[Value]) -> Delivery {
-        let response = match self.request(reqwest::Method::POST, "/v1/events").json(&events).send().await {
+        let response = match self
+            .request(reqwest::Method::POST, "/v1/events")
+            .json(&events)
+            .send()
+            .await
+        {
             Ok(response) => response,
             Err(error) => return Delivery::Unreachable(error.to_string()),
         };
         let status = response.status();
         let body: Value = match response.json().await {
             Ok(body) => body,
-            Err(error) if status.is_server_error() => return Delivery::Unreachable(format!("{status}: {error}")),
-            Err(error) => return Delivery::Refused(status.as_u16(), vec![(None, "unreadable_answer".into(), error.to_string())]),
+            Err(error) if status.is_server_error() => {
+                return Delivery::Unreachable(format!("{status}: {error}"))
+            }
+            Err(error) => {
+                return Delivery::Refused(
+                    status.as_u16(),
+                    vec![(None, "unreadable_answer".into(), error.to_string())],
+                )
+            }
         };
         if status.is_server_error() {
-            return Delivery::Unreachable(format!("{status}: {}", body["error"]["message"].as_str().unwrap_or("server error")));
+            return Delivery::Unreachable(format!(
+                "{status}: {}",
+                body["error"]["message"].as_str().unwrap_or("server error")
+            ));
         }
         if status.is_success() {
             let results = body["results"].as_array().cloned().unwrap_or_default();
             return Delivery::Answered(
                 results
                     .iter()
-                    .map(|r| (r["event_id"].as_str().unwrap_or("?").to_owned(), r["status"].as_str().unwrap_or("?").to_owned()))
+                    .map(|r| {
+                        (
+                            r["event_id"].as_str().unwrap_or("?").to_owned(),
+                            r["status"].as_str().unwrap_or("?").to_owned(),
+                        )
+                    })
                     .collect(),
             );
         }
@@ -107,28 +149,42 @@ impl Client {
                     Some(path) => format!("{path}: {}", d["message"].as_str().unwrap_or("")),
                     None => d["message"].as_str().unwrap_or("").to_owned(),
                 };
-                (d["index"].as_u64().map(|i| i as usize), d["code"].as_str().unwrap_or(&code).to_owned(), message)
+                (
+                    d["index"].as_u64().map(|i| i as usize),
+                    d["code"].as_str().unwrap_or(&code).to_owned(),
+                    message,
+                )
             })
             .collect();
         if faults.is_empty() {
-            faults.push((None, code, error["message"].as_str().unwrap_or("").to_owned()));
+            faults.push((
+                None,
+                code,
+                error["message"].as_str().unwrap_or("").to_owned(),
+            ));
         }
         Delivery::Refused(status.as_u16(), faults)
     }
 
     /// Sends the outbox first, then `events`; keeps what could not be delivered in the outbox.
-    pub async fn submit(&self, events: Vec<Value>, outbox: Option<&Path>) -> anyhow::Result<SubmitReport> {
+    pub async fn submit(
+        &self,
+        events: Vec<Value>,
+        outbox: Option<&Path>,
+    ) -> anyhow::Result<SubmitReport> {
         let mut report = SubmitReport::default();
         let mut pending: Vec<(Value, Option<PathBuf>)> = Vec::new();
         if let Some(outbox) = outbox {
-            std::fs::create_dir_all(outbox).with_context(|| format!("create the outbox {}", outbox.display()))?;
+            std::fs::create_dir_all(outbox)
+                .with_context(|| format!("create the outbox {}", outbox.display()))?;
             let mut queued: Vec<PathBuf> = std::fs::read_dir(outbox)?
                 .filter_map(|entry| entry.ok().map(|e| e.path()))
                 .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
                 .collect();
             queued.sort();
             for path in queued {
-                let event: Value = serde_json::from_slice(&std::fs::read(&path)?).with_context(|| format!("read {}", path.display()))?;
+                let event: Value = serde_json::from_slice(&std::fs::read(&path)?)
+                    .with_context(|| format!("read {}", path.display()))?;
                 pending.push((event, Some(path)));
             }
             if !pending.is_empty() {
@@ -157,15 +213,27 @@ impl Client {
                         break;
                     }
                     Delivery::Refused(status, faults) => {
-                        let refused: Vec<usize> = faults.iter().filter_map(|(index, _, _)| *index).collect();
+                        let refused: Vec<usize> =
+                            faults.iter().filter_map(|(index, _, _)| *index).collect();
                         for (index, code, message) in &faults {
-                            let id = index.and_then(|i| batch.get(i)).and_then(|(event, _)| event["event_id"].as_str()).unwrap_or("(request)");
+                            let id = index
+                                .and_then(|i| batch.get(i))
+                                .and_then(|(event, _)| event["event_id"].as_str())
+                                .unwrap_or("(request)");
                             eprintln!("{id}: rejected ({status} {code}): {message}");
                         }
-                        let keep: Vec<&(Value, Option<PathBuf>)> =
-                            batch.iter().enumerate().filter(|(i, _)| !refused.contains(i)).map(|(_, item)| *item).collect();
-                        let refused_items: Vec<&(Value, Option<PathBuf>)> =
-                            batch.iter().enumerate().filter(|(i, _)| refused.contains(i)).map(|(_, item)| *item).collect();
+                        let keep: Vec<&(Value, Option<PathBuf>)> = batch
+                            .iter()
+                            .enumerate()
+                            .filter(|(i, _)| !refused.contains(i))
+                            .map(|(_, item)| *item)
+                            .collect();
+                        let refused_items: Vec<&(Value, Option<PathBuf>)> = batch
+                            .iter()
+                            .enumerate()
+                            .filter(|(i, _)| refused.contains(i))
+                            .map(|(_, item)| *item)
+                            .collect();
                         for (_, queued) in &refused_items {
                             if let Some(path) = queued {
                                 let _ = std::fs::remove_file(path);
@@ -193,12 +261,22 @@ impl Client {
                                     if queued.is_none() {
                                         let id = event["event_id"].as_str().unwrap_or("event");
                                         sequence += 1;
-                                        let name = format!("{}-{sequence:06}-{id}.json", chrono::Utc::now().format("%Y%m%dT%H%M%S%.6f"));
-                                        std::fs::write(outbox.join(name), serde_json::to_vec(event)?)?;
+                                        let name = format!(
+                                            "{}-{sequence:06}-{id}.json",
+                                            chrono::Utc::now().format("%Y%m%dT%H%M%S%.6f")
+                                        );
+                                        std::fs::write(
+                                            outbox.join(name),
+                                            serde_json::to_vec(event)?,
+                                        )?;
                                     }
                                 }
                                 report.queued += batch.len();
-                                eprintln!("not delivered ({reason}); {} event(s) kept in the outbox {}", batch.len(), outbox.display());
+                                eprintln!(
+                                    "not delivered ({reason}); {} event(s) kept in the outbox {}",
+                                    batch.len(),
+                                    outbox.display()
+                                );
                             }
                             None => {
                                 report.undelivered += batch.len();
@@ -236,8 +314,14 @@ pub fn read_events(files: &[PathBuf]) -> anyhow::Result<Vec<Value>> {
             Ok(Value::Array(items)) => events.extend(items),
             Ok(value) => events.push(value),
             Err(_) => {
-                for (number, line) in text.lines().enumerate().filter(|(_, line)| !line.trim().is_empty()) {
-                    let value = serde_json::from_str(line).with_context(|| format!("{} line {}: not JSON", file.display(), number + 1))?;
+                for (number, line) in text
+                    .lines()
+                    .enumerate()
+                    .filter(|(_, line)| !line.trim().is_empty())
+                {
+                    let value = serde_json::from_str(line).with_context(|| {
+                        format!("{} line {}: not JSON", file.display(), number + 1)
+                    })?;
                     events.push(value);
                 }
             }
@@ -252,12 +336,23 @@ pub fn validate_locally(events: Vec<Value>) -> (Vec<Value>, Vec<String>) {
     let mut valid = Vec::new();
     let mut problems = Vec::new();
     for (index, event) in events.into_iter().enumerate() {
-        let id = event["event_id"].as_str().map_or(format!("event {index}"), str::to_owned);
+        let id = event["event_id"]
+            .as_str()
+            .map_or(format!("event {index}"), str::to_owned);
         match schemas.parse_value(event.clone(), Origin::Client) {
             Ok(_) => valid.push(event),
             Err(rejection) => {
-                let details: Vec<String> = rejection.details.iter().map(|d| format!("{} {}", d.path.as_deref().unwrap_or(""), d.message)).collect();
-                problems.push(format!("{id}: {} ({}) {}", rejection.code, rejection.message, details.join("; ")));
+                let details: Vec<String> = rejection
+                    .details
+                    .iter()
+                    .map(|d| format!("{} {}", d.path.as_deref().unwrap_or(""), d.message))
+                    .collect();
+                problems.push(format!(
+                    "{id}: {} ({}) {}",
+                    rejection.code,
+                    rejection.message,
+                    details.join("; ")
+                ));
             }
         }
     }
@@ -267,7 +362,11 @@ pub fn validate_locally(events: Vec<Value>) -> (Vec<Value>, Vec<String>) {
 pub fn query_string(pairs: &[(&str, Option<String>)]) -> String {
     let parts: Vec<String> = pairs
         .iter()
-        .filter_map(|(name, value)| value.as_ref().map(|value| format!("{name}={}", encode(value))))
+        .filter_map(|(name, value)| {
+            value
+                .as_ref()
+                .map(|value| format!("{name}={}", encode(value)))
+        })
         .collect();
     if parts.is_empty() {
         String::new()
@@ -279,7 +378,9 @@ pub fn query_string(pairs: &[(&str, Option<String>)]) -> String {
 fn encode(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()

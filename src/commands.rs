@@ -27,25 +27,53 @@ const REBUILD_CHUNK_EVENTS: usize = 100_000;
 
 pub fn open_store(data_dir: &Path) -> anyhow::Result<Store> {
     if !data_dir.join("sled").exists() {
-        bail!("no impact data in {} (nothing was ever stored there)", data_dir.display());
+        bail!(
+            "no impact data in {} (nothing was ever stored there)",
+            data_dir.display()
+        );
     }
-    Store::open(data_dir, crate::store::CACHE_BYTES_DEFAULT)
-        .with_context(|| format!("open the store in {} (is the service still running on it?)", data_dir.display()))
+    Store::open(data_dir, crate::store::CACHE_BYTES_DEFAULT).with_context(|| {
+        format!(
+            "open the store in {} (is the service still running on it?)",
+            data_dir.display()
+        )
+    })
 }
 
-pub fn parse_filters(as_of: Option<&str>, until_seq: Option<u64>, known_at: Option<&str>) -> anyhow::Result<Filters> {
+pub fn parse_filters(
+    as_of: Option<&str>,
+    until_seq: Option<u64>,
+    known_at: Option<&str>,
+) -> anyhow::Result<Filters> {
     Ok(Filters {
-        as_of: as_of.map(|text| NaiveDate::parse_from_str(text, "%Y-%m-%d").with_context(|| format!("--as-of {text:?} is not YYYY-MM-DD"))).transpose()?,
+        as_of: as_of
+            .map(|text| {
+                NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                    .with_context(|| format!("--as-of {text:?} is not YYYY-MM-DD"))
+            })
+            .transpose()?,
         until_seq,
         known_at: known_at
-            .map(|text| DateTime::parse_from_rfc3339(text).map(|at| at.with_timezone(&Utc)).with_context(|| format!("--known-at {text:?} is not RFC 3339")))
+            .map(|text| {
+                DateTime::parse_from_rfc3339(text)
+                    .map(|at| at.with_timezone(&Utc))
+                    .with_context(|| format!("--known-at {text:?} is not RFC 3339"))
+            })
             .transpose()?,
     })
 }
 
 /// The config an offline command reads its rules from (file, if any) with its data dir.
-pub fn offline_config(config_file: Option<PathBuf>, data_dir: Option<PathBuf>) -> anyhow::Result<Config> {
-    Ok(Config::load(&Overrides { config_file, data_dir, http_addr: None, nats_url: None })?)
+pub fn offline_config(
+    config_file: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+) -> anyhow::Result<Config> {
+    Ok(Config::load(&Overrides {
+        config_file,
+        data_dir,
+        http_addr: None,
+        nats_url: None,
+    })?)
 }
 
 pub fn status_json(config: &Config, action_id: &str, filters: &Filters) -> anyhow::Result<String> {
@@ -59,18 +87,30 @@ pub fn status_json(config: &Config, action_id: &str, filters: &Filters) -> anyho
 pub fn history_json(config: &Config, action_id: &str, filters: &Filters) -> anyhow::Result<String> {
     let store = open_store(&config.data_dir)?;
     let action_id = ActionId::parse(action_id)?;
-    let events = queries::history(&store, &action_id, filters)?.with_context(|| format!("no Action {action_id}"))?;
-    Ok(serde_json::to_string(&serde_json::json!({"action_id": action_id, "events": events}))?)
+    let events = queries::history(&store, &action_id, filters)?
+        .with_context(|| format!("no Action {action_id}"))?;
+    Ok(serde_json::to_string(
+        &serde_json::json!({"action_id": action_id, "events": events}),
+    )?)
 }
 
-pub async fn review(config: Config, as_of: Option<NaiveDate>, country: Option<Country>) -> anyhow::Result<ReviewReport> {
+pub async fn review(
+    config: Config,
+    as_of: Option<NaiveDate>,
+    country: Option<Country>,
+) -> anyhow::Result<ReviewReport> {
     let mut config = config;
     config.nats = None;
     open_store(&config.data_dir)?;
     let (app, writer_thread) = App::start(config).await?;
-    let report = app.run_review(as_of, country, None).await.map_err(|e| anyhow::anyhow!("review: {e}"))?;
+    let report = app
+        .run_review(as_of, country, None)
+        .await
+        .map_err(|e| anyhow::anyhow!("review: {e}"))?;
     drop(app);
-    tokio::task::spawn_blocking(move || writer_thread.join()).await?.map_err(|_| anyhow::anyhow!("the writer panicked"))?;
+    tokio::task::spawn_blocking(move || writer_thread.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("the writer panicked"))?;
     Ok(report)
 }
 
@@ -88,11 +128,17 @@ pub fn rebuild(data_dir: &Path, progress: bool) -> anyhow::Result<u64> {
     let store = open_store(data_dir)?;
     let total = store.last_seq()?;
     store.drop_views()?;
-    let bar = if progress { indicatif::ProgressBar::new(total) } else { indicatif::ProgressBar::hidden() };
+    let bar = if progress {
+        indicatif::ProgressBar::new(total)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} events ({per_sec})")
-            .expect("a valid template")
-            .progress_chars("=> "),
+        indicatif::ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:40}] {pos}/{len} events ({per_sec})",
+        )
+        .expect("a valid template")
+        .progress_chars("=> "),
     );
     let mut records: HashMap<ActionId, ActionRecord> = HashMap::new();
     let mut in_chunk = 0;
@@ -108,7 +154,9 @@ pub fn rebuild(data_dir: &Path, progress: bool) -> anyhow::Result<u64> {
             }
         }
         let record = action_id.as_ref().and_then(|id| records.get(id));
-        if let Some(logged) = fact_from_stored(&json, record).map_err(|e| anyhow::anyhow!("seq {seq}: {e}"))? {
+        if let Some(logged) =
+            fact_from_stored(&json, record).map_err(|e| anyhow::anyhow!("seq {seq}: {e}"))?
+        {
             records
                 .entry(logged.action_id.clone())
                 .or_insert_with(|| ActionRecord::new(logged.action_id, logged.country))
@@ -117,12 +165,22 @@ pub fn rebuild(data_dir: &Path, progress: bool) -> anyhow::Result<u64> {
         in_chunk += 1;
         folded += 1;
         if in_chunk == REBUILD_CHUNK_EVENTS {
-            store.put_records(&records.drain().map(|(_, record)| record).collect::<Vec<_>>())?;
+            store.put_records(
+                &records
+                    .drain()
+                    .map(|(_, record)| record)
+                    .collect::<Vec<_>>(),
+            )?;
             bar.inc(in_chunk as u64);
             in_chunk = 0;
         }
     }
-    store.put_records(&records.drain().map(|(_, record)| record).collect::<Vec<_>>())?;
+    store.put_records(
+        &records
+            .drain()
+            .map(|(_, record)| record)
+            .collect::<Vec<_>>(),
+    )?;
     bar.inc(in_chunk as u64);
     store.sync()?;
     bar.finish();
@@ -145,7 +203,9 @@ fn peek_action(json: &[u8]) -> anyhow::Result<Option<ActionId>> {
 pub fn export(data_dir: &Path, out: Option<&Path>) -> anyhow::Result<u64> {
     let store = open_store(data_dir)?;
     let sink: Box<dyn Write> = match out {
-        Some(path) => Box::new(std::fs::File::create(path).with_context(|| format!("create {}", path.display()))?),
+        Some(path) => Box::new(
+            std::fs::File::create(path).with_context(|| format!("create {}", path.display()))?,
+        ),
         None => Box::new(std::io::stdout().lock()),
     };
     let mut sink = BufWriter::with_capacity(1 << 20, sink);
@@ -170,19 +230,31 @@ pub struct ImportCounts {
 /// Appends, in file order and through the same validation, every exported event not stored yet.
 pub fn import(data_dir: &Path, file: &Path) -> anyhow::Result<ImportCounts> {
     std::fs::create_dir_all(data_dir)?;
-    let store = Store::open(data_dir, crate::store::CACHE_BYTES_DEFAULT)
-        .with_context(|| format!("open the store in {} (is the service still running on it?)", data_dir.display()))?;
+    let store = Store::open(data_dir, crate::store::CACHE_BYTES_DEFAULT).with_context(|| {
+        format!(
+            "open the store in {} (is the service still running on it?)",
+            data_dir.display()
+        )
+    })?;
     let schemas = Arc::new(Schemas::load());
     let (writer, thread) = Writer::spawn(store, schemas.clone(), Arc::new(Metrics::new()))?;
-    let reader = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(file).with_context(|| format!("open {}", file.display()))?);
+    let reader = std::io::BufReader::with_capacity(
+        1 << 20,
+        std::fs::File::open(file).with_context(|| format!("open {}", file.display()))?,
+    );
     let mut counts = ImportCounts::default();
     let mut chunk = Vec::with_capacity(IMPORT_CHUNK_EVENTS);
     let mut lines_of_chunk = Vec::with_capacity(IMPORT_CHUNK_EVENTS);
-    let flush = |chunk: &mut Vec<Incoming>, lines: &mut Vec<usize>, counts: &mut ImportCounts| -> anyhow::Result<()> {
+    let flush = |chunk: &mut Vec<Incoming>,
+                 lines: &mut Vec<usize>,
+                 counts: &mut ImportCounts|
+     -> anyhow::Result<()> {
         if chunk.is_empty() {
             return Ok(());
         }
-        let outcomes = writer.blocking_submit(std::mem::take(chunk), false).map_err(|e: WriteError| anyhow::anyhow!("import: {e}"))?;
+        let outcomes = writer
+            .blocking_submit(std::mem::take(chunk), false)
+            .map_err(|e: WriteError| anyhow::anyhow!("import: {e}"))?;
         for (outcome, line) in outcomes.iter().zip(lines.drain(..)) {
             match outcome {
                 ItemOutcome::Applied { .. } => counts.applied += 1,
@@ -217,19 +289,28 @@ pub fn import(data_dir: &Path, file: &Path) -> anyhow::Result<ImportCounts> {
     }
     flush(&mut chunk, &mut lines_of_chunk, &mut counts)?;
     drop(writer);
-    thread.join().map_err(|_| anyhow::anyhow!("the writer panicked"))?;
+    thread
+        .join()
+        .map_err(|_| anyhow::anyhow!("the writer panicked"))?;
     Ok(counts)
 }
 
 fn imported(schemas: &Schemas, line: &str) -> Result<Incoming, String> {
-    let value: serde_json::Value = serde_json::from_str(line).map_err(|e| format!("malformed_json: {e}"))?;
+    let value: serde_json::Value =
+        serde_json::from_str(line).map_err(|e| format!("malformed_json: {e}"))?;
     let stored = StoredEvent::from_value(value).map_err(|e| format!("not a stored event: {e}"))?;
     let envelope = serde_json::to_value(&stored.envelope).map_err(|e| e.to_string())?;
-    let parsed = schemas.parse_value(envelope, Origin::Service).map_err(|rejection| rejection.to_string())?;
+    let parsed = schemas
+        .parse_value(envelope, Origin::Service)
+        .map_err(|rejection| rejection.to_string())?;
     Ok(Incoming {
         payload: Payload::Parsed(Box::new(parsed)),
         origin: Origin::Service,
-        source: Source::Import { recorded_at: stored.recorded_at, stream_seq: stored.stream_seq, submitted_by: stored.submitted_by.clone() },
+        source: Source::Import {
+            recorded_at: stored.recorded_at,
+            stream_seq: stored.stream_seq,
+            submitted_by: stored.submitted_by.clone(),
+        },
         submitted_by: stored.submitted_by,
     })
 }

@@ -16,9 +16,15 @@ pub const SCHEDULE_DEFAULT: &str = "0 3 1 */3 *";
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: {source}")]
-    Parse { path: PathBuf, source: toml::de::Error },
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
     #[error("{0}")]
     Invalid(String),
 }
@@ -134,30 +140,55 @@ impl Config {
         let http_addr: SocketAddr = http_addr_text
             .parse()
             .map_err(|e| ConfigError::Invalid(format!("http_addr {http_addr_text:?}: {e}")))?;
-        let data_dir = overrides.data_dir.clone().or(file.server.data_dir).unwrap_or_else(|| DATA_DIR_DEFAULT.into());
+        let data_dir = overrides
+            .data_dir
+            .clone()
+            .or(file.server.data_dir)
+            .unwrap_or_else(|| DATA_DIR_DEFAULT.into());
         let nats_section = file.nats.unwrap_or_default();
         let nats_url = overrides.nats_url.clone().or(nats_section.url);
         let nats = nats_url.map(|url| NatsConfig {
             url,
-            stream: nats_section.stream.unwrap_or_else(|| STREAM_DEFAULT.to_owned()),
+            stream: nats_section
+                .stream
+                .unwrap_or_else(|| STREAM_DEFAULT.to_owned()),
             replicas: nats_section.replicas.unwrap_or(1),
             duplicate_window_secs: nats_section.duplicate_window_secs.unwrap_or(120),
             publish_timeout_ms: nats_section.publish_timeout_ms.unwrap_or(5_000),
         });
-        let schedule = file.review.schedule.unwrap_or_else(|| SCHEDULE_DEFAULT.to_owned());
+        let schedule = file
+            .review
+            .schedule
+            .unwrap_or_else(|| SCHEDULE_DEFAULT.to_owned());
         let review_schedule = (schedule.trim() != "off").then_some(schedule);
         let defaults = ViewRules::default();
         let rules = ViewRules {
-            default_expectation_days: file.review.default_expectation_days.unwrap_or(defaults.default_expectation_days),
-            stale_after_days: file.review.stale_after_days.unwrap_or(defaults.stale_after_days),
-            unverified_after_days: file.review.unverified_after_days.unwrap_or(defaults.unverified_after_days),
+            default_expectation_days: file
+                .review
+                .default_expectation_days
+                .unwrap_or(defaults.default_expectation_days),
+            stale_after_days: file
+                .review
+                .stale_after_days
+                .unwrap_or(defaults.stale_after_days),
+            unverified_after_days: file
+                .review
+                .unverified_after_days
+                .unwrap_or(defaults.unverified_after_days),
             no_outcomes_after_days: defaults.no_outcomes_after_days,
         };
-        let principals = file.principals.into_iter().map(principal).collect::<Result<Vec<_>, _>>()?;
+        let principals = file
+            .principals
+            .into_iter()
+            .map(principal)
+            .collect::<Result<Vec<_>, _>>()?;
         let config = Config {
             http_addr,
             data_dir,
-            cache_bytes: file.server.cache_mib.map_or(crate::store::CACHE_BYTES_DEFAULT, |mib| mib * 1024 * 1024),
+            cache_bytes: file
+                .server
+                .cache_mib
+                .map_or(crate::store::CACHE_BYTES_DEFAULT, |mib| mib * 1024 * 1024),
             nats,
             review_schedule,
             rules,
@@ -188,8 +219,14 @@ impl Config {
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-    toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_owned(), source })
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|source| ConfigError::Parse {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 fn principal(section: PrincipalSection) -> Result<Principal, ConfigError> {
@@ -197,12 +234,20 @@ fn principal(section: PrincipalSection) -> Result<Principal, ConfigError> {
         "field_office" => Role::FieldOffice,
         "evaluator" => Role::Evaluator,
         "admin" => Role::Admin,
-        other => return Err(ConfigError::Invalid(format!("principal {}: unknown role {other:?}", section.name))),
+        other => {
+            return Err(ConfigError::Invalid(format!(
+                "principal {}: unknown role {other:?}",
+                section.name
+            )))
+        }
     };
     let countries = section
         .countries
         .iter()
-        .map(|country| Country::parse(country).map_err(|e| ConfigError::Invalid(format!("principal {}: {e}", section.name))))
+        .map(|country| {
+            Country::parse(country)
+                .map_err(|e| ConfigError::Invalid(format!("principal {}: {e}", section.name)))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let token_sha256 = section.token_sha256.to_ascii_lowercase();
     if token_sha256.len() != 64 || !token_sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -212,9 +257,17 @@ fn principal(section: PrincipalSection) -> Result<Principal, ConfigError> {
         )));
     }
     if role == Role::FieldOffice && countries.is_empty() {
-        return Err(ConfigError::Invalid(format!("principal {}: a field_office needs countries", section.name)));
+        return Err(ConfigError::Invalid(format!(
+            "principal {}: a field_office needs countries",
+            section.name
+        )));
     }
-    Ok(Principal { name: section.name, role, countries, token_sha256 })
+    Ok(Principal {
+        name: section.name,
+        role,
+        countries,
+        token_sha256,
+    })
 }
 
 #[cfg(test)]
@@ -230,7 +283,11 @@ mod tests {
     #[test]
     fn flags_win_over_the_file_and_the_file_over_defaults() {
         let file = write("[server]\nhttp_addr = \"127.0.0.1:9000\"\ndata_dir = \"/tmp/x\"\n[review]\nstale_after_days = 10\n");
-        let overrides = Overrides { config_file: Some(file.path().into()), http_addr: Some("127.0.0.1:9001".into()), ..Default::default() };
+        let overrides = Overrides {
+            config_file: Some(file.path().into()),
+            http_addr: Some("127.0.0.1:9001".into()),
+            ..Default::default()
+        };
         let config = Config::load(&overrides).unwrap();
         assert_eq!(config.http_addr.port(), 9001);
         assert_eq!(config.data_dir, PathBuf::from("/tmp/x"));
@@ -242,7 +299,10 @@ mod tests {
 
     #[test]
     fn without_principals_only_loopback_is_allowed() {
-        let overrides = Overrides { http_addr: Some("0.0.0.0:8080".into()), ..Default::default() };
+        let overrides = Overrides {
+            http_addr: Some("0.0.0.0:8080".into()),
+            ..Default::default()
+        };
         let error = Config::load(&overrides).unwrap_err().to_string();
         assert!(error.contains("authentication is off"), "{error}");
     }
@@ -253,10 +313,19 @@ mod tests {
             "[server]\nhttp_addr = \"0.0.0.0:8080\"\n[review]\nschedule = \"off\"\n[[principals]]\nname = \"fo-bangkok\"\nrole = \"field_office\"\ncountries = [\"TH\"]\ntoken_sha256 = \"{}\"\n",
             "ab".repeat(32)
         ));
-        let config = Config::load(&Overrides { config_file: Some(file.path().into()), ..Default::default() }).unwrap();
+        let config = Config::load(&Overrides {
+            config_file: Some(file.path().into()),
+            ..Default::default()
+        })
+        .unwrap();
         assert_eq!(config.principals[0].role, Role::FieldOffice);
         assert!(config.review_schedule.is_none());
-        let bad = write("[[principals]]\nname = \"x\"\nrole = \"admin\"\ntoken_sha256 = \"secret\"\n");
-        assert!(Config::load(&Overrides { config_file: Some(bad.path().into()), ..Default::default() }).is_err());
+        let bad =
+            write("[[principals]]\nname = \"x\"\nrole = \"admin\"\ntoken_sha256 = \"secret\"\n");
+        assert!(Config::load(&Overrides {
+            config_file: Some(bad.path().into()),
+            ..Default::default()
+        })
+        .is_err());
     }
 }

@@ -32,7 +32,11 @@ pub enum Source {
     /// A message of the JetStream stream: rejections go to the rejection store.
     Nats { subject: String, stream_seq: u64 },
     /// `impact import`: the stored fields of the exported event are kept.
-    Import { recorded_at: DateTime<Utc>, stream_seq: Option<u64>, submitted_by: Option<String> },
+    Import {
+        recorded_at: DateTime<Utc>,
+        stream_seq: Option<u64>,
+        submitted_by: Option<String>,
+    },
     /// The service's own writes (reviews on the embedded bus).
     Service,
 }
@@ -94,11 +98,18 @@ pub struct Writer {
 
 impl Writer {
     /// Starts the writer thread over `store`. It ends when every handle is dropped.
-    pub fn spawn(store: Store, schemas: Arc<Schemas>, metrics: Arc<Metrics>) -> Result<(Writer, std::thread::JoinHandle<()>), StoreError> {
+    pub fn spawn(
+        store: Store,
+        schemas: Arc<Schemas>,
+        metrics: Arc<Metrics>,
+    ) -> Result<(Writer, std::thread::JoinHandle<()>), StoreError> {
         let state = WriterState::load(&store)?;
         metrics.log_position.set(state.next_seq as i64 - 1);
         let (tx, rx) = mpsc::channel(QUEUE_SUBMISSIONS_MAX);
-        let (position_tx, position) = watch::channel(Position { last_seq: state.next_seq - 1, checkpoint: state.checkpoint });
+        let (position_tx, position) = watch::channel(Position {
+            last_seq: state.next_seq - 1,
+            checkpoint: state.checkpoint,
+        });
         let thread = std::thread::Builder::new()
             .name("impact-writer".into())
             .spawn(move || run(rx, store, schemas, metrics, state, position_tx))
@@ -108,20 +119,38 @@ impl Writer {
 
     pub async fn submit(&self, items: Vec<Incoming>, all_or_nothing: bool) -> SubmissionResult {
         let (reply, answer) = oneshot::channel();
-        let submission = Submission { items, all_or_nothing, checkpoint: None, reply: Some(reply) };
-        self.tx.send(submission).await.map_err(|_| WriteError::Stopped)?;
+        let submission = Submission {
+            items,
+            all_or_nothing,
+            checkpoint: None,
+            reply: Some(reply),
+        };
+        self.tx
+            .send(submission)
+            .await
+            .map_err(|_| WriteError::Stopped)?;
         answer.await.map_err(|_| WriteError::Stopped)?
     }
 
     /// Sends a submission without waiting for its answer (the stream consumer's path).
     pub async fn send(&self, submission: Submission) -> Result<(), WriteError> {
-        self.tx.send(submission).await.map_err(|_| WriteError::Stopped)
+        self.tx
+            .send(submission)
+            .await
+            .map_err(|_| WriteError::Stopped)
     }
 
     pub fn blocking_submit(&self, items: Vec<Incoming>, all_or_nothing: bool) -> SubmissionResult {
         let (reply, answer) = oneshot::channel();
-        let submission = Submission { items, all_or_nothing, checkpoint: None, reply: Some(reply) };
-        self.tx.blocking_send(submission).map_err(|_| WriteError::Stopped)?;
+        let submission = Submission {
+            items,
+            all_or_nothing,
+            checkpoint: None,
+            reply: Some(reply),
+        };
+        self.tx
+            .blocking_send(submission)
+            .map_err(|_| WriteError::Stopped)?;
         answer.blocking_recv().map_err(|_| WriteError::Stopped)?
     }
 
@@ -134,9 +163,15 @@ impl Writer {
     }
 
     /// Waits until the log reaches `seq` (or the stream checkpoint reaches `stream_seq`).
-    pub async fn wait_for(&self, until: impl Fn(&Position) -> bool) -> Result<Position, WriteError> {
+    pub async fn wait_for(
+        &self,
+        until: impl Fn(&Position) -> bool,
+    ) -> Result<Position, WriteError> {
         let mut position = self.position.clone();
-        let reached = position.wait_for(|p| until(p)).await.map_err(|_| WriteError::Stopped)?;
+        let reached = position
+            .wait_for(|p| until(p))
+            .await
+            .map_err(|_| WriteError::Stopped)?;
         Ok(*reached)
     }
 }
@@ -161,7 +196,11 @@ impl WriterState {
     fn load(store: &Store) -> Result<WriterState, StoreError> {
         let last_seq = store.last_seq()?;
         let last_recorded_at = match store.event_json(last_seq)? {
-            Some(json) => StoredEvent::from_json_bytes(&json).map_err(StoreError::Corrupt)?.recorded_at,
+            Some(json) => {
+                StoredEvent::from_json_bytes(&json)
+                    .map_err(StoreError::Corrupt)?
+                    .recorded_at
+            }
             None => DateTime::<Utc>::UNIX_EPOCH,
         };
         Ok(WriterState {
@@ -213,7 +252,10 @@ fn run(
                         let _ = reply.send(result);
                     }
                 }
-                position.send_replace(Position { last_seq: state.next_seq - 1, checkpoint: state.checkpoint });
+                position.send_replace(Position {
+                    last_seq: state.next_seq - 1,
+                    checkpoint: state.checkpoint,
+                });
             }
             Err(error) => {
                 tracing::error!(%error, "the batch could not be written; nothing of it was applied");
@@ -303,7 +345,9 @@ impl<'a> Batch<'a> {
         let mut outcomes = Vec::with_capacity(items.len());
         let mut failures = Vec::new();
         for (index, item) in items.into_iter().enumerate() {
-            let outcome = self.apply(item, !all_or_nothing).map_err(|e| WriteError::Store(e.to_string()))?;
+            let outcome = self
+                .apply(item, !all_or_nothing)
+                .map_err(|e| WriteError::Store(e.to_string()))?;
             if let ItemOutcome::Rejected(rejection) = &outcome {
                 // An all-or-nothing submission's rejections are counted where they are reported.
                 if !all_or_nothing {
@@ -356,7 +400,12 @@ impl<'a> Batch<'a> {
 
     /// Validates one item and, if it passes, appends it to the batch.
     fn apply(&mut self, item: Incoming, keep_rejections: bool) -> Result<ItemOutcome, StoreError> {
-        let Incoming { payload, origin, source, submitted_by } = item;
+        let Incoming {
+            payload,
+            origin,
+            source,
+            submitted_by,
+        } = item;
         let (raw, parsed) = match payload {
             Payload::Raw(raw) => {
                 let parsed = self.schemas.parse_bytes(&raw, origin);
@@ -372,13 +421,22 @@ impl<'a> Batch<'a> {
             Ok(parsed) => self.append(parsed, &source, submitted_by)?,
             Err(rejection) => ItemOutcome::Rejected(rejection),
         };
-        if let (ItemOutcome::Rejected(rejection), true, Source::Nats { subject, stream_seq }) =
-            (&outcome, keep_rejections, &source)
+        if let (
+            ItemOutcome::Rejected(rejection),
+            true,
+            Source::Nats {
+                subject,
+                stream_seq,
+            },
+        ) = (&outcome, keep_rejections, &source)
         {
             let raw = raw.unwrap_or_default();
             let (raw_text, raw_encoding) = match std::str::from_utf8(&raw) {
                 Ok(text) => (text.to_owned(), None),
-                Err(_) => (base64::engine::general_purpose::STANDARD.encode(&raw), Some("base64".to_owned())),
+                Err(_) => (
+                    base64::engine::general_purpose::STANDARD.encode(&raw),
+                    Some("base64".to_owned()),
+                ),
             };
             let id = self.state.next_rejection_id;
             self.state.next_rejection_id += 1;
@@ -398,7 +456,12 @@ impl<'a> Batch<'a> {
         Ok(outcome)
     }
 
-    fn append(&mut self, parsed: Parsed, source: &Source, submitted_by: Option<String>) -> Result<ItemOutcome, StoreError> {
+    fn append(
+        &mut self,
+        parsed: Parsed,
+        source: &Source,
+        submitted_by: Option<String>,
+    ) -> Result<ItemOutcome, StoreError> {
         let event_id = parsed.envelope.event_id;
         if let Some((seq, hash)) = self.seen(&event_id)? {
             if hash == parsed.hash {
@@ -414,7 +477,14 @@ impl<'a> Batch<'a> {
         let action_id = parsed.envelope.action_id.clone();
         let is_review = parsed.kind == EventKind::ReviewCompleted;
         let review_id = is_review
-            .then(|| parsed.envelope.data.get("review_id").and_then(|id| id.as_str()).map(str::to_owned))
+            .then(|| {
+                parsed
+                    .envelope
+                    .data
+                    .get("review_id")
+                    .and_then(|id| id.as_str())
+                    .map(str::to_owned)
+            })
             .flatten();
         if let Some(review_id) = &review_id {
             // One review per id, whoever writes it (replicas, restarts): a second is a duplicate.
@@ -440,7 +510,11 @@ impl<'a> Batch<'a> {
         let seq = self.state.next_seq;
         self.state.next_seq += 1;
         let (recorded_at, stream_seq, submitted_by) = match source {
-            Source::Import { recorded_at, stream_seq, submitted_by } => (*recorded_at, *stream_seq, submitted_by.clone()),
+            Source::Import {
+                recorded_at,
+                stream_seq,
+                submitted_by,
+            } => (*recorded_at, *stream_seq, submitted_by.clone()),
             Source::Nats { stream_seq, .. } => (self.now, Some(*stream_seq), submitted_by),
             Source::Http | Source::Service => (self.now, None, submitted_by),
         };
@@ -448,14 +522,25 @@ impl<'a> Batch<'a> {
         if let Some(review_id) = &review_id {
             self.new_reviews.insert(review_id.clone(), seq);
         }
-        let evidence_count = parsed.envelope.evidence.as_ref().map_or(0, |evidence| evidence.len() as u16);
+        let evidence_count = parsed
+            .envelope
+            .evidence
+            .as_ref()
+            .map_or(0, |evidence| evidence.len() as u16);
         let occurred_on = parsed.envelope.occurred_on;
         let country = parsed.envelope.country.clone();
-        let stored = StoredEvent { envelope: parsed.envelope, seq, recorded_at, stream_seq, submitted_by };
+        let stored = StoredEvent {
+            envelope: parsed.envelope,
+            seq,
+            recorded_at,
+            stream_seq,
+            submitted_by,
+        };
         if let Some(fact) = fact {
             if let Some(undo) = &mut self.undo {
                 if !undo.records.contains_key(&action_id) {
-                    undo.records.insert(action_id.clone(), self.records.get(&action_id).cloned());
+                    undo.records
+                        .insert(action_id.clone(), self.records.get(&action_id).cloned());
                 }
             }
             self.records
@@ -495,7 +580,10 @@ impl<'a> Batch<'a> {
             .collect();
         touched.sort();
         touched.dedup();
-        let records = touched.into_iter().filter_map(|id| self.records.get(id).cloned()).collect();
+        let records = touched
+            .into_iter()
+            .filter_map(|id| self.records.get(id).cloned())
+            .collect();
         self.commit.records = records;
         if self.state.checkpoint > 0 {
             self.commit.checkpoint = Some(self.state.checkpoint);
@@ -507,14 +595,21 @@ impl<'a> Batch<'a> {
 /// On NATS, the subject names the Action: `impact.events.<country>.<action_id>`, or a review:
 /// `impact.reviews.<review_id>`.
 fn check_subject(source: &Source, parsed: &Parsed) -> Result<(), Rejection> {
-    let Source::Nats { subject, .. } = source else { return Ok(()) };
+    let Source::Nats { subject, .. } = source else {
+        return Ok(());
+    };
     let envelope = &parsed.envelope;
     let tokens: Vec<&str> = subject.split('.').collect();
     let matches = match tokens.as_slice() {
         ["impact", "events", country, action] => {
-            *country == envelope.country.as_str() && *action == envelope.action_id.as_str() && parsed.kind != EventKind::ReviewCompleted
+            *country == envelope.country.as_str()
+                && *action == envelope.action_id.as_str()
+                && parsed.kind != EventKind::ReviewCompleted
         }
-        ["impact", "reviews", _] => parsed.kind == EventKind::ReviewCompleted && envelope.action_id.as_str() == REVIEW_ACTION,
+        ["impact", "reviews", _] => {
+            parsed.kind == EventKind::ReviewCompleted
+                && envelope.action_id.as_str() == REVIEW_ACTION
+        }
         _ => false,
     };
     if matches {
@@ -533,5 +628,8 @@ fn check_subject(source: &Source, parsed: &Parsed) -> Result<(), Rejection> {
 /// The `event_id` of a raw payload, when it has one, for the rejection store.
 fn event_id_of(raw: &[u8]) -> Option<String> {
     let value: serde_json::Value = serde_json::from_slice(raw).ok()?;
-    value.get("event_id")?.as_str().map(|id| id.chars().take(64).collect())
+    value
+        .get("event_id")?
+        .as_str()
+        .map(|id| id.chars().take(64).collect())
 }

@@ -10,12 +10,22 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let default_level = if matches!(cli.command, Command::Serve { .. }) { "info" } else { "warn" };
+    let default_level = if matches!(cli.command, Command::Serve { .. }) {
+        "info"
+    } else {
+        "warn"
+    };
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_level.into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| default_level.into()),
+        )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("start the tokio runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("start the tokio runtime");
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(error) => {
@@ -27,11 +37,27 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Serve { config, data_dir, http, nats, demo } => {
-            let config = Config::load(&Overrides { config_file: config, data_dir, http_addr: http, nats_url: nats })?;
+        Command::Serve {
+            config,
+            data_dir,
+            http,
+            nats,
+            demo,
+        } => {
+            let config = Config::load(&Overrides {
+                config_file: config,
+                data_dir,
+                http_addr: http,
+                nats_url: nats,
+            })?;
             impact::app::serve(config, demo).await?;
         }
-        Command::Submit { server, token, outbox, files } => {
+        Command::Submit {
+            server,
+            token,
+            outbox,
+            files,
+        } => {
             let events = client::read_events(&files)?;
             let (valid, problems) = client::validate_locally(events);
             for problem in &problems {
@@ -54,13 +80,28 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Status(args) => print_read(&args, "", print_status_table).await?,
         Command::History(args) => print_read(&args, "/events", print_history_table).await?,
-        Command::Review { as_of, country, format, source } => {
+        Command::Review {
+            as_of,
+            country,
+            format,
+            source,
+        } => {
             let markdown = format == Format::Markdown;
             match &source.server {
                 Some(server) => {
                     let client = Client::new(server, source.token.clone())?;
-                    let accept = if markdown { "text/markdown" } else { "application/json" };
-                    let body = client.post_json("/v1/reviews", &client::review_request(as_of.as_deref(), country.as_deref()), accept).await?;
+                    let accept = if markdown {
+                        "text/markdown"
+                    } else {
+                        "application/json"
+                    };
+                    let body = client
+                        .post_json(
+                            "/v1/reviews",
+                            &client::review_request(as_of.as_deref(), country.as_deref()),
+                            accept,
+                        )
+                        .await?;
                     if markdown {
                         print!("{body}");
                     } else {
@@ -69,25 +110,36 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     }
                 }
                 None => {
-                    let config = commands::offline_config(source.config.clone(), source.data_dir.clone())?;
+                    let config =
+                        commands::offline_config(source.config.clone(), source.data_dir.clone())?;
                     let filters = commands::parse_filters(as_of.as_deref(), None, None)?;
-                    let country = country.as_deref().map(impact::domain::ids::Country::parse).transpose()?;
+                    let country = country
+                        .as_deref()
+                        .map(impact::domain::ids::Country::parse)
+                        .transpose()?;
                     let report = commands::review(config, filters.as_of, country).await?;
                     commands::print_review(&report, markdown)?;
                 }
             }
         }
         Command::Rebuild { data_dir } => {
-            let folded = tokio::task::spawn_blocking(move || commands::rebuild(&data_dir, true)).await??;
+            let folded =
+                tokio::task::spawn_blocking(move || commands::rebuild(&data_dir, true)).await??;
             eprintln!("rebuilt every view from {folded} events");
         }
         Command::Export { data_dir, out } => {
-            let count = tokio::task::spawn_blocking(move || commands::export(&data_dir, out.as_deref())).await??;
+            let count =
+                tokio::task::spawn_blocking(move || commands::export(&data_dir, out.as_deref()))
+                    .await??;
             eprintln!("exported {count} events");
         }
         Command::Import { data_dir, file } => {
-            let counts = tokio::task::spawn_blocking(move || commands::import(&data_dir, &file)).await??;
-            eprintln!("imported {} events, {} already stored, {} rejected", counts.applied, counts.duplicate, counts.rejected);
+            let counts =
+                tokio::task::spawn_blocking(move || commands::import(&data_dir, &file)).await??;
+            eprintln!(
+                "imported {} events, {} already stored, {} rejected",
+                counts.applied, counts.duplicate, counts.rejected
+            );
             if counts.rejected > 0 {
                 return Ok(ExitCode::FAILURE);
             }
@@ -106,11 +158,21 @@ async fn print_read(args: &ReadArgs, suffix: &str, table: fn(&Value)) -> anyhow:
                 ("until_seq", args.until_seq.map(|n| n.to_string())),
                 ("known_at", args.known_at.clone()),
             ]);
-            client.get_text(&format!("/v1/actions/{}{suffix}{query}", args.action_id), "application/json").await?
+            client
+                .get_text(
+                    &format!("/v1/actions/{}{suffix}{query}", args.action_id),
+                    "application/json",
+                )
+                .await?
         }
         None => {
-            let config = commands::offline_config(args.source.config.clone(), args.source.data_dir.clone())?;
-            let filters = commands::parse_filters(args.as_of.as_deref(), args.until_seq, args.known_at.as_deref())?;
+            let config =
+                commands::offline_config(args.source.config.clone(), args.source.data_dir.clone())?;
+            let filters = commands::parse_filters(
+                args.as_of.as_deref(),
+                args.until_seq,
+                args.known_at.as_deref(),
+            )?;
             if suffix.is_empty() {
                 commands::status_json(&config, &args.action_id, &filters)?
             } else {
@@ -135,17 +197,35 @@ fn text(value: &Value) -> String {
 }
 
 fn print_status_table(view: &Value) {
-    println!("{}  {}  {}", text(&view["action_id"]), text(&view["country"]), text(&view["title"]));
+    println!(
+        "{}  {}  {}",
+        text(&view["action_id"]),
+        text(&view["country"]),
+        text(&view["title"])
+    );
     println!(
         "registered: {}  closed: {}  events: {}  last seq: {}  last report: {}  reference date: {}",
-        view["registered"], view["closed"], view["event_count"], view["last_seq"], text(&view["last_event_on"]), text(&view["reference_date"])
+        view["registered"],
+        view["closed"],
+        view["event_count"],
+        view["last_seq"],
+        text(&view["last_event_on"]),
+        text(&view["reference_date"])
     );
     println!();
-    println!("{:<32} {:<12} {:<24} {:<11} {:<12} {:<36} {}", "OUTCOME", "TRACK", "STAGE", "SINCE", "STATE", "EXPECTED", "VERIFICATION");
+    println!(
+        "{:<32} {:<12} {:<24} {:<11} {:<12} {:<36} VERIFICATION",
+        "OUTCOME", "TRACK", "STAGE", "SINCE", "STATE", "EXPECTED"
+    );
     for outcome in view["outcomes"].as_array().into_iter().flatten() {
         let expected = match &outcome["expected"] {
             Value::Null => "—".to_owned(),
-            e => format!("{} by {} ({})", text(&e["stage"]), text(&e["by"]), text(&e["date_source"])),
+            e => format!(
+                "{} by {} ({})",
+                text(&e["stage"]),
+                text(&e["by"]),
+                text(&e["date_source"])
+            ),
         };
         println!(
             "{:<32} {:<12} {:<24} {:<11} {:<12} {:<36} {}",
@@ -162,18 +242,39 @@ fn print_status_table(view: &Value) {
     if !flags.is_empty() {
         println!("\nFLAGS");
         for flag in flags {
-            println!("  {:<12} {:<32} {}", text(&flag["flag"]), text(&flag["outcome_id"]), text(&flag["detail"]));
+            println!(
+                "  {:<12} {:<32} {}",
+                text(&flag["flag"]),
+                text(&flag["outcome_id"]),
+                text(&flag["detail"])
+            );
         }
     }
 }
 
 fn print_history_table(history: &Value) {
     println!("{}", text(&history["action_id"]));
-    println!("{:>7} {:<11} {:<32} {:<28} {}", "SEQ", "OCCURRED", "TYPE", "OUTCOME", "NOTE");
+    println!(
+        "{:>7} {:<11} {:<32} {:<28} NOTE",
+        "SEQ", "OCCURRED", "TYPE", "OUTCOME"
+    );
     for event in history["events"].as_array().into_iter().flatten() {
         let data = &event["data"];
-        let note = [&data["title"], &data["note"], &data["reason"], &data["summary"]].into_iter().find(|v| v.is_string()).map(text).unwrap_or_default();
-        let retracted = if event["retracted"] == Value::Bool(true) { " [retracted]" } else { "" };
+        let note = [
+            &data["title"],
+            &data["note"],
+            &data["reason"],
+            &data["summary"],
+        ]
+        .into_iter()
+        .find(|v| v.is_string())
+        .map(text)
+        .unwrap_or_default();
+        let retracted = if event["retracted"] == Value::Bool(true) {
+            " [retracted]"
+        } else {
+            ""
+        };
         println!(
             "{:>7} {:<11} {:<32} {:<28} {note}{retracted}",
             text(&event["seq"]),

@@ -29,24 +29,53 @@ impl Metrics {
         let log_position = Gauge::default();
         let mut registry = Registry::default();
         let impact = registry.sub_registry_with_prefix("impact");
-        impact.register("events_applied", "Events appended to the log", applied.clone());
-        impact.register("events_duplicate", "Events seen again with the same content, applied once", duplicate.clone());
-        impact.register("events_rejected", "Events rejected, by rejection code", rejected.clone());
-        impact.register("log_position", "The seq of the last event in the log", log_position.clone());
+        impact.register(
+            "events_applied",
+            "Events appended to the log",
+            applied.clone(),
+        );
+        impact.register(
+            "events_duplicate",
+            "Events seen again with the same content, applied once",
+            duplicate.clone(),
+        );
+        impact.register(
+            "events_rejected",
+            "Events rejected, by rejection code",
+            rejected.clone(),
+        );
+        impact.register(
+            "log_position",
+            "The seq of the last event in the log",
+            log_position.clone(),
+        );
         // Every code is present from the start, so a dashboard sees zeros rather than gaps.
         for code in RejectionCode::ALL {
-            let _ = rejected.get_or_create(&CodeLabel { code: code.as_str() });
+            let _ = rejected.get_or_create(&CodeLabel {
+                code: code.as_str(),
+            });
         }
-        Metrics { applied, duplicate, rejected, log_position, registry }
+        Metrics {
+            applied,
+            duplicate,
+            rejected,
+            log_position,
+            registry,
+        }
     }
 
     pub fn rejected(&self, code: RejectionCode, count: u64) {
-        self.rejected.get_or_create(&CodeLabel { code: code.as_str() }).inc_by(count);
+        self.rejected
+            .get_or_create(&CodeLabel {
+                code: code.as_str(),
+            })
+            .inc_by(count);
     }
 
     pub fn render(&self) -> String {
         let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &self.registry).expect("metrics encode");
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .expect("metrics encode");
         text
     }
 }

@@ -18,9 +18,18 @@ pub fn reference_date(filters: &Filters) -> NaiveDate {
     filters.as_of.unwrap_or_else(today)
 }
 
-pub fn status(store: &Store, action_id: &ActionId, filters: &Filters, rules: &ViewRules) -> Result<Option<ActionStatus>, StoreError> {
-    let Some(record) = store.record(action_id)? else { return Ok(None) };
-    Ok(record.view(filters, rules).map(|view| ActionStatus::new(view, rules, reference_date(filters))))
+pub fn status(
+    store: &Store,
+    action_id: &ActionId,
+    filters: &Filters,
+    rules: &ViewRules,
+) -> Result<Option<ActionStatus>, StoreError> {
+    let Some(record) = store.record(action_id)? else {
+        return Ok(None);
+    };
+    Ok(record
+        .view(filters, rules)
+        .map(|view| ActionStatus::new(view, rules, reference_date(filters))))
 }
 
 /// Every Action's status under `filters`, in `action_id` order; `keep` picks countries early.
@@ -46,18 +55,25 @@ pub fn statuses(
 
 /// An Action's stored events in `seq` order, each marked `retracted` as known under the filters.
 /// `None` when the Action has no event at all.
-pub fn history(store: &Store, action_id: &ActionId, filters: &Filters) -> Result<Option<Vec<Value>>, StoreError> {
-    let Some(record) = store.record(action_id)? else { return Ok(None) };
+pub fn history(
+    store: &Store,
+    action_id: &ActionId,
+    filters: &Filters,
+) -> Result<Option<Vec<Value>>, StoreError> {
+    let Some(record) = store.record(action_id)? else {
+        return Ok(None);
+    };
     let retracted = record.retracted(filters);
     let mut events = Vec::new();
     for fact in &record.events {
         if !filters.passes(fact.seq, fact.recorded_at_us, fact.occurred_on) {
             continue;
         }
-        let json = store
-            .event_json(fact.seq)?
-            .ok_or_else(|| StoreError::Corrupt(format!("seq {} is indexed but not in the log", fact.seq)))?;
-        let mut value: Value = serde_json::from_slice(&json).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let json = store.event_json(fact.seq)?.ok_or_else(|| {
+            StoreError::Corrupt(format!("seq {} is indexed but not in the log", fact.seq))
+        })?;
+        let mut value: Value =
+            serde_json::from_slice(&json).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         value["retracted"] = Value::Bool(retracted.contains(&fact.event_id));
         events.push(value);
     }
@@ -74,9 +90,19 @@ pub fn compute_review(
     schedule_slot: Option<String>,
 ) -> Result<ReviewReport, StoreError> {
     let until_seq = store.last_seq()?;
-    let filters = Filters { as_of: Some(as_of), until_seq: Some(until_seq), known_at: None };
-    let statuses = statuses(store, &filters, rules, |c| country.as_ref().is_none_or(|scope| scope == c))?;
-    let scope = ReviewScope { as_of, until_seq, country };
+    let filters = Filters {
+        as_of: Some(as_of),
+        until_seq: Some(until_seq),
+        known_at: None,
+    };
+    let statuses = statuses(store, &filters, rules, |c| {
+        country.as_ref().is_none_or(|scope| scope == c)
+    })?;
+    let scope = ReviewScope {
+        as_of,
+        until_seq,
+        country,
+    };
     Ok(build_report(review_id, &scope, schedule_slot, &statuses))
 }
 
@@ -88,11 +114,17 @@ pub fn reviews(store: &Store) -> Result<Vec<ReviewReport>, StoreError> {
 }
 
 pub fn review(store: &Store, review_id: &str) -> Result<Option<ReviewReport>, StoreError> {
-    store.review_seq(review_id)?.map(|seq| review_at(store, seq)).transpose()
+    store
+        .review_seq(review_id)?
+        .map(|seq| review_at(store, seq))
+        .transpose()
 }
 
 fn review_at(store: &Store, seq: u64) -> Result<ReviewReport, StoreError> {
-    let json = store.event_json(seq)?.ok_or_else(|| StoreError::Corrupt(format!("review at seq {seq} missing")))?;
+    let json = store
+        .event_json(seq)?
+        .ok_or_else(|| StoreError::Corrupt(format!("review at seq {seq} missing")))?;
     let event = StoredEvent::from_json_bytes(&json).map_err(StoreError::Corrupt)?;
-    serde_json::from_value(Value::Object(event.envelope.data)).map_err(|e| StoreError::Corrupt(format!("review at seq {seq}: {e}")))
+    serde_json::from_value(Value::Object(event.envelope.data))
+        .map_err(|e| StoreError::Corrupt(format!("review at seq {seq}: {e}")))
 }

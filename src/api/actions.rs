@@ -53,28 +53,55 @@ impl ListFilter {
     fn parse(query: &HashMap<String, String>) -> Result<ListFilter, ApiError> {
         let bad = |name: &str, text: &str| ApiError::BadQuery(format!("unknown {name} {text:?}"));
         Ok(ListFilter {
-            country: query.get("country").map(|c| Country::parse(c).map_err(|_| bad("country", c))).transpose()?,
-            track: query.get("track").map(|t| Track::parse(t).ok_or_else(|| bad("track", t))).transpose()?,
-            state: query.get("state").map(|s| OutcomeState::parse(s).ok_or_else(|| bad("state", s))).transpose()?,
-            flag: query.get("flag").map(|f| FlagKind::parse(f).ok_or_else(|| bad("flag", f))).transpose()?,
+            country: query
+                .get("country")
+                .map(|c| Country::parse(c).map_err(|_| bad("country", c)))
+                .transpose()?,
+            track: query
+                .get("track")
+                .map(|t| Track::parse(t).ok_or_else(|| bad("track", t)))
+                .transpose()?,
+            state: query
+                .get("state")
+                .map(|s| OutcomeState::parse(s).ok_or_else(|| bad("state", s)))
+                .transpose()?,
+            flag: query
+                .get("flag")
+                .map(|f| FlagKind::parse(f).ok_or_else(|| bad("flag", f)))
+                .transpose()?,
         })
     }
 
     fn matches(&self, status: &ActionStatus) -> bool {
         let outcomes = &status.view.outcomes;
-        self.track.is_none_or(|track| outcomes.iter().any(|o| o.track == track.name()))
-            && self.state.is_none_or(|state| outcomes.iter().any(|o| o.state == state))
-            && self.flag.is_none_or(|flag| status.flags.iter().any(|f| f.flag == flag))
+        self.track
+            .is_none_or(|track| outcomes.iter().any(|o| o.track == track.name()))
+            && self
+                .state
+                .is_none_or(|state| outcomes.iter().any(|o| o.state == state))
+            && self
+                .flag
+                .is_none_or(|flag| status.flags.iter().any(|f| f.flag == flag))
     }
 }
 
-pub async fn list(State(app): State<Arc<App>>, caller: Caller, query: Query) -> Result<Json<Value>, ApiError> {
+pub async fn list(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    query: Query,
+) -> Result<Json<Value>, ApiError> {
     let filters = filters(&query)?;
     let list_filter = ListFilter::parse(&query)?;
     blocking(move || {
-        let keep = |country: &Country| caller.sees(country) && list_filter.country.as_ref().is_none_or(|c| c == country);
+        let keep = |country: &Country| {
+            caller.sees(country) && list_filter.country.as_ref().is_none_or(|c| c == country)
+        };
         let statuses = queries::statuses(&app.store, &filters, &app.config.rules, keep)?;
-        let actions: Vec<ActionListItem> = statuses.iter().filter(|s| list_filter.matches(s)).map(ActionListItem::from).collect();
+        let actions: Vec<ActionListItem> = statuses
+            .iter()
+            .filter(|s| list_filter.matches(s))
+            .map(ActionListItem::from)
+            .collect();
         Ok(Json(json!({"actions": actions})))
     })
     .await
@@ -84,25 +111,47 @@ fn action_id(text: &str) -> Result<ActionId, ApiError> {
     ActionId::parse(text).map_err(|_| ApiError::NotFound(format!("no Action {text:?}")))
 }
 
-pub async fn view(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>, query: Query) -> Result<Json<ActionStatus>, ApiError> {
+pub async fn view(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    query: Query,
+) -> Result<Json<ActionStatus>, ApiError> {
     let filters = filters(&query)?;
     let action_id = action_id(&id)?;
     blocking(move || {
-        let record = app.store.record(&action_id)?.ok_or_else(|| ApiError::NotFound(format!("no Action {action_id}")))?;
+        let record = app
+            .store
+            .record(&action_id)?
+            .ok_or_else(|| ApiError::NotFound(format!("no Action {action_id}")))?;
         caller.require_country(&record.country)?;
-        let view = record
-            .view(&filters, &app.config.rules)
-            .ok_or_else(|| ApiError::NotFound(format!("Action {action_id} has no event under these filters")))?;
-        Ok(Json(ActionStatus::new(view, &app.config.rules, queries::reference_date(&filters))))
+        let view = record.view(&filters, &app.config.rules).ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "Action {action_id} has no event under these filters"
+            ))
+        })?;
+        Ok(Json(ActionStatus::new(
+            view,
+            &app.config.rules,
+            queries::reference_date(&filters),
+        )))
     })
     .await
 }
 
-pub async fn history(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>, query: Query) -> Result<Json<Value>, ApiError> {
+pub async fn history(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    query: Query,
+) -> Result<Json<Value>, ApiError> {
     let filters = filters(&query)?;
     let action_id = action_id(&id)?;
     blocking(move || {
-        let record = app.store.record(&action_id)?.ok_or_else(|| ApiError::NotFound(format!("no Action {action_id}")))?;
+        let record = app
+            .store
+            .record(&action_id)?
+            .ok_or_else(|| ApiError::NotFound(format!("no Action {action_id}")))?;
         caller.require_country(&record.country)?;
         let events = queries::history(&app.store, &action_id, &filters)?.unwrap_or_default();
         Ok(Json(json!({"action_id": action_id, "events": events})))

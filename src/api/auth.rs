@@ -26,18 +26,30 @@ impl FromRequestParts<Arc<App>> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Caller, ApiError> {
         if !app.config.auth_enabled() {
-            return Ok(Caller { name: None, role: Role::Admin, countries: None });
+            return Ok(Caller {
+                name: None,
+                role: Role::Admin,
+                countries: None,
+            });
         }
         let header = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
-            .ok_or_else(|| ApiError::Unauthenticated("an Authorization: Bearer <token> header is required".into()))?;
+            .ok_or_else(|| {
+                ApiError::Unauthenticated(
+                    "an Authorization: Bearer <token> header is required".into(),
+                )
+            })?;
         let token = header
             .to_str()
             .ok()
             .and_then(|value| value.strip_prefix("Bearer "))
             .map(str::trim)
-            .ok_or_else(|| ApiError::Unauthenticated("the Authorization header must be \"Bearer <token>\"".into()))?;
+            .ok_or_else(|| {
+                ApiError::Unauthenticated(
+                    "the Authorization header must be \"Bearer <token>\"".into(),
+                )
+            })?;
         let digest = hex::encode(Sha256::digest(token.as_bytes()));
         let principal = app
             .config
@@ -55,21 +67,28 @@ impl FromRequestParts<Arc<App>> for Caller {
 
 impl Caller {
     pub fn sees(&self, country: &Country) -> bool {
-        self.countries.as_ref().is_none_or(|countries| countries.contains(country))
+        self.countries
+            .as_ref()
+            .is_none_or(|countries| countries.contains(country))
     }
 
     pub fn require_country(&self, country: &Country) -> Result<(), ApiError> {
         if self.sees(country) {
             Ok(())
         } else {
-            Err(ApiError::Forbidden(format!("{} may not read or write Actions in {country}", self.display_name())))
+            Err(ApiError::Forbidden(format!(
+                "{} may not read or write Actions in {country}",
+                self.display_name()
+            )))
         }
     }
 
     pub fn require_reviewer(&self) -> Result<(), ApiError> {
         match self.role {
             Role::Evaluator | Role::Admin => Ok(()),
-            Role::FieldOffice => Err(ApiError::Forbidden("only evaluators and admins may do this".into())),
+            Role::FieldOffice => Err(ApiError::Forbidden(
+                "only evaluators and admins may do this".into(),
+            )),
         }
     }
 
@@ -94,7 +113,9 @@ impl Caller {
             }
             Role::Evaluator => matches!(
                 parsed.kind,
-                EventKind::Verified { .. } | EventKind::Disputed { .. } | EventKind::ExpectationRevised { .. }
+                EventKind::Verified { .. }
+                    | EventKind::Disputed { .. }
+                    | EventKind::ExpectationRevised { .. }
             ),
         };
         if allowed {

@@ -11,7 +11,10 @@ use std::fmt::Write;
 use std::sync::Arc;
 
 fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2rem;color:#222}table{border-collapse:collapse}\
@@ -26,7 +29,11 @@ fn page(title: &str, body: &str) -> Html<String> {
     ))
 }
 
-pub async fn index(State(app): State<Arc<App>>, caller: Caller, query: Query) -> Result<Html<String>, ApiError> {
+pub async fn index(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    query: Query,
+) -> Result<Html<String>, ApiError> {
     let filters = filters(&query)?;
     blocking(move || {
         let statuses = queries::statuses(&app.store, &filters, &app.config.rules, |country| caller.sees(country))?;
@@ -62,9 +69,15 @@ pub async fn index(State(app): State<Arc<App>>, caller: Caller, query: Query) ->
     .await
 }
 
-pub async fn action(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>, query: Query) -> Result<Html<String>, ApiError> {
+pub async fn action(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    query: Query,
+) -> Result<Html<String>, ApiError> {
     let filters = filters(&query)?;
-    let action_id = ActionId::parse(&id).map_err(|_| ApiError::NotFound(format!("no Action {id:?}")))?;
+    let action_id =
+        ActionId::parse(&id).map_err(|_| ApiError::NotFound(format!("no Action {id:?}")))?;
     blocking(move || {
         let status: ActionStatus = queries::status(&app.store, &action_id, &filters, &app.config.rules)?
             .ok_or_else(|| ApiError::NotFound(format!("no Action {action_id}")))?;

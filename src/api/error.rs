@@ -59,12 +59,18 @@ pub fn rejection_status(code: RejectionCode) -> StatusCode {
 impl ApiError {
     fn status_and_body(&self) -> (StatusCode, Value) {
         let simple = |status: StatusCode, code: &str, message: &str| {
-            (status, json!({"error": {"code": code, "message": message, "details": []}}))
+            (
+                status,
+                json!({"error": {"code": code, "message": message, "details": []}}),
+            )
         };
         match self {
             ApiError::Rejected(failures) => {
                 let codes: Vec<RejectionCode> = failures.iter().map(|(_, r)| r.code).collect();
-                let first = codes.first().copied().unwrap_or(RejectionCode::SchemaViolation);
+                let first = codes
+                    .first()
+                    .copied()
+                    .unwrap_or(RejectionCode::SchemaViolation);
                 // One code throughout keeps its own status; a mix of codes is a 422.
                 let status = if codes.iter().all(|code| *code == first) {
                     rejection_status(first)
@@ -86,20 +92,38 @@ impl ApiError {
                 }
                 let message = match failures.as_slice() {
                     [(index, rejection)] => format!("event {index}: {}", rejection.message),
-                    _ => format!("{} events were rejected; nothing was stored", failures.len()),
+                    _ => format!(
+                        "{} events were rejected; nothing was stored",
+                        failures.len()
+                    ),
                 };
-                (status, json!({"error": {"code": first, "message": message, "details": details}}))
+                (
+                    status,
+                    json!({"error": {"code": first, "message": message, "details": details}}),
+                )
             }
-            ApiError::MalformedJson(message) => simple(StatusCode::BAD_REQUEST, "malformed_json", message),
-            ApiError::PayloadTooLarge(message) => simple(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message),
+            ApiError::MalformedJson(message) => {
+                simple(StatusCode::BAD_REQUEST, "malformed_json", message)
+            }
+            ApiError::PayloadTooLarge(message) => {
+                simple(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message)
+            }
             ApiError::BadQuery(message) => simple(StatusCode::BAD_REQUEST, "bad_query", message),
-            ApiError::Unauthenticated(message) => simple(StatusCode::UNAUTHORIZED, "unauthenticated", message),
+            ApiError::Unauthenticated(message) => {
+                simple(StatusCode::UNAUTHORIZED, "unauthenticated", message)
+            }
             ApiError::Forbidden(message) => simple(StatusCode::FORBIDDEN, "forbidden", message),
             ApiError::NotFound(message) => simple(StatusCode::NOT_FOUND, "not_found", message),
-            ApiError::Unavailable(message) => simple(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message),
+            ApiError::Unavailable(message) => {
+                simple(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+            }
             ApiError::Internal(message) => {
                 tracing::error!(%message, "request failed");
-                simple(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the service log")
+                simple(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error; see the service log",
+                )
             }
         }
     }
@@ -110,7 +134,9 @@ impl IntoResponse for ApiError {
         let (status, body) = self.status_and_body();
         let mut response = (status, Json(body)).into_response();
         if status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert("WWW-Authenticate", "Bearer".parse().expect("static header"));
+            response
+                .headers_mut()
+                .insert("WWW-Authenticate", "Bearer".parse().expect("static header"));
         }
         response
     }

@@ -19,36 +19,60 @@ const PAGE_EVENTS_MAX: usize = 10_000;
 /// NDJSON streams are read from the store in chunks of this many events.
 const STREAM_CHUNK_EVENTS: usize = 1000;
 
-pub async fn post_events(State(app): State<Arc<App>>, caller: Caller, query: Query, body: Bytes) -> Result<Response, ApiError> {
+pub async fn post_events(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    query: Query,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let wait = match query.get("wait").map(String::as_str) {
         None | Some("false") => false,
         Some("true") => true,
-        Some(other) => return Err(ApiError::BadQuery(format!("wait must be true or false, not {other:?}"))),
+        Some(other) => {
+            return Err(ApiError::BadQuery(format!(
+                "wait must be true or false, not {other:?}"
+            )))
+        }
     };
     if body.len() > BODY_BYTES_MAX {
         count(&app, RejectionCode::PayloadTooLarge, 1);
-        return Err(ApiError::PayloadTooLarge(format!("a body is at most {BODY_BYTES_MAX} bytes")));
+        return Err(ApiError::PayloadTooLarge(format!(
+            "a body is at most {BODY_BYTES_MAX} bytes"
+        )));
     }
     let value: Value = serde_json::from_slice(&body).map_err(|e| {
         count(&app, RejectionCode::MalformedJson, 1);
         ApiError::MalformedJson(format!("the body is not JSON: {e}"))
     })?;
     let elements = match value {
-        Value::Array(elements) if elements.is_empty() => return Err(ApiError::MalformedJson("the array holds no event".into())),
+        Value::Array(elements) if elements.is_empty() => {
+            return Err(ApiError::MalformedJson("the array holds no event".into()))
+        }
         Value::Array(elements) if elements.len() > BODY_EVENTS_MAX => {
             count(&app, RejectionCode::PayloadTooLarge, 1);
-            return Err(ApiError::PayloadTooLarge(format!("a body holds at most {BODY_EVENTS_MAX} events, this has {}", elements.len())));
+            return Err(ApiError::PayloadTooLarge(format!(
+                "a body holds at most {BODY_EVENTS_MAX} events, this has {}",
+                elements.len()
+            )));
         }
         Value::Array(elements) => elements,
         object @ Value::Object(_) => vec![object],
         _ => {
             count(&app, RejectionCode::MalformedJson, 1);
-            return Err(ApiError::MalformedJson("the body is an event object or an array of them".into()));
+            return Err(ApiError::MalformedJson(
+                "the body is an event object or an array of them".into(),
+            ));
         }
     };
 
     let schemas = app.schemas.clone();
-    let parsed_all = blocking(move || Ok(elements.into_iter().map(|element| schemas.parse_value(element, Origin::Client)).collect::<Vec<_>>())).await?;
+    let parsed_all = blocking(move || {
+        Ok(elements
+            .into_iter()
+            .map(|element| schemas.parse_value(element, Origin::Client))
+            .collect::<Vec<_>>())
+    })
+    .await?;
     let mut parsed = Vec::with_capacity(parsed_all.len());
     let mut failures: Vec<(usize, Rejection)> = Vec::new();
     for (index, result) in parsed_all.into_iter().enumerate() {
@@ -70,15 +94,23 @@ pub async fn post_events(State(app): State<Arc<App>>, caller: Caller, query: Que
     if let Bus::Nats(_) = app.bus {
         let items: Vec<Incoming> = parsed
             .iter()
-            .map(|event| Incoming { payload: Payload::Parsed(Box::new(event.clone())), origin: Origin::Client, source: Source::Http, submitted_by: None })
+            .map(|event| Incoming {
+                payload: Payload::Parsed(Box::new(event.clone())),
+                origin: Origin::Client,
+                source: Source::Http,
+                submitted_by: None,
+            })
             .collect();
         let check_app = app.clone();
-        let outcomes = blocking(move || dry_run(&check_app.store, &check_app.schemas, items).map_err(|e| ApiError::from(crate::bus::BusError::from(e))))
-            .await
-            .map_err(|error| match error {
-                ApiError::Rejected(failures) => rejected(&app, failures),
-                other => other,
-            })?;
+        let outcomes = blocking(move || {
+            dry_run(&check_app.store, &check_app.schemas, items)
+                .map_err(|e| ApiError::from(crate::bus::BusError::from(e)))
+        })
+        .await
+        .map_err(|error| match error {
+            ApiError::Rejected(failures) => rejected(&app, failures),
+            other => other,
+        })?;
         for (slot, outcome) in stored_seq.iter_mut().zip(outcomes) {
             if let ItemOutcome::Duplicate { seq } = outcome {
                 *slot = Some(seq);
@@ -86,15 +118,26 @@ pub async fn post_events(State(app): State<Arc<App>>, caller: Caller, query: Que
         }
     }
 
-    let ids_and_hashes: Vec<(uuid::Uuid, [u8; 32])> = parsed.iter().map(|event| (event.envelope.event_id, event.hash)).collect();
-    let to_publish: Vec<_> = parsed.into_iter().zip(&stored_seq).filter(|(_, seq)| seq.is_none()).map(|(event, _)| event).collect();
+    let ids_and_hashes: Vec<(uuid::Uuid, [u8; 32])> = parsed
+        .iter()
+        .map(|event| (event.envelope.event_id, event.hash))
+        .collect();
+    let to_publish: Vec<_> = parsed
+        .into_iter()
+        .zip(&stored_seq)
+        .filter(|(_, seq)| seq.is_none())
+        .map(|(event, _)| event)
+        .collect();
     let published = if to_publish.is_empty() {
         Vec::new()
     } else {
-        app.bus.publish(to_publish, Origin::Client, caller.name.clone()).await.map_err(|error| match ApiError::from(error) {
-            ApiError::Rejected(failures) => rejected(&app, failures),
-            other => other,
-        })?
+        app.bus
+            .publish(to_publish, Origin::Client, caller.name.clone())
+            .await
+            .map_err(|error| match ApiError::from(error) {
+                ApiError::Rejected(failures) => rejected(&app, failures),
+                other => other,
+            })?
     };
     if wait {
         if let Some(last) = published.iter().filter_map(|p| p.stream_seq).max() {
@@ -107,14 +150,19 @@ pub async fn post_events(State(app): State<Arc<App>>, caller: Caller, query: Que
     let mut results = Vec::with_capacity(stored_seq.len());
     for ((event_id, hash), stored) in ids_and_hashes.into_iter().zip(stored_seq) {
         let mut result = match stored {
-            Some(seq) => json!({"event_id": event_id, "status": "duplicate", "stream_seq": null, "seq": seq}),
+            Some(seq) => {
+                json!({"event_id": event_id, "status": "duplicate", "stream_seq": null, "seq": seq})
+            }
             None => {
-                let p = published.next().ok_or_else(|| ApiError::Internal("the bus answered for fewer events than it was sent".into()))?;
+                let p = published.next().ok_or_else(|| {
+                    ApiError::Internal("the bus answered for fewer events than it was sent".into())
+                })?;
                 let status = match p.status {
                     Status::Accepted => "accepted",
                     Status::Duplicate => "duplicate",
                 };
-                let mut result = json!({"event_id": event_id, "status": status, "stream_seq": p.stream_seq});
+                let mut result =
+                    json!({"event_id": event_id, "status": status, "stream_seq": p.stream_seq});
                 if wait {
                     match p.seq {
                         Some(seq) => result["seq"] = json!(seq),
@@ -135,7 +183,13 @@ pub async fn post_events(State(app): State<Arc<App>>, caller: Caller, query: Que
 }
 
 /// After the consumer applied a published event: its seq, or the rejection it met.
-fn fill_applied(app: &App, result: &mut Value, event_id: uuid::Uuid, hash: [u8; 32], stream_seq: Option<u64>) -> Result<(), ApiError> {
+fn fill_applied(
+    app: &App,
+    result: &mut Value,
+    event_id: uuid::Uuid,
+    hash: [u8; 32],
+    stream_seq: Option<u64>,
+) -> Result<(), ApiError> {
     if let Some((seq, stored_hash)) = app.store.event_index(&event_id)? {
         if stored_hash == hash {
             result["seq"] = json!(seq);
@@ -170,17 +224,32 @@ fn rejected(app: &App, failures: Vec<(usize, Rejection)>) -> ApiError {
 }
 
 fn page_limit(query: &Query) -> Result<usize, ApiError> {
-    let limit = query.get("limit").map(|text| parse_u64("limit", text)).transpose()?.unwrap_or(PAGE_EVENTS_DEFAULT as u64);
+    let limit = query
+        .get("limit")
+        .map(|text| parse_u64("limit", text))
+        .transpose()?
+        .unwrap_or(PAGE_EVENTS_DEFAULT as u64);
     if limit == 0 || limit > PAGE_EVENTS_MAX as u64 {
-        return Err(ApiError::BadQuery(format!("limit must be 1 to {PAGE_EVENTS_MAX}")));
+        return Err(ApiError::BadQuery(format!(
+            "limit must be 1 to {PAGE_EVENTS_MAX}"
+        )));
     }
     Ok(limit as usize)
 }
 
 /// `GET /v1/events`: a JSON page, or every event after `after` as NDJSON.
-pub async fn log(State(app): State<Arc<App>>, caller: Caller, query: Query, headers: HeaderMap) -> Result<Response, ApiError> {
+pub async fn log(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    query: Query,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     caller.require_reviewer()?;
-    let after = query.get("after").map(|text| parse_u64("after", text)).transpose()?.unwrap_or(0);
+    let after = query
+        .get("after")
+        .map(|text| parse_u64("after", text))
+        .transpose()?
+        .unwrap_or(0);
     let ndjson = headers
         .get(header::ACCEPT)
         .and_then(|value| value.to_str().ok())
@@ -235,16 +304,34 @@ fn stream_ndjson(app: Arc<App>, after: u64) -> Response {
             let _ = tx.blocking_send(Ok(chunk));
         }
     });
-    let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
-    ([(header::CONTENT_TYPE, "application/x-ndjson")], Body::from_stream(stream)).into_response()
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    (
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(stream),
+    )
+        .into_response()
 }
 
-pub async fn rejections(State(app): State<Arc<App>>, caller: Caller, query: Query) -> Result<Response, ApiError> {
+pub async fn rejections(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    query: Query,
+) -> Result<Response, ApiError> {
     caller.require_reviewer()?;
-    let after = query.get("after").map(|text| parse_u64("after", text)).transpose()?.unwrap_or(0);
+    let after = query
+        .get("after")
+        .map(|text| parse_u64("after", text))
+        .transpose()?
+        .unwrap_or(0);
     let limit = page_limit(&query)?;
     blocking(move || {
-        let rejections = app.store.rejections_after(after).take(limit).collect::<Result<Vec<_>, _>>()?;
+        let rejections = app
+            .store
+            .rejections_after(after)
+            .take(limit)
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Json(json!({"rejections": rejections})).into_response())
     })
     .await

@@ -53,32 +53,48 @@ pub fn router(app: Arc<App>) -> Router {
 pub type Query = axum::extract::Query<HashMap<String, String>>;
 
 pub fn parse_date(name: &str, text: &str) -> Result<NaiveDate, ApiError> {
-    NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| ApiError::BadQuery(format!("{name} must be a date YYYY-MM-DD, not {text:?}")))
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map_err(|_| ApiError::BadQuery(format!("{name} must be a date YYYY-MM-DD, not {text:?}")))
 }
 
 pub fn parse_u64(name: &str, text: &str) -> Result<u64, ApiError> {
-    text.parse().map_err(|_| ApiError::BadQuery(format!("{name} must be a whole number, not {text:?}")))
+    text.parse()
+        .map_err(|_| ApiError::BadQuery(format!("{name} must be a whole number, not {text:?}")))
 }
 
 /// The time-travel filters of CONTRACT.md §3.1 from a query string.
 pub fn filters(query: &HashMap<String, String>) -> Result<Filters, ApiError> {
     Ok(Filters {
-        as_of: query.get("as_of").map(|text| parse_date("as_of", text)).transpose()?,
-        until_seq: query.get("until_seq").map(|text| parse_u64("until_seq", text)).transpose()?,
+        as_of: query
+            .get("as_of")
+            .map(|text| parse_date("as_of", text))
+            .transpose()?,
+        until_seq: query
+            .get("until_seq")
+            .map(|text| parse_u64("until_seq", text))
+            .transpose()?,
         known_at: query
             .get("known_at")
             .map(|text| {
                 DateTime::parse_from_rfc3339(text)
                     .map(|at| at.with_timezone(&Utc))
-                    .map_err(|_| ApiError::BadQuery(format!("known_at must be an RFC 3339 timestamp, not {text:?}")))
+                    .map_err(|_| {
+                        ApiError::BadQuery(format!(
+                            "known_at must be an RFC 3339 timestamp, not {text:?}"
+                        ))
+                    })
             })
             .transpose()?,
     })
 }
 
 /// Runs blocking store reads off the async threads.
-pub async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(work).await.map_err(|e| ApiError::Internal(e.to_string()))?
+pub async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
 }
 
 async fn schemas() -> Json<Value> {
@@ -91,7 +107,11 @@ async fn schema(Path(name): Path<String>) -> Result<Response, ApiError> {
         .iter()
         .find(|(known, _)| *known == name)
         .ok_or_else(|| ApiError::NotFound(format!("no schema {name:?}")))?;
-    Ok(([(header::CONTENT_TYPE, "application/schema+json")], *document).into_response())
+    Ok((
+        [(header::CONTENT_TYPE, "application/schema+json")],
+        *document,
+    )
+        .into_response())
 }
 
 async fn healthz() -> Json<Value> {
@@ -100,7 +120,9 @@ async fn healthz() -> Json<Value> {
 
 async fn readyz(State(app): State<Arc<App>>) -> Response {
     let bus_ready = app.bus.is_ready();
-    let body = Json(json!({"store": "open", "bus": if bus_ready { "ready" } else { "unavailable" }, "log_position": app.writer.position().last_seq}));
+    let body = Json(
+        json!({"store": "open", "bus": if bus_ready { "ready" } else { "unavailable" }, "log_position": app.writer.position().last_seq}),
+    );
     if bus_ready {
         (StatusCode::OK, body).into_response()
     } else {
@@ -109,5 +131,12 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], app.metrics.render()).into_response()
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        app.metrics.render(),
+    )
+        .into_response()
 }

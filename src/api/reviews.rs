@@ -22,7 +22,9 @@ struct ReviewRequest {
 }
 
 fn wants_markdown(query: &super::Query, headers: &HeaderMap) -> bool {
-    query.get("format").is_some_and(|format| format == "markdown")
+    query
+        .get("format")
+        .is_some_and(|format| format == "markdown")
         || headers
             .get(header::ACCEPT)
             .and_then(|value| value.to_str().ok())
@@ -30,21 +32,39 @@ fn wants_markdown(query: &super::Query, headers: &HeaderMap) -> bool {
 }
 
 fn markdown(text: String) -> Response {
-    ([(header::CONTENT_TYPE, "text/markdown; charset=utf-8")], text).into_response()
+    (
+        [(header::CONTENT_TYPE, "text/markdown; charset=utf-8")],
+        text,
+    )
+        .into_response()
 }
 
-pub async fn create(State(app): State<Arc<App>>, caller: Caller, query: Query, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+pub async fn create(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    query: Query,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     caller.require_reviewer()?;
     let request: ReviewRequest = if body.iter().all(u8::is_ascii_whitespace) {
         ReviewRequest::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::MalformedJson(format!("the review request: {e}")))?
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::MalformedJson(format!("the review request: {e}")))?
     };
-    let as_of = request.as_of.as_deref().map(|text| parse_date("as_of", text)).transpose()?;
+    let as_of = request
+        .as_of
+        .as_deref()
+        .map(|text| parse_date("as_of", text))
+        .transpose()?;
     let country = request
         .country
         .as_deref()
-        .map(|text| Country::parse(text).map_err(|_| ApiError::BadQuery(format!("unknown country {text:?}"))))
+        .map(|text| {
+            Country::parse(text)
+                .map_err(|_| ApiError::BadQuery(format!("unknown country {text:?}")))
+        })
         .transpose()?;
     let report = app.run_review(as_of, country, None).await?;
     if wants_markdown(&query, &headers) {
@@ -53,14 +73,23 @@ pub async fn create(State(app): State<Arc<App>>, caller: Caller, query: Query, h
     Ok((StatusCode::CREATED, Json(report)).into_response())
 }
 
-pub async fn list(State(app): State<Arc<App>>, caller: Caller, query: Query, headers: HeaderMap) -> Result<Response, ApiError> {
+pub async fn list(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    query: Query,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     caller.require_reviewer()?;
     let filters = filters(&query)?;
     let reports: Vec<ReviewReport> = blocking(move || Ok(queries::reviews(&app.store)?)).await?;
     let reports: Vec<ReviewReport> = reports
         .into_iter()
         .filter(|report| filters.as_of.is_none_or(|as_of| report.as_of <= as_of))
-        .filter(|report| filters.until_seq.is_none_or(|until| report.until_seq < until))
+        .filter(|report| {
+            filters
+                .until_seq
+                .is_none_or(|until| report.until_seq < until)
+        })
         .collect();
     if wants_markdown(&query, &headers) {
         let mut text = String::from("# Impact reviews\n\n| review | as of | log position | country | slot | outcomes | findings |\n|---|---|---:|---|---|---:|---:|\n");
@@ -85,7 +114,13 @@ pub async fn list(State(app): State<Arc<App>>, caller: Caller, query: Query, hea
     Ok(Json(json!({"reviews": reviews})).into_response())
 }
 
-pub async fn one(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>, query: Query, headers: HeaderMap) -> Result<Response, ApiError> {
+pub async fn one(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    query: Query,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     caller.require_reviewer()?;
     let review_id = id.clone();
     let report = blocking(move || Ok(queries::review(&app.store, &review_id)?))

@@ -4,9 +4,9 @@
 
 pub mod nats;
 
+use crate::domain::validate::Origin;
 use crate::domain::validate::{Parsed, Rejection};
 use crate::ingest::{Incoming, ItemOutcome, Payload, Source, WriteError, Writer};
-use crate::domain::validate::Origin;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Status {
@@ -48,21 +48,33 @@ impl From<WriteError> for BusError {
 
 pub enum Bus {
     Embedded(Writer),
-    Nats(nats::NatsBus),
+    Nats(Box<nats::NatsBus>),
 }
 
 impl Bus {
     /// Publishes a validated body, all or nothing.
-    pub async fn publish(&self, events: Vec<Parsed>, origin: Origin, submitted_by: Option<String>) -> Result<Vec<Published>, BusError> {
+    pub async fn publish(
+        &self,
+        events: Vec<Parsed>,
+        origin: Origin,
+        submitted_by: Option<String>,
+    ) -> Result<Vec<Published>, BusError> {
         match self {
             Bus::Embedded(writer) => {
-                let ids: Vec<_> = events.iter().map(|parsed| parsed.envelope.event_id).collect();
+                let ids: Vec<_> = events
+                    .iter()
+                    .map(|parsed| parsed.envelope.event_id)
+                    .collect();
                 let items = events
                     .into_iter()
                     .map(|parsed| Incoming {
                         payload: Payload::Parsed(Box::new(parsed)),
                         origin,
-                        source: if origin == Origin::Service { Source::Service } else { Source::Http },
+                        source: if origin == Origin::Service {
+                            Source::Service
+                        } else {
+                            Source::Http
+                        },
                         submitted_by: submitted_by.clone(),
                     })
                     .collect();
@@ -71,9 +83,21 @@ impl Bus {
                     .into_iter()
                     .zip(outcomes)
                     .map(|(event_id, outcome)| match outcome {
-                        ItemOutcome::Applied { seq } => Published { event_id, status: Status::Accepted, stream_seq: None, seq: Some(seq) },
-                        ItemOutcome::Duplicate { seq } => Published { event_id, status: Status::Duplicate, stream_seq: None, seq: Some(seq) },
-                        ItemOutcome::Rejected(_) => unreachable!("an all-or-nothing submission reports rejections as an error"),
+                        ItemOutcome::Applied { seq } => Published {
+                            event_id,
+                            status: Status::Accepted,
+                            stream_seq: None,
+                            seq: Some(seq),
+                        },
+                        ItemOutcome::Duplicate { seq } => Published {
+                            event_id,
+                            status: Status::Duplicate,
+                            stream_seq: None,
+                            seq: Some(seq),
+                        },
+                        ItemOutcome::Rejected(_) => unreachable!(
+                            "an all-or-nothing submission reports rejections as an error"
+                        ),
                     })
                     .collect())
             }

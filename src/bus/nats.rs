@@ -4,9 +4,9 @@
 use super::{BusError, Published, Status};
 use crate::config::NatsConfig;
 use crate::domain::ids::REVIEW_ACTION;
+use crate::domain::validate::Origin;
 use crate::domain::validate::Parsed;
 use crate::ingest::{Incoming, Payload, Source, Submission, Writer};
-use crate::domain::validate::Origin;
 use async_nats::jetstream::{self, consumer::pull::OrderedConfig, consumer::DeliverPolicy, stream};
 use futures::StreamExt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,7 +29,11 @@ pub struct NatsBus {
 pub fn subject_for(parsed: &Parsed) -> String {
     let envelope = &parsed.envelope;
     if envelope.action_id.as_str() == REVIEW_ACTION {
-        let review_id = envelope.data.get("review_id").and_then(|id| id.as_str()).unwrap_or("unnamed");
+        let review_id = envelope
+            .data
+            .get("review_id")
+            .and_then(|id| id.as_str())
+            .unwrap_or("unnamed");
         format!("impact.reviews.{review_id}")
     } else {
         format!("impact.events.{}.{}", envelope.country, envelope.action_id)
@@ -43,23 +47,40 @@ impl NatsBus {
             .retry_on_initial_connect()
             .max_reconnects(None)
             .connection_timeout(Duration::from_secs(2))
-            .reconnect_delay_callback(|attempts| Duration::from_millis((attempts as u64 * 100).min(RETRY_DELAY_MS_MAX)))
+            .reconnect_delay_callback(|attempts| {
+                Duration::from_millis((attempts as u64 * 100).min(RETRY_DELAY_MS_MAX))
+            })
             .event_callback(|event| async move { tracing::info!(%event, "nats") })
             .connect(config.url.as_str())
             .await
             .map_err(|e| BusError::Unavailable(format!("connect to {}: {e}", config.url)))?;
         let jetstream = jetstream::new(client.clone());
         let consuming = Arc::new(AtomicBool::new(false));
-        tokio::spawn(consume(jetstream.clone(), config.clone(), writer, consuming.clone()));
-        Ok(NatsBus { client, jetstream, config, consuming })
+        tokio::spawn(consume(
+            jetstream.clone(),
+            config.clone(),
+            writer,
+            consuming.clone(),
+        ));
+        Ok(NatsBus {
+            client,
+            jetstream,
+            config,
+            consuming,
+        })
     }
 
     pub fn is_ready(&self) -> bool {
-        self.client.connection_state() == async_nats::connection::State::Connected && self.consuming.load(Ordering::Relaxed)
+        self.client.connection_state() == async_nats::connection::State::Connected
+            && self.consuming.load(Ordering::Relaxed)
     }
 
     /// Publishes every event, then awaits every PubAck; `Ok` only when all are durable.
-    pub async fn publish(&self, events: Vec<Parsed>, submitted_by: Option<String>) -> Result<Vec<Published>, BusError> {
+    pub async fn publish(
+        &self,
+        events: Vec<Parsed>,
+        submitted_by: Option<String>,
+    ) -> Result<Vec<Published>, BusError> {
         let timeout = Duration::from_millis(self.config.publish_timeout_ms);
         let work = async {
             let mut pending = Vec::with_capacity(events.len());
@@ -79,20 +100,37 @@ impl NatsBus {
             }
             let mut published = Vec::with_capacity(pending.len());
             for (event_id, ack) in pending {
-                let ack = ack.await.map_err(|e| BusError::Unavailable(format!("no PubAck: {e}")))?;
-                let status = if ack.duplicate { Status::Duplicate } else { Status::Accepted };
-                published.push(Published { event_id, status, stream_seq: Some(ack.sequence), seq: None });
+                let ack = ack
+                    .await
+                    .map_err(|e| BusError::Unavailable(format!("no PubAck: {e}")))?;
+                let status = if ack.duplicate {
+                    Status::Duplicate
+                } else {
+                    Status::Accepted
+                };
+                published.push(Published {
+                    event_id,
+                    status,
+                    stream_seq: Some(ack.sequence),
+                    seq: None,
+                });
             }
             Ok(published)
         };
         match tokio::time::timeout(timeout, work).await {
             Ok(result) => result,
-            Err(_) => Err(BusError::Unavailable(format!("JetStream did not acknowledge within {} ms", timeout.as_millis()))),
+            Err(_) => Err(BusError::Unavailable(format!(
+                "JetStream did not acknowledge within {} ms",
+                timeout.as_millis()
+            ))),
         }
     }
 }
 
-async fn ensure_stream(jetstream: &jetstream::Context, config: &NatsConfig) -> Result<stream::Stream, String> {
+async fn ensure_stream(
+    jetstream: &jetstream::Context,
+    config: &NatsConfig,
+) -> Result<stream::Stream, String> {
     jetstream
         .get_or_create_stream(stream::Config {
             name: config.stream.clone(),
@@ -109,7 +147,12 @@ async fn ensure_stream(jetstream: &jetstream::Context, config: &NatsConfig) -> R
 
 /// Feeds the writer from the stream, resuming after the last sequence handed over. Runs until
 /// the writer stops; any NATS error restarts the consumer from where it was.
-async fn consume(jetstream: jetstream::Context, config: NatsConfig, writer: Writer, consuming: Arc<AtomicBool>) {
+async fn consume(
+    jetstream: jetstream::Context,
+    config: NatsConfig,
+    writer: Writer,
+    consuming: Arc<AtomicBool>,
+) {
     let mut next = writer.position().checkpoint + 1;
     let mut attempt: u64 = 0;
     loop {
@@ -119,7 +162,10 @@ async fn consume(jetstream: jetstream::Context, config: NatsConfig, writer: Writ
                 consuming.store(false, Ordering::Relaxed);
                 attempt += 1;
                 tracing::warn!(%error, next, "consumer stopped; restarting");
-                tokio::time::sleep(Duration::from_millis((attempt * 100).min(RETRY_DELAY_MS_MAX))).await;
+                tokio::time::sleep(Duration::from_millis(
+                    (attempt * 100).min(RETRY_DELAY_MS_MAX),
+                ))
+                .await;
             }
         }
     }
@@ -135,12 +181,17 @@ async fn consume_from(
     let stream = ensure_stream(jetstream, config).await?;
     let consumer = stream
         .create_consumer(OrderedConfig {
-            deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: *next },
+            deliver_policy: DeliverPolicy::ByStartSequence {
+                start_sequence: *next,
+            },
             ..Default::default()
         })
         .await
         .map_err(|e| format!("create consumer: {e}"))?;
-    let messages = consumer.messages().await.map_err(|e| format!("consume: {e}"))?;
+    let messages = consumer
+        .messages()
+        .await
+        .map_err(|e| format!("consume: {e}"))?;
     consuming.store(true, Ordering::Relaxed);
     tracing::info!(start_sequence = *next, "consuming the stream");
     let mut chunks = messages.ready_chunks(CONSUME_BATCH_MAX);
@@ -149,7 +200,10 @@ async fn consume_from(
         let mut last = None;
         for message in chunk {
             let message = message.map_err(|e| format!("message: {e}"))?;
-            let stream_seq = message.info().map_err(|e| format!("message info: {e}"))?.stream_sequence;
+            let stream_seq = message
+                .info()
+                .map_err(|e| format!("message info: {e}"))?
+                .stream_sequence;
             if stream_seq < *next {
                 continue; // Redelivered after a consumer restart: already handed over.
             }
@@ -159,17 +213,29 @@ async fn consume_from(
                 .and_then(|headers| headers.get(HEADER_SUBMITTED_BY))
                 .map(|value| value.as_str().to_owned());
             let subject = message.subject.to_string();
-            let origin = if subject.starts_with("impact.reviews.") { Origin::Service } else { Origin::Client };
+            let origin = if subject.starts_with("impact.reviews.") {
+                Origin::Service
+            } else {
+                Origin::Client
+            };
             items.push(Incoming {
                 payload: Payload::Raw(message.payload.clone()),
                 origin,
-                source: Source::Nats { subject, stream_seq },
+                source: Source::Nats {
+                    subject,
+                    stream_seq,
+                },
                 submitted_by,
             });
             last = Some(stream_seq);
         }
         let Some(last) = last else { continue };
-        let submission = Submission { items, all_or_nothing: false, checkpoint: Some(last), reply: None };
+        let submission = Submission {
+            items,
+            all_or_nothing: false,
+            checkpoint: Some(last),
+            reply: None,
+        };
         if writer.send(submission).await.is_err() {
             return Ok(());
         }

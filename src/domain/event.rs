@@ -28,7 +28,11 @@ pub struct Envelope {
     pub country: Country,
     pub occurred_on: NaiveDate,
     pub reported_by: String,
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_timestamp")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "opt_timestamp"
+    )]
     pub reported_at: Option<DateTime<Utc>>,
     #[serde(default = "default_lang")]
     pub lang: String,
@@ -80,10 +84,15 @@ impl StoredEvent {
 
     /// Splits a stored event's JSON into its envelope and assigned fields.
     pub fn from_value(mut value: Value) -> Result<StoredEvent, String> {
-        let object = value.as_object_mut().ok_or("a stored event is a JSON object")?;
+        let object = value
+            .as_object_mut()
+            .ok_or("a stored event is a JSON object")?;
         let mut assigned = Map::new();
         for field in ASSIGNED_FIELDS {
-            assigned.insert(field.to_owned(), object.remove(field).unwrap_or(Value::Null));
+            assigned.insert(
+                field.to_owned(),
+                object.remove(field).unwrap_or(Value::Null),
+            );
         }
         let assigned: Assigned =
             serde_json::from_value(Value::Object(assigned)).map_err(|e| e.to_string())?;
@@ -112,13 +121,29 @@ pub struct ExpectedInput {
 /// The typed reading of an envelope: what the rules and the fold need, nothing more.
 #[derive(Clone, Debug, PartialEq)]
 pub enum EventKind {
-    Registered { title: String },
+    Registered {
+        title: String,
+    },
     Closed,
-    Track { outcome: OutcomeId, stage: Stage, expected: Option<ExpectedInput>, title: Option<String> },
-    Verified { outcome: OutcomeId },
-    Disputed { outcome: OutcomeId },
-    ExpectationRevised { outcome: OutcomeId, expected: ExpectedInput },
-    Retracted { target: EventId },
+    Track {
+        outcome: OutcomeId,
+        stage: Stage,
+        expected: Option<ExpectedInput>,
+        title: Option<String>,
+    },
+    Verified {
+        outcome: OutcomeId,
+    },
+    Disputed {
+        outcome: OutcomeId,
+    },
+    ExpectationRevised {
+        outcome: OutcomeId,
+        expected: ExpectedInput,
+    },
+    Retracted {
+        target: EventId,
+    },
     ReviewCompleted,
 }
 
@@ -146,22 +171,33 @@ impl EventKind {
 
     pub fn read(envelope: &Envelope) -> Result<EventKind, KindError> {
         let outcome = || {
-            envelope.outcome_id.clone().ok_or_else(|| KindError::Shape("outcome_id is required".into()))
+            envelope
+                .outcome_id
+                .clone()
+                .ok_or_else(|| KindError::Shape("outcome_id is required".into()))
         };
         let field = |name: &str| envelope.data.get(name);
         let text = |name: &str| field(name).and_then(Value::as_str).map(str::to_owned);
         let expected = |name: &str| -> Result<Option<ExpectedInput>, KindError> {
             field(name)
-                .map(|value| serde_json::from_value(value.clone()).map_err(|e| KindError::Shape(e.to_string())))
+                .map(|value| {
+                    serde_json::from_value(value.clone())
+                        .map_err(|e| KindError::Shape(e.to_string()))
+                })
                 .transpose()
         };
         Ok(match envelope.event_type.as_str() {
             "action.registered" => EventKind::Registered {
-                title: text("title").ok_or_else(|| KindError::Shape("data.title is required".into()))?,
+                title: text("title")
+                    .ok_or_else(|| KindError::Shape("data.title is required".into()))?,
             },
             "action.closed" => EventKind::Closed,
-            "outcome.verified" => EventKind::Verified { outcome: outcome()? },
-            "outcome.disputed" => EventKind::Disputed { outcome: outcome()? },
+            "outcome.verified" => EventKind::Verified {
+                outcome: outcome()?,
+            },
+            "outcome.disputed" => EventKind::Disputed {
+                outcome: outcome()?,
+            },
             "outcome.expectation_revised" => EventKind::ExpectationRevised {
                 outcome: outcome()?,
                 expected: expected("expected")?
@@ -170,7 +206,9 @@ impl EventKind {
             "event.retracted" => EventKind::Retracted {
                 target: text("target_event_id")
                     .and_then(|id| id.parse().ok())
-                    .ok_or_else(|| KindError::Shape("data.target_event_id must be a UUID".into()))?,
+                    .ok_or_else(|| {
+                        KindError::Shape("data.target_event_id must be a UUID".into())
+                    })?,
             },
             "review.completed" => EventKind::ReviewCompleted,
             other => match parse_track_event_type(other) {
@@ -205,7 +243,9 @@ pub mod timestamp {
         serializer.serialize_str(&super::format_timestamp(at))
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<DateTime<Utc>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<DateTime<Utc>, D::Error> {
         let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
         DateTime::parse_from_rfc3339(&text)
             .map(|at| at.with_timezone(&Utc))
@@ -217,14 +257,19 @@ pub mod opt_timestamp {
     use chrono::{DateTime, Utc};
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(at: &Option<DateTime<Utc>>, serializer: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: Serializer>(
+        at: &Option<DateTime<Utc>>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
         match at {
             Some(at) => super::timestamp::serialize(at, serializer),
             None => serializer.serialize_none(),
         }
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<DateTime<Utc>>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<DateTime<Utc>>, D::Error> {
         #[derive(Deserialize)]
         struct Wrapped(#[serde(with = "super::timestamp")] DateTime<Utc>);
         Ok(Option::<Wrapped>::deserialize(deserializer)?.map(|Wrapped(at)| at))

@@ -22,13 +22,29 @@ pub struct ExpectedStage {
 /// What one event contributes to its Action's view, and nothing more.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Fact {
-    Registered { title: String },
+    Registered {
+        title: String,
+    },
     Closed,
-    Track { outcome: OutcomeId, stage: Stage, expected: Option<ExpectedStage>, title: Option<String> },
-    Verified { outcome: OutcomeId },
-    Disputed { outcome: OutcomeId },
-    ExpectationRevised { outcome: OutcomeId, expected: ExpectedStage },
-    Retracted { target: EventId },
+    Track {
+        outcome: OutcomeId,
+        stage: Stage,
+        expected: Option<ExpectedStage>,
+        title: Option<String>,
+    },
+    Verified {
+        outcome: OutcomeId,
+    },
+    Disputed {
+        outcome: OutcomeId,
+    },
+    ExpectationRevised {
+        outcome: OutcomeId,
+        expected: ExpectedStage,
+    },
+    Retracted {
+        target: EventId,
+    },
 }
 
 impl Fact {
@@ -74,7 +90,9 @@ impl Filters {
     /// Transaction time: was the event in the log at the point the filters name?
     pub fn known(&self, seq: u64, recorded_at_us: i64) -> bool {
         self.until_seq.is_none_or(|until| seq <= until)
-            && self.known_at.is_none_or(|at| recorded_at_us <= at.timestamp_micros())
+            && self
+                .known_at
+                .is_none_or(|at| recorded_at_us <= at.timestamp_micros())
     }
 
     /// Valid time as well: had it happened by `as_of`?
@@ -128,9 +146,14 @@ impl OutcomeState {
     }
 
     pub fn parse(text: &str) -> Option<OutcomeState> {
-        [OutcomeState::InProgress, OutcomeState::Achieved, OutcomeState::Sustained, OutcomeState::Regressed]
-            .into_iter()
-            .find(|state| state.as_str() == text)
+        [
+            OutcomeState::InProgress,
+            OutcomeState::Achieved,
+            OutcomeState::Sustained,
+            OutcomeState::Regressed,
+        ]
+        .into_iter()
+        .find(|state| state.as_str() == text)
     }
 }
 
@@ -213,7 +236,11 @@ pub struct ActionView {
 
 impl ActionRecord {
     pub fn new(action_id: ActionId, country: Country) -> ActionRecord {
-        ActionRecord { action_id, country, events: Vec::new() }
+        ActionRecord {
+            action_id,
+            country,
+            events: Vec::new(),
+        }
     }
 
     pub fn push(&mut self, event: FoldEvent) {
@@ -238,7 +265,11 @@ impl ActionRecord {
     }
 
     /// The track an outcome is on: that of its first track event not withdrawn.
-    pub fn outcome_track(&self, outcome_id: &OutcomeId, retracted: &HashSet<EventId>) -> Option<Track> {
+    pub fn outcome_track(
+        &self,
+        outcome_id: &OutcomeId,
+        retracted: &HashSet<EventId>,
+    ) -> Option<Track> {
         self.events.iter().find_map(|event| match &event.fact {
             Fact::Track { outcome, stage, .. }
                 if outcome == outcome_id && !retracted.contains(&event.event_id) =>
@@ -261,7 +292,10 @@ impl ActionRecord {
             .iter()
             .filter(|event| filters.passes_event(event) && !retracted.contains(&event.event_id))
             .collect();
-        if visible.iter().all(|event| matches!(event.fact, Fact::Retracted { .. })) {
+        if visible
+            .iter()
+            .all(|event| matches!(event.fact, Fact::Retracted { .. }))
+        {
             return None;
         }
         let mut title = None;
@@ -270,10 +304,14 @@ impl ActionRecord {
         let mut by_outcome: BTreeMap<&OutcomeId, Vec<&FoldEvent>> = BTreeMap::new();
         for event in &visible {
             match &event.fact {
-                Fact::Registered { title: registered_title } => {
+                Fact::Registered {
+                    title: registered_title,
+                } => {
                     // The latest registration is taken as the correction of any before it.
                     title = Some(registered_title.clone());
-                    registered_on = Some(registered_on.map_or(event.occurred_on, |on| on.min(event.occurred_on)));
+                    registered_on = Some(
+                        registered_on.map_or(event.occurred_on, |on| on.min(event.occurred_on)),
+                    );
                 }
                 Fact::Closed => closed = true,
                 fact => {
@@ -288,7 +326,9 @@ impl ActionRecord {
             .filter_map(|(outcome_id, events)| fold_outcome(outcome_id, &events, rules))
             .collect();
         let mut summary = Summary::default();
-        outcomes.iter().for_each(|outcome| summary.count(outcome.state));
+        outcomes
+            .iter()
+            .for_each(|outcome| summary.count(outcome.state));
         Some(ActionView {
             action_id: self.action_id.clone(),
             country: self.country.clone(),
@@ -296,8 +336,16 @@ impl ActionRecord {
             registered: registered_on.is_some(),
             closed,
             event_count: visible.len() as u32,
-            last_seq: visible.iter().map(|event| event.seq).max().expect("visible is not empty"),
-            last_event_on: visible.iter().map(|event| event.occurred_on).max().expect("visible is not empty"),
+            last_seq: visible
+                .iter()
+                .map(|event| event.seq)
+                .max()
+                .expect("visible is not empty"),
+            last_event_on: visible
+                .iter()
+                .map(|event| event.occurred_on)
+                .max()
+                .expect("visible is not empty"),
             outcomes,
             summary,
             registered_on,
@@ -310,7 +358,11 @@ fn order_key(event: &FoldEvent) -> (NaiveDate, u64) {
 }
 
 /// One outcome's view from its visible events (seq order); `None` if no track event is left.
-fn fold_outcome(outcome_id: &OutcomeId, events: &[&FoldEvent], rules: &ViewRules) -> Option<OutcomeView> {
+fn fold_outcome(
+    outcome_id: &OutcomeId,
+    events: &[&FoldEvent],
+    rules: &ViewRules,
+) -> Option<OutcomeView> {
     let track_events: Vec<(&FoldEvent, Stage)> = events
         .iter()
         .filter_map(|event| match event.fact {
@@ -318,9 +370,15 @@ fn fold_outcome(outcome_id: &OutcomeId, events: &[&FoldEvent], rules: &ViewRules
             _ => None,
         })
         .collect();
-    let (current_event, current) = *track_events.iter().max_by_key(|(event, _)| order_key(event))?;
+    let (current_event, current) = *track_events
+        .iter()
+        .max_by_key(|(event, _)| order_key(event))?;
     let stage_since = current_event.occurred_on;
-    let highest = track_events.iter().filter(|(_, stage)| !stage.is_exit()).map(|(_, stage)| *stage).max_by_key(|stage| stage.rank());
+    let highest = track_events
+        .iter()
+        .filter(|(_, stage)| !stage.is_exit())
+        .map(|(_, stage)| *stage)
+        .max_by_key(|stage| stage.rank());
     let highest_rank = highest.and_then(Stage::rank).unwrap_or(0);
     let reached_earlier = track_events
         .iter()
@@ -345,9 +403,11 @@ fn fold_outcome(outcome_id: &OutcomeId, events: &[&FoldEvent], rules: &ViewRules
     let latest_expected = events
         .iter()
         .filter_map(|event| match &event.fact {
-            Fact::Track { expected: Some(expected), .. } | Fact::ExpectationRevised { expected, .. } => {
-                Some((order_key(event), expected))
+            Fact::Track {
+                expected: Some(expected),
+                ..
             }
+            | Fact::ExpectationRevised { expected, .. } => Some((order_key(event), expected)),
             _ => None,
         })
         .max_by_key(|(key, _)| *key)
@@ -358,11 +418,15 @@ fn fold_outcome(outcome_id: &OutcomeId, events: &[&FoldEvent], rules: &ViewRules
             by: expected.by,
             date_source: DateSource::Explicit,
         }),
-        _ if state == OutcomeState::InProgress => highest.and_then(Stage::next_forward).map(|next| ExpectedView {
-            stage: next.name(),
-            by: stage_since + chrono::Duration::days(rules.default_expectation_days),
-            date_source: DateSource::Defaulted,
-        }),
+        _ if state == OutcomeState::InProgress => {
+            highest
+                .and_then(Stage::next_forward)
+                .map(|next| ExpectedView {
+                    stage: next.name(),
+                    by: stage_since + chrono::Duration::days(rules.default_expectation_days),
+                    date_source: DateSource::Defaulted,
+                })
+        }
         _ => None,
     };
 
@@ -380,7 +444,9 @@ fn fold_outcome(outcome_id: &OutcomeId, events: &[&FoldEvent], rules: &ViewRules
     let title = events
         .iter()
         .find_map(|event| match &event.fact {
-            Fact::Track { title: Some(title), .. } => Some(title.clone()),
+            Fact::Track {
+                title: Some(title), ..
+            } => Some(title.clone()),
             _ => None,
         })
         .unwrap_or_else(|| outcome_id.to_string());
@@ -395,9 +461,16 @@ fn fold_outcome(outcome_id: &OutcomeId, events: &[&FoldEvent], rules: &ViewRules
         state,
         expected,
         verification,
-        evidence_count: events.iter().map(|event| u32::from(event.evidence_count)).sum(),
+        evidence_count: events
+            .iter()
+            .map(|event| u32::from(event.evidence_count))
+            .sum(),
         event_count: events.len() as u32,
-        last_event_on: events.iter().map(|event| event.occurred_on).max().expect("events is not empty"),
+        last_event_on: events
+            .iter()
+            .map(|event| event.occurred_on)
+            .max()
+            .expect("events is not empty"),
     })
 }
 
@@ -463,26 +536,43 @@ pub fn flags(view: &ActionView, rules: &ViewRules, reference: NaiveDate) -> Vec<
     }
     for outcome in &view.outcomes {
         let mut flag = |flag: FlagKind, detail: String| {
-            flags.push(Flag { outcome_id: Some(outcome.outcome_id.clone()), flag, detail })
+            flags.push(Flag {
+                outcome_id: Some(outcome.outcome_id.clone()),
+                flag,
+                detail,
+            })
         };
         if let Some(expected) = &outcome.expected {
             if expected.by < reference {
                 flag(
                     FlagKind::Overdue,
-                    format!("{} expected by {}, {} days ago", expected.stage, expected.by, days_before(expected.by)),
+                    format!(
+                        "{} expected by {}, {} days ago",
+                        expected.stage,
+                        expected.by,
+                        days_before(expected.by)
+                    ),
                 );
             }
         }
-        if matches!(outcome.state, OutcomeState::InProgress | OutcomeState::Achieved)
-            && days_before(outcome.last_event_on) > rules.stale_after_days
+        if matches!(
+            outcome.state,
+            OutcomeState::InProgress | OutcomeState::Achieved
+        ) && days_before(outcome.last_event_on) > rules.stale_after_days
         {
             flag(
                 FlagKind::Stale,
-                format!("no report since {}, {} days ago", outcome.last_event_on, days_before(outcome.last_event_on)),
+                format!(
+                    "no report since {}, {} days ago",
+                    outcome.last_event_on,
+                    days_before(outcome.last_event_on)
+                ),
             );
         }
-        if matches!(outcome.state, OutcomeState::Achieved | OutcomeState::Sustained)
-            && outcome.verification == Verification::Reported
+        if matches!(
+            outcome.state,
+            OutcomeState::Achieved | OutcomeState::Sustained
+        ) && outcome.verification == Verification::Reported
             && days_before(outcome.stage_since) > rules.unverified_after_days
         {
             flag(
@@ -497,13 +587,19 @@ pub fn flags(view: &ActionView, rules: &ViewRules, reference: NaiveDate) -> Vec<
         }
         if outcome.state == OutcomeState::Regressed {
             let detail = match outcome.highest_stage {
-                Some(highest) => format!("now {} since {}, had reached {highest}", outcome.stage, outcome.stage_since),
+                Some(highest) => format!(
+                    "now {} since {}, had reached {highest}",
+                    outcome.stage, outcome.stage_since
+                ),
                 None => format!("now {} since {}", outcome.stage, outcome.stage_since),
             };
             flag(FlagKind::Regressed, detail);
         }
         if outcome.verification == Verification::Disputed {
-            flag(FlagKind::Disputed, format!("{} at stage {} is disputed", outcome.title, outcome.stage));
+            flag(
+                FlagKind::Disputed,
+                format!("{} at stage {} is disputed", outcome.title, outcome.stage),
+            );
         }
     }
     flags.sort_by(|a, b| (&a.outcome_id, a.flag.as_str()).cmp(&(&b.outcome_id, b.flag.as_str())));
@@ -522,7 +618,11 @@ pub struct ActionStatus {
 impl ActionStatus {
     pub fn new(view: ActionView, rules: &ViewRules, reference: NaiveDate) -> ActionStatus {
         let flags = flags(&view, rules, reference);
-        ActionStatus { view, flags, reference_date: reference }
+        ActionStatus {
+            view,
+            flags,
+            reference_date: reference,
+        }
     }
 }
 
@@ -565,39 +665,71 @@ pub struct LoggedFact {
 /// Reads one stored event's JSON as a fact of its Action, given the Action's record so far
 /// (an expectation's stage is resolved on the outcome's track). `Ok(None)` for a review.
 /// Never judges: stored events are facts, already validated when they were appended.
-pub fn fact_from_stored(json: &[u8], record: Option<&ActionRecord>) -> Result<Option<LoggedFact>, String> {
-    let source: FoldSource = serde_json::from_slice(json).map_err(|e| format!("stored event: {e}"))?;
+pub fn fact_from_stored(
+    json: &[u8],
+    record: Option<&ActionRecord>,
+) -> Result<Option<LoggedFact>, String> {
+    let source: FoldSource =
+        serde_json::from_slice(json).map_err(|e| format!("stored event: {e}"))?;
     let resolve = |track: Option<Track>, expected: &super::event::ExpectedInput| {
-        track.and_then(|track| track.forward_stage(&expected.stage)).map(|stage| ExpectedStage { stage, by: expected.by })
+        track
+            .and_then(|track| track.forward_stage(&expected.stage))
+            .map(|stage| ExpectedStage {
+                stage,
+                by: expected.by,
+            })
     };
-    let outcome = || source.outcome_id.clone().ok_or_else(|| format!("seq {}: outcome event without outcome_id", source.seq));
+    let outcome = || {
+        source
+            .outcome_id
+            .clone()
+            .ok_or_else(|| format!("seq {}: outcome event without outcome_id", source.seq))
+    };
     let fact = match source.event_type.as_ref() {
         "review.completed" => return Ok(None),
-        "action.registered" => Fact::Registered { title: source.data.title.clone().unwrap_or_default() },
+        "action.registered" => Fact::Registered {
+            title: source.data.title.clone().unwrap_or_default(),
+        },
         "action.closed" => Fact::Closed,
-        "outcome.verified" => Fact::Verified { outcome: outcome()? },
-        "outcome.disputed" => Fact::Disputed { outcome: outcome()? },
+        "outcome.verified" => Fact::Verified {
+            outcome: outcome()?,
+        },
+        "outcome.disputed" => Fact::Disputed {
+            outcome: outcome()?,
+        },
         "outcome.expectation_revised" => {
             let outcome = outcome()?;
-            let retracted = record.map(|r| r.retracted(&Filters::default())).unwrap_or_default();
+            let retracted = record
+                .map(|r| r.retracted(&Filters::default()))
+                .unwrap_or_default();
             let track = record.and_then(|r| r.outcome_track(&outcome, &retracted));
             let expected = source
                 .data
                 .expected
                 .as_ref()
                 .and_then(|expected| resolve(track, expected))
-                .ok_or_else(|| format!("seq {}: expectation without a resolvable stage", source.seq))?;
+                .ok_or_else(|| {
+                    format!("seq {}: expectation without a resolvable stage", source.seq)
+                })?;
             Fact::ExpectationRevised { outcome, expected }
         }
         "event.retracted" => Fact::Retracted {
-            target: source.data.target_event_id.ok_or_else(|| format!("seq {}: retraction without target", source.seq))?,
+            target: source
+                .data
+                .target_event_id
+                .ok_or_else(|| format!("seq {}: retraction without target", source.seq))?,
         },
         other => {
-            let stage = super::tracks::parse_track_event_type(other).ok_or_else(|| format!("seq {}: unknown type {other}", source.seq))?;
+            let stage = super::tracks::parse_track_event_type(other)
+                .ok_or_else(|| format!("seq {}: unknown type {other}", source.seq))?;
             Fact::Track {
                 outcome: outcome()?,
                 stage,
-                expected: source.data.expected.as_ref().and_then(|expected| resolve(Some(stage.track), expected)),
+                expected: source
+                    .data
+                    .expected
+                    .as_ref()
+                    .and_then(|expected| resolve(Some(stage.track), expected)),
                 title: source.data.title.clone(),
             }
         }

@@ -17,7 +17,10 @@ macro_rules! string_id {
                 if check(text) {
                     Ok(Self(text.to_owned()))
                 } else {
-                    Err(IdError { what: $what, text: text.chars().take(80).collect() })
+                    Err(IdError {
+                        what: $what,
+                        text: text.chars().take(80).collect(),
+                    })
                 }
             }
 
@@ -57,7 +60,9 @@ pub struct IdError {
 /// Dash-separated tokens drawn from `token_char`, e.g. `MIEUX-TH-2014-01` or `vot-protocol`.
 fn dashed_tokens(text: &str, token_char: fn(u8) -> bool) -> bool {
     !text.is_empty()
-        && text.split('-').all(|token| !token.is_empty() && token.bytes().all(token_char))
+        && text
+            .split('-')
+            .all(|token| !token.is_empty() && token.bytes().all(token_char))
 }
 
 string_id!(
@@ -72,7 +77,11 @@ string_id!(
         && dashed_tokens(t, |b| b.is_ascii_lowercase() || b.is_ascii_digit()),
     "outcome_id"
 );
-string_id!(Country, |t| is_assigned_country(t) || t == REVIEW_COUNTRY, "country");
+string_id!(
+    Country,
+    |t| is_assigned_country(t) || t == REVIEW_COUNTRY,
+    "country"
+);
 
 /// The Action id under which reviews are logged (CONTRACT.md §5).
 pub const REVIEW_ACTION: &str = "REVIEW";
@@ -83,7 +92,10 @@ pub const REVIEW_COUNTRY: &str = "XX";
 const ASSIGNED_COUNTRIES: &str = "AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ BR BS BT BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ DK DM DO DZ EC EE EG EH ER ES ET FI FJ FK FM FO FR GA GB GD GE GF GG GH GI GL GM GN GP GQ GR GS GT GU GW GY HK HM HN HR HT HU ID IE IL IM IN IO IQ IR IS IT JE JM JO JP KE KG KH KI KM KN KP KR KW KY KZ LA LB LC LI LK LR LS LT LU LV LY MA MC MD ME MF MG MH MK ML MM MN MO MP MQ MR MS MT MU MV MW MX MY MZ NA NC NE NF NG NI NL NO NP NR NU NZ OM PA PE PF PG PH PK PL PM PN PR PS PT PW PY QA RE RO RS RU RW SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR SS ST SV SX SY SZ TC TD TF TG TH TJ TK TL TM TN TO TR TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI VN VU WF WS YE YT ZA ZM ZW";
 
 pub fn is_assigned_country(code: &str) -> bool {
-    code.len() == 2 && ASSIGNED_COUNTRIES.split(' ').any(|assigned| assigned == code)
+    code.len() == 2
+        && ASSIGNED_COUNTRIES
+            .split(' ')
+            .any(|assigned| assigned == code)
 }
 
 /// The client-chosen idempotency key: a UUID, written lowercase.
@@ -96,7 +108,15 @@ mod tests {
     #[test]
     fn action_ids_follow_the_contract_pattern() {
         assert!(ActionId::parse("MIEUX-TH-2014-01").is_ok());
-        for bad in ["MI", "mieux-th", "A--B", "-ABC", "ABC-", "ABC.DEF", &"A".repeat(65)] {
+        for bad in [
+            "MI",
+            "mieux-th",
+            "A--B",
+            "-ABC",
+            "ABC-",
+            "ABC.DEF",
+            &"A".repeat(65),
+        ] {
             assert!(ActionId::parse(bad).is_err(), "{bad} should be refused");
         }
     }

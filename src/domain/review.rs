@@ -98,7 +98,11 @@ pub fn build_report(
     let mut highlights = Vec::new();
     for status in statuses {
         let view = &status.view;
-        if scope.country.as_ref().is_some_and(|country| *country != view.country) {
+        if scope
+            .country
+            .as_ref()
+            .is_some_and(|country| *country != view.country)
+        {
             continue;
         }
         totals.actions += 1;
@@ -114,7 +118,10 @@ pub fn build_report(
                 tracks_seen.push(outcome.track);
                 track_totals.actions += 1;
             }
-            if matches!(outcome.state, OutcomeState::Achieved | OutcomeState::Sustained) {
+            if matches!(
+                outcome.state,
+                OutcomeState::Achieved | OutcomeState::Sustained
+            ) {
                 highlights.push(Highlight {
                     action_id: view.action_id.clone(),
                     outcome_id: outcome.outcome_id.clone(),
@@ -131,7 +138,11 @@ pub fn build_report(
             let outcome_title = flag
                 .outcome_id
                 .as_ref()
-                .and_then(|id| view.outcomes.iter().find(|outcome| outcome.outcome_id == *id))
+                .and_then(|id| {
+                    view.outcomes
+                        .iter()
+                        .find(|outcome| outcome.outcome_id == *id)
+                })
                 .map(|outcome| outcome.title.clone());
             findings.push(Finding {
                 action_id: view.action_id.clone(),
@@ -143,7 +154,9 @@ pub fn build_report(
             });
         }
     }
-    findings.sort_by(|a, b| (&a.action_id, &a.outcome_id, &a.flag).cmp(&(&b.action_id, &b.outcome_id, &b.flag)));
+    findings.sort_by(|a, b| {
+        (&a.action_id, &a.outcome_id, &a.flag).cmp(&(&b.action_id, &b.outcome_id, &b.flag))
+    });
     highlights.sort_by(|a, b| (&a.action_id, &a.outcome_id).cmp(&(&b.action_id, &b.outcome_id)));
     ReviewReport {
         review_id,
@@ -163,14 +176,20 @@ pub fn build_report(
 pub fn render_markdown(report: &ReviewReport) -> String {
     use std::fmt::Write;
     let mut out = String::new();
-    let scope = report.country.as_ref().map_or("all countries".to_owned(), |c| c.to_string());
+    let scope = report
+        .country
+        .as_ref()
+        .map_or("all countries".to_owned(), |c| c.to_string());
     let _ = writeln!(out, "# Impact review {}\n", report.review_id);
     let _ = writeln!(
         out,
         "As of **{}**, log position {}, {scope}{}.\n",
         report.as_of,
         report.until_seq,
-        report.schedule_slot.as_ref().map_or(String::new(), |slot| format!(", scheduled slot {slot}"))
+        report
+            .schedule_slot
+            .as_ref()
+            .map_or(String::new(), |slot| format!(", scheduled slot {slot}"))
     );
     let t = &report.totals;
     let _ = writeln!(out, "## Summary\n");
@@ -178,10 +197,21 @@ pub fn render_markdown(report: &ReviewReport) -> String {
         out,
         "{} Actions, {} outcomes: {} in progress, {} achieved, {} sustained, {} regressed. \
          {} verified, {} disputed, {} reported only. {} findings.\n",
-        t.actions, t.outcomes, t.in_progress, t.achieved, t.sustained, t.regressed, t.verified, t.disputed,
-        t.reported, report.findings.len()
+        t.actions,
+        t.outcomes,
+        t.in_progress,
+        t.achieved,
+        t.sustained,
+        t.regressed,
+        t.verified,
+        t.disputed,
+        t.reported,
+        report.findings.len()
     );
-    for (heading, table) in [("By country", &report.by_country), ("By track", &report.by_track)] {
+    for (heading, table) in [
+        ("By country", &report.by_country),
+        ("By track", &report.by_track),
+    ] {
         let _ = writeln!(out, "## {heading}\n");
         let _ = writeln!(out, "| | Actions | Outcomes | In progress | Achieved | Sustained | Regressed | Verified | Disputed |");
         let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
@@ -189,7 +219,14 @@ pub fn render_markdown(report: &ReviewReport) -> String {
             let _ = writeln!(
                 out,
                 "| {name} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                t.actions, t.outcomes, t.in_progress, t.achieved, t.sustained, t.regressed, t.verified, t.disputed
+                t.actions,
+                t.outcomes,
+                t.in_progress,
+                t.achieved,
+                t.sustained,
+                t.regressed,
+                t.verified,
+                t.disputed
             );
         }
         out.push('\n');
@@ -209,8 +246,17 @@ pub fn render_markdown(report: &ReviewReport) -> String {
             let outcome = finding
                 .outcome_title
                 .as_ref()
-                .map_or(String::new(), |title| format!(" — {title} (`{}`)", finding.outcome_id.as_ref().map_or("", |id| id.as_str())));
-            let _ = writeln!(out, "- **{}** {action}{outcome}: {}", finding.action_id, finding.detail);
+                .map_or(String::new(), |title| {
+                    format!(
+                        " — {title} (`{}`)",
+                        finding.outcome_id.as_ref().map_or("", |id| id.as_str())
+                    )
+                });
+            let _ = writeln!(
+                out,
+                "- **{}** {action}{outcome}: {}",
+                finding.action_id, finding.detail
+            );
         }
         out.push('\n');
     }
@@ -223,7 +269,10 @@ pub fn render_markdown(report: &ReviewReport) -> String {
             out,
             "- **{}** {} — {}: {} `{}` since {} ({})",
             highlight.action_id,
-            highlight.action_title.as_deref().unwrap_or("(unregistered)"),
+            highlight
+                .action_title
+                .as_deref()
+                .unwrap_or("(unregistered)"),
             highlight.outcome_title,
             highlight.track,
             highlight.stage,

@@ -2,7 +2,10 @@
 //! Events go through the same path as in the service: schema, then rules, then the record.
 
 use super::event::EventKind;
-use super::fold::{ActionRecord, ActionStatus, DateSource, Filters, FlagKind, FoldEvent, OutcomeState, Verification, ViewRules};
+use super::fold::{
+    ActionRecord, ActionStatus, DateSource, Filters, FlagKind, FoldEvent, OutcomeState,
+    Verification, ViewRules,
+};
 use super::ids::ActionId;
 use super::rules;
 use super::tracks::Track;
@@ -51,7 +54,10 @@ struct Log {
 
 impl Log {
     fn new() -> Log {
-        Log { record: None, next_seq: 1 }
+        Log {
+            record: None,
+            next_seq: 1,
+        }
     }
 
     fn submit(&mut self, value: Value) -> Result<u64, Rejection> {
@@ -62,7 +68,9 @@ impl Log {
         let envelope = parsed.envelope;
         let recorded_at: DateTime<Utc> = Utc.timestamp_opt(1_700_000_000 + seq as i64, 0).unwrap();
         self.record
-            .get_or_insert_with(|| ActionRecord::new(envelope.action_id.clone(), envelope.country.clone()))
+            .get_or_insert_with(|| {
+                ActionRecord::new(envelope.action_id.clone(), envelope.country.clone())
+            })
             .push(FoldEvent {
                 seq,
                 event_id: envelope.event_id,
@@ -126,7 +134,10 @@ fn an_exit_stage_makes_the_outcome_regressed() {
     let mut log = Log::new();
     log.ok(track("legislation.pending", "2019-05-01"));
     log.ok(track("legislation.stalled", "2020-01-01"));
-    assert_eq!(log.now(TODAY).view.outcomes[0].state, OutcomeState::Regressed);
+    assert_eq!(
+        log.now(TODAY).view.outcomes[0].state,
+        OutcomeState::Regressed
+    );
 }
 
 #[test]
@@ -143,9 +154,15 @@ fn a_lower_stage_on_the_same_date_is_not_a_regression() {
 fn achieved_and_sustained_follow_the_track_thresholds() {
     let mut log = Log::new();
     log.ok(track("legislation.adopted", "2019-05-01"));
-    assert_eq!(log.now(TODAY).view.outcomes[0].state, OutcomeState::Achieved);
+    assert_eq!(
+        log.now(TODAY).view.outcomes[0].state,
+        OutcomeState::Achieved
+    );
     log.ok(track("legislation.implemented", "2021-05-01"));
-    assert_eq!(log.now(TODAY).view.outcomes[0].state, OutcomeState::Sustained);
+    assert_eq!(
+        log.now(TODAY).view.outcomes[0].state,
+        OutcomeState::Sustained
+    );
 }
 
 #[test]
@@ -163,15 +180,45 @@ fn a_retraction_applies_under_any_as_of_but_not_under_an_until_seq_before_it() {
     ));
     assert_eq!(log.now(TODAY).view.outcomes[0].stage, "pending");
     // Valid time before the retraction's own date: the retraction still applies.
-    let as_of = Filters { as_of: Some(date("2020-01-01")), ..Filters::default() };
-    assert_eq!(log.status(as_of, "2020-01-01").unwrap().view.outcomes[0].stage, "pending");
+    let as_of = Filters {
+        as_of: Some(date("2020-01-01")),
+        ..Filters::default()
+    };
+    assert_eq!(
+        log.status(as_of, "2020-01-01").unwrap().view.outcomes[0].stage,
+        "pending"
+    );
     // Transaction time before the retraction: the retracted event still shows.
-    let before = Filters { until_seq: Some(retraction_seq - 1), ..Filters::default() };
-    assert_eq!(log.status(before, TODAY).unwrap().view.outcomes[0].stage, "adopted");
-    let known_before = Filters { known_at: Some(Utc.timestamp_opt(1_700_000_000 + adopted_seq as i64, 0).unwrap()), ..Filters::default() };
-    assert_eq!(log.status(known_before, TODAY).unwrap().view.outcomes[0].stage, "adopted");
-    let known_after = Filters { known_at: Some(Utc.timestamp_opt(1_700_000_000 + retraction_seq as i64, 0).unwrap()), ..Filters::default() };
-    assert_eq!(log.status(known_after, TODAY).unwrap().view.outcomes[0].stage, "pending");
+    let before = Filters {
+        until_seq: Some(retraction_seq - 1),
+        ..Filters::default()
+    };
+    assert_eq!(
+        log.status(before, TODAY).unwrap().view.outcomes[0].stage,
+        "adopted"
+    );
+    let known_before = Filters {
+        known_at: Some(
+            Utc.timestamp_opt(1_700_000_000 + adopted_seq as i64, 0)
+                .unwrap(),
+        ),
+        ..Filters::default()
+    };
+    assert_eq!(
+        log.status(known_before, TODAY).unwrap().view.outcomes[0].stage,
+        "adopted"
+    );
+    let known_after = Filters {
+        known_at: Some(
+            Utc.timestamp_opt(1_700_000_000 + retraction_seq as i64, 0)
+                .unwrap(),
+        ),
+        ..Filters::default()
+    };
+    assert_eq!(
+        log.status(known_after, TODAY).unwrap().view.outcomes[0].stage,
+        "pending"
+    );
 }
 
 #[test]
@@ -180,12 +227,27 @@ fn a_retraction_of_a_retraction_is_refused() {
     let first = track("legislation.pending", "2018-11-20");
     let first_id = first["event_id"].as_str().unwrap().to_owned();
     log.ok(first);
-    let retraction = event("event.retracted", None, "2019-01-01", json!({"target_event_id": first_id, "reason": "typo"}));
+    let retraction = event(
+        "event.retracted",
+        None,
+        "2019-01-01",
+        json!({"target_event_id": first_id, "reason": "typo"}),
+    );
     let retraction_id = retraction["event_id"].as_str().unwrap().to_owned();
     log.ok(retraction);
-    let again = event("event.retracted", None, "2019-01-02", json!({"target_event_id": retraction_id, "reason": "undo"}));
+    let again = event(
+        "event.retracted",
+        None,
+        "2019-01-02",
+        json!({"target_event_id": retraction_id, "reason": "undo"}),
+    );
     assert_eq!(log.code(again), RejectionCode::RetractionTargetUnknown);
-    let unknown = event("event.retracted", None, "2019-01-02", json!({"target_event_id": uuid::Uuid::new_v4().to_string(), "reason": "?"}));
+    let unknown = event(
+        "event.retracted",
+        None,
+        "2019-01-02",
+        json!({"target_event_id": uuid::Uuid::new_v4().to_string(), "reason": "?"}),
+    );
     assert_eq!(log.code(unknown), RejectionCode::RetractionTargetUnknown);
 }
 
@@ -193,8 +255,24 @@ fn a_retraction_of_a_retraction_is_refused() {
 fn a_view_with_no_event_left_after_the_filters_is_absent() {
     let mut log = Log::new();
     log.ok(track("legislation.pending", "2018-11-20"));
-    assert!(log.status(Filters { as_of: Some(date("2018-11-19")), ..Filters::default() }, "2018-11-19").is_none());
-    assert!(log.status(Filters { until_seq: Some(0), ..Filters::default() }, TODAY).is_none());
+    assert!(log
+        .status(
+            Filters {
+                as_of: Some(date("2018-11-19")),
+                ..Filters::default()
+            },
+            "2018-11-19"
+        )
+        .is_none());
+    assert!(log
+        .status(
+            Filters {
+                until_seq: Some(0),
+                ..Filters::default()
+            },
+            TODAY
+        )
+        .is_none());
 }
 
 #[test]
@@ -217,7 +295,10 @@ fn an_explicit_expectation_holds_while_its_stage_is_ahead() {
         json!({"expected": {"stage": "adopted", "by": "2019-05-31"}}),
     ));
     let expected = log.now(TODAY).view.outcomes[0].expected.clone().unwrap();
-    assert_eq!((expected.stage, expected.by, expected.date_source), ("adopted", date("2019-05-31"), DateSource::Explicit));
+    assert_eq!(
+        (expected.stage, expected.by, expected.date_source),
+        ("adopted", date("2019-05-31"), DateSource::Explicit)
+    );
     log.ok(track("legislation.adopted", "2019-05-20"));
     // Achieved, and the expectation was reached: no expectation is left.
     assert_eq!(log.now(TODAY).view.outcomes[0].expected, None);
@@ -226,33 +307,67 @@ fn an_explicit_expectation_holds_while_its_stage_is_ahead() {
 #[test]
 fn a_revised_expectation_replaces_the_earlier_one() {
     let mut log = Log::new();
-    log.ok(event("legislation.pending", Some("vot-protocol"), "2018-11-20", json!({"expected": {"stage": "adopted", "by": "2019-05-31"}})));
+    log.ok(event(
+        "legislation.pending",
+        Some("vot-protocol"),
+        "2018-11-20",
+        json!({"expected": {"stage": "adopted", "by": "2019-05-31"}}),
+    ));
     log.ok(event(
         "outcome.expectation_revised",
         Some("vot-protocol"),
         "2019-04-01",
         json!({"expected": {"stage": "adopted", "by": "2020-03-31"}, "reason": "parliament recess"}),
     ));
-    assert_eq!(log.now(TODAY).view.outcomes[0].expected.as_ref().unwrap().by, date("2020-03-31"));
+    assert_eq!(
+        log.now(TODAY).view.outcomes[0]
+            .expected
+            .as_ref()
+            .unwrap()
+            .by,
+        date("2020-03-31")
+    );
 }
 
 #[test]
 fn a_verification_dated_before_the_current_stage_does_not_count() {
     let mut log = Log::new();
     log.ok(track("legislation.adopted", "2019-05-01"));
-    log.ok(event("outcome.verified", Some("vot-protocol"), "2019-06-01", json!({"by": "evaluator"})));
-    assert_eq!(log.now(TODAY).view.outcomes[0].verification, Verification::Verified);
+    log.ok(event(
+        "outcome.verified",
+        Some("vot-protocol"),
+        "2019-06-01",
+        json!({"by": "evaluator"}),
+    ));
+    assert_eq!(
+        log.now(TODAY).view.outcomes[0].verification,
+        Verification::Verified
+    );
     log.ok(track("legislation.in_force", "2019-09-01"));
-    assert_eq!(log.now(TODAY).view.outcomes[0].verification, Verification::Reported);
-    log.ok(event("outcome.disputed", Some("vot-protocol"), "2019-09-01", json!({"by": "evaluator", "reason": "no gazette"})));
-    assert_eq!(log.now(TODAY).view.outcomes[0].verification, Verification::Disputed);
+    assert_eq!(
+        log.now(TODAY).view.outcomes[0].verification,
+        Verification::Reported
+    );
+    log.ok(event(
+        "outcome.disputed",
+        Some("vot-protocol"),
+        "2019-09-01",
+        json!({"by": "evaluator", "reason": "no gazette"}),
+    ));
+    assert_eq!(
+        log.now(TODAY).view.outcomes[0].verification,
+        Verification::Disputed
+    );
 }
 
 #[test]
 fn an_outcome_stays_on_the_track_of_its_first_track_event() {
     let mut log = Log::new();
     log.ok(track("legislation.pending", "2018-11-20"));
-    assert_eq!(log.code(track("policy.ratified", "2019-01-01")), RejectionCode::TrackMismatch);
+    assert_eq!(
+        log.code(track("policy.ratified", "2019-01-01")),
+        RejectionCode::TrackMismatch
+    );
 }
 
 #[test]
@@ -261,7 +376,12 @@ fn a_retracted_first_track_event_frees_the_outcome_for_another_track() {
     let wrong = track("legislation.pending", "2018-11-20");
     let wrong_id = wrong["event_id"].as_str().unwrap().to_owned();
     log.ok(wrong);
-    log.ok(event("event.retracted", None, "2018-11-21", json!({"target_event_id": wrong_id, "reason": "wrong track"})));
+    log.ok(event(
+        "event.retracted",
+        None,
+        "2018-11-21",
+        json!({"target_event_id": wrong_id, "reason": "wrong track"}),
+    ));
     log.ok(track("protocol.revised", "2018-11-20"));
     assert_eq!(log.now(TODAY).view.outcomes[0].track, "protocol");
 }
@@ -269,9 +389,19 @@ fn a_retracted_first_track_event_frees_the_outcome_for_another_track() {
 #[test]
 fn an_expected_stage_must_be_a_forward_stage_of_the_track() {
     let mut log = Log::new();
-    let exit = event("legislation.pending", Some("vot-protocol"), "2018-11-20", json!({"expected": {"stage": "stalled", "by": "2019-05-31"}}));
+    let exit = event(
+        "legislation.pending",
+        Some("vot-protocol"),
+        "2018-11-20",
+        json!({"expected": {"stage": "stalled", "by": "2019-05-31"}}),
+    );
     assert_eq!(log.code(exit), RejectionCode::ExpectedStageInvalid);
-    let other_track = event("legislation.pending", Some("vot-protocol"), "2018-11-20", json!({"expected": {"stage": "ratified", "by": "2019-05-31"}}));
+    let other_track = event(
+        "legislation.pending",
+        Some("vot-protocol"),
+        "2018-11-20",
+        json!({"expected": {"stage": "ratified", "by": "2019-05-31"}}),
+    );
     assert_eq!(log.code(other_track), RejectionCode::ExpectedStageInvalid);
     log.ok(track("legislation.pending", "2018-11-20"));
     let revised = event(
@@ -295,7 +425,12 @@ fn an_action_keeps_the_country_it_was_first_seen_with() {
 #[test]
 fn a_verification_of_an_outcome_with_no_track_event_is_outcome_unknown() {
     let mut log = Log::new();
-    let verified = event("outcome.verified", Some("vot-protocol"), "2019-06-01", json!({"by": "evaluator"}));
+    let verified = event(
+        "outcome.verified",
+        Some("vot-protocol"),
+        "2019-06-01",
+        json!({"by": "evaluator"}),
+    );
     assert_eq!(log.code(verified), RejectionCode::OutcomeUnknown);
 }
 
@@ -303,16 +438,28 @@ fn a_verification_of_an_outcome_with_no_track_event_is_outcome_unknown() {
 fn an_event_more_than_a_day_ahead_of_the_server_is_occurred_in_future() {
     let mut log = Log::new();
     log.ok(track("legislation.pending", "2026-11-29"));
-    assert_eq!(log.code(track("legislation.adopted", "2026-11-30")), RejectionCode::OccurredInFuture);
+    assert_eq!(
+        log.code(track("legislation.adopted", "2026-11-30")),
+        RejectionCode::OccurredInFuture
+    );
 }
 
 #[test]
 fn overdue_fires_the_day_after_the_expected_date_and_not_before() {
     let mut log = Log::new();
-    log.ok(event("legislation.pending", Some("vot-protocol"), "2018-11-20", json!({"expected": {"stage": "adopted", "by": "2019-05-31"}})));
+    log.ok(event(
+        "legislation.pending",
+        Some("vot-protocol"),
+        "2018-11-20",
+        json!({"expected": {"stage": "adopted", "by": "2019-05-31"}}),
+    ));
     assert!(!flag_names(&log.now("2019-05-31")).contains(&"overdue"));
     let status = log.now("2019-06-01");
-    let overdue = status.flags.iter().find(|flag| flag.flag == FlagKind::Overdue).expect("overdue");
+    let overdue = status
+        .flags
+        .iter()
+        .find(|flag| flag.flag == FlagKind::Overdue)
+        .expect("overdue");
     assert_eq!(overdue.detail, "adopted expected by 2019-05-31, 1 days ago");
 }
 
@@ -338,7 +485,12 @@ fn unverified_fires_after_180_days_of_an_unverified_achievement_and_not_a_day_be
     log.ok(track("network.created", "2020-01-01"));
     assert!(!flag_names(&log.now("2020-06-29")).contains(&"unverified"));
     assert!(flag_names(&log.now("2020-06-30")).contains(&"unverified"));
-    log.ok(event("outcome.verified", Some("vot-protocol"), "2020-07-01", json!({"by": "evaluator"})));
+    log.ok(event(
+        "outcome.verified",
+        Some("vot-protocol"),
+        "2020-07-01",
+        json!({"by": "evaluator"}),
+    ));
     assert!(!flag_names(&log.now("2020-07-02")).contains(&"unverified"));
 }
 
@@ -363,38 +515,78 @@ fn no_outcomes_fires_a_year_after_registration_and_not_a_day_before() {
 fn disputed_and_regressed_flags_follow_the_view() {
     let mut log = Log::new();
     log.ok(track("practice.applied", "2020-01-01"));
-    log.ok(event("outcome.disputed", Some("vot-protocol"), "2020-02-01", json!({"by": "evaluator", "reason": "not seen"})));
+    log.ok(event(
+        "outcome.disputed",
+        Some("vot-protocol"),
+        "2020-02-01",
+        json!({"by": "evaluator", "reason": "not seen"}),
+    ));
     assert!(flag_names(&log.now("2020-02-02")).contains(&"disputed"));
     log.ok(track("practice.lapsed", "2020-03-01"));
     let names = flag_names(&log.now("2020-03-02"));
     assert!(names.contains(&"regressed"));
-    assert!(!names.contains(&"disputed"), "the dispute predates the current stage");
+    assert!(
+        !names.contains(&"disputed"),
+        "the dispute predates the current stage"
+    );
 }
 
 #[test]
 fn flags_are_sorted_by_outcome_then_flag() {
     let mut log = Log::new();
-    log.ok(event("practice.applied", Some("b-outcome"), "2019-01-01", json!({})));
-    log.ok(event("practice.awareness", Some("a-outcome"), "2019-01-01", json!({})));
+    log.ok(event(
+        "practice.applied",
+        Some("b-outcome"),
+        "2019-01-01",
+        json!({}),
+    ));
+    log.ok(event(
+        "practice.awareness",
+        Some("a-outcome"),
+        "2019-01-01",
+        json!({}),
+    ));
     let status = log.now("2022-01-01");
     let keys: Vec<(String, &str)> = status
         .flags
         .iter()
-        .map(|flag| (flag.outcome_id.as_ref().unwrap().to_string(), flag.flag.as_str()))
+        .map(|flag| {
+            (
+                flag.outcome_id.as_ref().unwrap().to_string(),
+                flag.flag.as_str(),
+            )
+        })
         .collect();
     let mut sorted = keys.clone();
     sorted.sort();
     assert_eq!(keys, sorted);
-    assert_eq!(keys.len(), 4, "a: overdue+stale, b: stale+unverified: {keys:?}");
+    assert_eq!(
+        keys.len(),
+        4,
+        "a: overdue+stale, b: stale+unverified: {keys:?}"
+    );
 }
 
 #[test]
 fn the_outcome_title_comes_from_its_lowest_seq_event_with_a_title() {
     let mut log = Log::new();
     log.ok(track("legislation.drafting", "2018-01-01"));
-    log.ok(event("legislation.pending", Some("vot-protocol"), "2018-11-20", json!({"title": "Victim protection protocol"})));
-    log.ok(event("legislation.adopted", Some("vot-protocol"), "2019-11-20", json!({"title": "Another"})));
-    assert_eq!(log.now(TODAY).view.outcomes[0].title, "Victim protection protocol");
+    log.ok(event(
+        "legislation.pending",
+        Some("vot-protocol"),
+        "2018-11-20",
+        json!({"title": "Victim protection protocol"}),
+    ));
+    log.ok(event(
+        "legislation.adopted",
+        Some("vot-protocol"),
+        "2019-11-20",
+        json!({"title": "Another"}),
+    ));
+    assert_eq!(
+        log.now(TODAY).view.outcomes[0].title,
+        "Victim protection protocol"
+    );
 }
 
 // ---- schemas -------------------------------------------------------------------------------
@@ -409,11 +601,24 @@ fn valid_example(event_type: &str) -> Value {
             json!({"title": "Study visit", "modality": "study_visit", "partner_institutions": ["MSDHS"], "start_on": "2014-03-01", "end_on": "2014-03-08", "theme": "trafficking"}),
         ),
         "action.closed" => event(event_type, None, "2014-04-01", json!({"summary": "done"})),
-        "outcome.verified" => event(event_type, outcome, "2019-01-01", json!({"by": "evaluator", "note": "seen"})),
-        "outcome.disputed" => event(event_type, outcome, "2019-01-01", json!({"by": "evaluator", "reason": "not seen"})),
-        "outcome.expectation_revised" => {
-            event(event_type, outcome, "2019-01-01", json!({"expected": {"stage": "adopted", "by": "2020-01-01"}, "reason": "delay"}))
-        }
+        "outcome.verified" => event(
+            event_type,
+            outcome,
+            "2019-01-01",
+            json!({"by": "evaluator", "note": "seen"}),
+        ),
+        "outcome.disputed" => event(
+            event_type,
+            outcome,
+            "2019-01-01",
+            json!({"by": "evaluator", "reason": "not seen"}),
+        ),
+        "outcome.expectation_revised" => event(
+            event_type,
+            outcome,
+            "2019-01-01",
+            json!({"expected": {"stage": "adopted", "by": "2020-01-01"}, "reason": "delay"}),
+        ),
         "event.retracted" => event(
             event_type,
             None,
@@ -421,7 +626,12 @@ fn valid_example(event_type: &str) -> Value {
             json!({"target_event_id": "0193a1e2-7c4b-7d2a-9a51-2f0c3b7e9d10", "reason": "mistake"}),
         ),
         "review.completed" => {
-            let mut review = event(event_type, None, "2026-10-01", json!({"review_id": "r1", "as_of": "2026-10-01", "until_seq": 3, "totals": {}, "findings": [], "highlights": []}));
+            let mut review = event(
+                event_type,
+                None,
+                "2026-10-01",
+                json!({"review_id": "r1", "as_of": "2026-10-01", "until_seq": 3, "totals": {}, "findings": [], "highlights": []}),
+            );
             review["action_id"] = json!("REVIEW");
             review["country"] = json!("XX");
             review
@@ -470,20 +680,33 @@ fn all_event_types() -> Vec<String> {
 }
 
 fn schema_fault(value: Value) -> Rejection {
-    let rejection = schemas().parse_value(value, Origin::Service).expect_err("a schema violation");
-    assert_eq!(rejection.code, RejectionCode::SchemaViolation, "{rejection:?}");
+    let rejection = schemas()
+        .parse_value(value, Origin::Service)
+        .expect_err("a schema violation");
+    assert_eq!(
+        rejection.code,
+        RejectionCode::SchemaViolation,
+        "{rejection:?}"
+    );
     rejection
 }
 
 fn has_pointer(rejection: &Rejection, pointer: &str) -> bool {
-    rejection.details.iter().any(|detail| detail.path.as_deref() == Some(pointer))
+    rejection
+        .details
+        .iter()
+        .any(|detail| detail.path.as_deref() == Some(pointer))
 }
 
 #[test]
 fn the_schema_type_list_is_the_type_table() {
     let document: Value = serde_json::from_str(super::validate::SCHEMA_DOCUMENTS[0].1).unwrap();
-    let mut in_schema: Vec<String> =
-        document["properties"]["type"]["enum"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_owned()).collect();
+    let mut in_schema: Vec<String> = document["properties"]["type"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().to_owned())
+        .collect();
     let mut in_table = all_event_types();
     in_schema.sort();
     in_table.sort();
@@ -506,33 +729,54 @@ fn every_event_type_reports_each_kind_of_fault_with_its_pointer() {
 
         let mut missing = example.clone();
         missing.as_object_mut().unwrap().remove("reported_by");
-        assert!(has_pointer(&schema_fault(missing), "/reported_by"), "{event_type}: missing field");
+        assert!(
+            has_pointer(&schema_fault(missing), "/reported_by"),
+            "{event_type}: missing field"
+        );
 
         let mut extra = example.clone();
         extra["colour"] = json!("blue");
-        assert!(has_pointer(&schema_fault(extra), "/colour"), "{event_type}: extra field");
+        assert!(
+            has_pointer(&schema_fault(extra), "/colour"),
+            "{event_type}: extra field"
+        );
 
         let mut extra_data = example.clone();
         extra_data["data"]["colour"] = json!("blue");
         if event_type != "review.completed" {
-            assert!(has_pointer(&schema_fault(extra_data), "/data/colour"), "{event_type}: extra data field");
+            assert!(
+                has_pointer(&schema_fault(extra_data), "/data/colour"),
+                "{event_type}: extra data field"
+            );
         }
 
         let mut bad_id = example.clone();
         bad_id["action_id"] = json!("mieux th");
-        assert!(has_pointer(&schema_fault(bad_id), "/action_id"), "{event_type}: bad id");
+        assert!(
+            has_pointer(&schema_fault(bad_id), "/action_id"),
+            "{event_type}: bad id"
+        );
 
         let mut bad_event_id = example.clone();
         bad_event_id["event_id"] = json!("0193A1E2-7C4B-7D2A-9A51-2F0C3B7E9D10");
-        assert!(has_pointer(&schema_fault(bad_event_id), "/event_id"), "{event_type}: uppercase uuid");
+        assert!(
+            has_pointer(&schema_fault(bad_event_id), "/event_id"),
+            "{event_type}: uppercase uuid"
+        );
 
         let mut bad_date = example.clone();
         bad_date["occurred_on"] = json!("2019-02-30");
-        assert!(has_pointer(&schema_fault(bad_date), "/occurred_on"), "{event_type}: bad date");
+        assert!(
+            has_pointer(&schema_fault(bad_date), "/occurred_on"),
+            "{event_type}: bad date"
+        );
 
         let mut bad_lang = example.clone();
         bad_lang["lang"] = json!("english");
-        assert!(has_pointer(&schema_fault(bad_lang), "/lang"), "{event_type}: bad lang");
+        assert!(
+            has_pointer(&schema_fault(bad_lang), "/lang"),
+            "{event_type}: bad lang"
+        );
     }
 }
 
@@ -544,7 +788,10 @@ fn bad_enum_values_are_schema_violations_at_their_pointer() {
 
     let mut significance = valid_example("legislation.pending");
     significance["data"]["significance"] = json!("huge");
-    assert!(has_pointer(&schema_fault(significance), "/data/significance"));
+    assert!(has_pointer(
+        &schema_fault(significance),
+        "/data/significance"
+    ));
 
     let mut kind = valid_example("mechanism.established");
     kind["data"]["kind"] = json!("club");
@@ -556,7 +803,10 @@ fn bad_enum_values_are_schema_violations_at_their_pointer() {
 
     let mut xx = valid_example("legislation.pending");
     xx["country"] = json!("XX");
-    assert!(has_pointer(&schema_fault(xx), "/country"), "XX is only for reviews");
+    assert!(
+        has_pointer(&schema_fault(xx), "/country"),
+        "XX is only for reviews"
+    );
 }
 
 #[test]
@@ -569,23 +819,43 @@ fn outcome_id_is_required_for_outcome_events_and_forbidden_otherwise() {
     assert!(has_pointer(&schema_fault(with), "/outcome_id"));
     let mut parties_elsewhere = valid_example("legislation.pending");
     parties_elsewhere["data"]["parties"] = json!(["x"]);
-    assert!(has_pointer(&schema_fault(parties_elsewhere), "/data/parties"));
+    assert!(has_pointer(
+        &schema_fault(parties_elsewhere),
+        "/data/parties"
+    ));
 }
 
 #[test]
 fn the_stateless_codes_are_given_before_the_schema() {
     let too_large = format!("{{\"x\":\"{}\"}}", "a".repeat(70_000));
     let code = |raw: &[u8], origin| schemas().parse_bytes(raw, origin).unwrap_err().code;
-    assert_eq!(code(too_large.as_bytes(), Origin::Client), RejectionCode::PayloadTooLarge);
+    assert_eq!(
+        code(too_large.as_bytes(), Origin::Client),
+        RejectionCode::PayloadTooLarge
+    );
     assert_eq!(code(b"[1,2]", Origin::Client), RejectionCode::MalformedJson);
-    assert_eq!(code(b"{\"a\":", Origin::Client), RejectionCode::MalformedJson);
-    assert_eq!(code(&[0xff, 0xfe, b'{', b'}'], Origin::Client), RejectionCode::MalformedJson);
+    assert_eq!(
+        code(b"{\"a\":", Origin::Client),
+        RejectionCode::MalformedJson
+    );
+    assert_eq!(
+        code(&[0xff, 0xfe, b'{', b'}'], Origin::Client),
+        RejectionCode::MalformedJson
+    );
     let mut unknown = valid_example("legislation.pending");
     unknown["type"] = json!("legislation.celebrated");
-    assert_eq!(code(unknown.to_string().as_bytes(), Origin::Client), RejectionCode::UnknownType);
+    assert_eq!(
+        code(unknown.to_string().as_bytes(), Origin::Client),
+        RejectionCode::UnknownType
+    );
     let review = valid_example("review.completed");
-    assert_eq!(code(review.to_string().as_bytes(), Origin::Client), RejectionCode::ForbiddenType);
-    assert!(schemas().parse_bytes(review.to_string().as_bytes(), Origin::Service).is_ok());
+    assert_eq!(
+        code(review.to_string().as_bytes(), Origin::Client),
+        RejectionCode::ForbiddenType
+    );
+    assert!(schemas()
+        .parse_bytes(review.to_string().as_bytes(), Origin::Service)
+        .is_ok());
 }
 
 #[test]

@@ -16,7 +16,15 @@ pub struct TrackDef {
 pub const TRACKS: [TrackDef; 6] = [
     TrackDef {
         name: "legislation",
-        forward: &["identified", "drafting", "tabled", "pending", "adopted", "in_force", "implemented"],
+        forward: &[
+            "identified",
+            "drafting",
+            "tabled",
+            "pending",
+            "adopted",
+            "in_force",
+            "implemented",
+        ],
         exits: &["stalled", "withdrawn", "rejected", "repealed"],
         achieved_from: "adopted",
         sustained_from: "implemented",
@@ -38,14 +46,25 @@ pub const TRACKS: [TrackDef; 6] = [
     },
     TrackDef {
         name: "protocol",
-        forward: &["review_initiated", "revised", "endorsed", "in_use", "institutionalised"],
+        forward: &[
+            "review_initiated",
+            "revised",
+            "endorsed",
+            "in_use",
+            "institutionalised",
+        ],
         exits: &["stalled", "abandoned"],
         achieved_from: "endorsed",
         sustained_from: "institutionalised",
     },
     TrackDef {
         name: "mechanism",
-        forward: &["proposed", "established", "operational", "institutionalised"],
+        forward: &[
+            "proposed",
+            "established",
+            "operational",
+            "institutionalised",
+        ],
         exits: &["dormant", "dissolved"],
         achieved_from: "established",
         sustained_from: "institutionalised",
@@ -100,7 +119,10 @@ impl Track {
             .iter()
             .chain(def.exits)
             .position(|stage| *stage == name)
-            .map(|index| Stage { track: self, index: index as u8 })
+            .map(|index| Stage {
+                track: self,
+                index: index as u8,
+            })
     }
 
     /// The forward stage named `name`, or `None` for an exit or a stage of another track.
@@ -118,7 +140,10 @@ impl Stage {
     pub fn name(self) -> &'static str {
         let def = self.track.def();
         let index = self.index as usize;
-        def.forward.get(index).copied().unwrap_or_else(|| def.exits[index - def.forward.len()])
+        def.forward
+            .get(index)
+            .copied()
+            .unwrap_or_else(|| def.exits[index - def.forward.len()])
     }
 
     /// 1-based rank of a forward stage; `None` for an exit.
@@ -133,7 +158,10 @@ impl Stage {
     /// The next forward stage, if this is a forward stage below the last.
     pub fn next_forward(self) -> Option<Stage> {
         let rank = self.rank()? as usize;
-        (rank < self.track.def().forward.len()).then_some(Stage { track: self.track, index: rank as u8 })
+        (rank < self.track.def().forward.len()).then_some(Stage {
+            track: self.track,
+            index: rank as u8,
+        })
     }
 
     pub fn is_achieved(self) -> bool {
@@ -145,7 +173,10 @@ impl Stage {
     }
 
     fn reaches(self, threshold: &str) -> bool {
-        let threshold = self.track.forward_stage(threshold).expect("threshold is a forward stage");
+        let threshold = self
+            .track
+            .forward_stage(threshold)
+            .expect("threshold is a forward stage");
         matches!((self.rank(), threshold.rank()), (Some(rank), Some(from)) if rank >= from)
     }
 
@@ -191,7 +222,10 @@ mod tests {
         let policy = Track::parse("policy").unwrap();
         assert!(!policy.stage("final_approval").unwrap().is_achieved());
         assert!(policy.stage("ratified").unwrap().is_achieved());
-        assert!(!policy.stage("implementation_started").unwrap().is_sustained());
+        assert!(!policy
+            .stage("implementation_started")
+            .unwrap()
+            .is_sustained());
         assert!(policy.stage("implemented").unwrap().is_sustained());
         assert!(!policy.stage("shelved").unwrap().is_achieved());
     }

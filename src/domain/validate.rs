@@ -94,14 +94,21 @@ pub struct Rejection {
 
 impl Rejection {
     pub fn new(code: RejectionCode, message: impl Into<String>) -> Rejection {
-        Rejection { code, message: message.into(), details: Vec::new() }
+        Rejection {
+            code,
+            message: message.into(),
+            details: Vec::new(),
+        }
     }
 
     pub fn at(code: RejectionCode, path: &str, message: impl Into<String>) -> Rejection {
         let message = message.into();
         Rejection {
             code,
-            details: vec![Detail { path: Some(path.to_owned()), message: message.clone() }],
+            details: vec![Detail {
+                path: Some(path.to_owned()),
+                message: message.clone(),
+            }],
             message,
         }
     }
@@ -155,7 +162,9 @@ impl Schemas {
 
     /// One element of a JSON body: its size is measured as it serializes.
     pub fn parse_value(&self, value: Value, origin: Origin) -> Result<Parsed, Rejection> {
-        let size = serde_json::to_vec(&value).map(|bytes| bytes.len()).unwrap_or(usize::MAX);
+        let size = serde_json::to_vec(&value)
+            .map(|bytes| bytes.len())
+            .unwrap_or(usize::MAX);
         if size > EVENT_BYTES_MAX {
             return Err(too_large(size));
         }
@@ -164,7 +173,10 @@ impl Schemas {
 
     fn parse_value_unsized(&self, value: Value, origin: Origin) -> Result<Parsed, Rejection> {
         let Value::Object(object) = &value else {
-            return Err(Rejection::new(RejectionCode::MalformedJson, "an event is a JSON object"));
+            return Err(Rejection::new(
+                RejectionCode::MalformedJson,
+                "an event is a JSON object",
+            ));
         };
         if let Some(Value::String(event_type)) = object.get("type") {
             if !EventKind::is_known_type(event_type) {
@@ -186,11 +198,17 @@ impl Schemas {
         let envelope: Envelope = serde_json::from_value(value)
             .map_err(|e| Rejection::new(RejectionCode::SchemaViolation, e.to_string()))?;
         let kind = EventKind::read(&envelope).map_err(|error| match error {
-            KindError::UnknownType => Rejection::at(RejectionCode::UnknownType, "/type", "unknown event type"),
+            KindError::UnknownType => {
+                Rejection::at(RejectionCode::UnknownType, "/type", "unknown event type")
+            }
             KindError::Shape(message) => Rejection::new(RejectionCode::SchemaViolation, message),
         })?;
         let hash = content_hash(&envelope);
-        Ok(Parsed { envelope, kind, hash })
+        Ok(Parsed {
+            envelope,
+            kind,
+            hash,
+        })
     }
 
     fn check_schema(&self, value: &Value) -> Result<(), Rejection> {
@@ -200,16 +218,26 @@ impl Schemas {
         let mut details: Vec<Detail> = self
             .event
             .iter_errors(value)
-            .map(|error| Detail { path: Some(fault_pointer(&error)), message: error.to_string() })
+            .map(|error| Detail {
+                path: Some(fault_pointer(&error)),
+                message: error.to_string(),
+            })
             .collect();
         details.sort_by(|a, b| a.path.cmp(&b.path));
         details.dedup();
         details.truncate(SCHEMA_DETAILS_MAX);
         let message = match details.first() {
-            Some(Detail { path: Some(path), message }) => format!("{}: {message}", display_pointer(path)),
+            Some(Detail {
+                path: Some(path),
+                message,
+            }) => format!("{}: {message}", display_pointer(path)),
             _ => "the event does not match the schema".to_owned(),
         };
-        Err(Rejection { code: RejectionCode::SchemaViolation, message, details })
+        Err(Rejection {
+            code: RejectionCode::SchemaViolation,
+            message,
+            details,
+        })
     }
 }
 

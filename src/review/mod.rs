@@ -44,7 +44,10 @@ pub struct Clock {
 
 impl Clock {
     pub fn starting_at(wall: DateTime<Utc>) -> Clock {
-        Clock { wall_at_start: wall, instant_at_start: tokio::time::Instant::now() }
+        Clock {
+            wall_at_start: wall,
+            instant_at_start: tokio::time::Instant::now(),
+        }
     }
 
     pub fn system() -> Clock {
@@ -92,24 +95,48 @@ mod tests {
     #[test]
     fn the_default_schedule_is_quarterly_and_crosses_the_year_end() {
         let cron = parse_schedule("0 3 1 */3 *").unwrap();
-        assert_eq!(next_slot(&cron, at(2026, 11, 28, 0, 0)), Some(at(2027, 1, 1, 3, 0)));
-        assert_eq!(next_slot(&cron, at(2027, 1, 1, 3, 0)), Some(at(2027, 4, 1, 3, 0)));
-        assert_eq!(latest_slot(&cron, at(2026, 11, 28, 0, 0)), Some(at(2026, 10, 1, 3, 0)));
-        assert_eq!(latest_slot(&cron, at(2026, 10, 1, 3, 0)), Some(at(2026, 10, 1, 3, 0)));
+        assert_eq!(
+            next_slot(&cron, at(2026, 11, 28, 0, 0)),
+            Some(at(2027, 1, 1, 3, 0))
+        );
+        assert_eq!(
+            next_slot(&cron, at(2027, 1, 1, 3, 0)),
+            Some(at(2027, 4, 1, 3, 0))
+        );
+        assert_eq!(
+            latest_slot(&cron, at(2026, 11, 28, 0, 0)),
+            Some(at(2026, 10, 1, 3, 0))
+        );
+        assert_eq!(
+            latest_slot(&cron, at(2026, 10, 1, 3, 0)),
+            Some(at(2026, 10, 1, 3, 0))
+        );
     }
 
     #[test]
     fn the_next_slot_is_right_across_month_ends() {
         let monthly_last_days = parse_schedule("30 23 31 * *").unwrap();
-        assert_eq!(next_slot(&monthly_last_days, at(2027, 1, 31, 23, 30)), Some(at(2027, 3, 31, 23, 30)));
+        assert_eq!(
+            next_slot(&monthly_last_days, at(2027, 1, 31, 23, 30)),
+            Some(at(2027, 3, 31, 23, 30))
+        );
         let daily = parse_schedule("0 0 * * *").unwrap();
-        assert_eq!(next_slot(&daily, at(2028, 2, 28, 12, 0)), Some(at(2028, 2, 29, 0, 0)));
-        assert_eq!(next_slot(&daily, at(2026, 12, 31, 0, 0)), Some(at(2027, 1, 1, 0, 0)));
+        assert_eq!(
+            next_slot(&daily, at(2028, 2, 28, 12, 0)),
+            Some(at(2028, 2, 29, 0, 0))
+        );
+        assert_eq!(
+            next_slot(&daily, at(2026, 12, 31, 0, 0)),
+            Some(at(2027, 1, 1, 0, 0))
+        );
     }
 
     #[test]
     fn review_ids_name_the_slot() {
-        assert_eq!(slot_review_id(at(2026, 10, 1, 3, 0)), "scheduled-20261001T0300Z");
+        assert_eq!(
+            slot_review_id(at(2026, 10, 1, 3, 0)),
+            "scheduled-20261001T0300Z"
+        );
         assert_eq!(slot_text(at(2026, 10, 1, 3, 0)), "2026-10-01T03:00:00Z");
     }
 
@@ -133,6 +160,13 @@ mod tests {
         // Advance through two quarters of paused time.
         tokio::time::sleep(Duration::from_secs(200 * 24 * 3600)).await;
         task.abort();
-        assert_eq!(*ran.lock().unwrap(), vec![at(2026, 10, 1, 3, 0), at(2027, 1, 1, 3, 0), at(2027, 4, 1, 3, 0)]);
+        assert_eq!(
+            *ran.lock().unwrap(),
+            vec![
+                at(2026, 10, 1, 3, 0),
+                at(2027, 1, 1, 3, 0),
+                at(2027, 4, 1, 3, 0)
+            ]
+        );
     }
 }

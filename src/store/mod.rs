@@ -26,7 +26,10 @@ pub enum StoreError {
     #[error("sled: {0}")]
     Sled(#[from] sled::Error),
     #[error("io on {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("corrupt store: {0}")]
     Corrupt(String),
 }
@@ -71,7 +74,10 @@ pub struct Commit {
 
 impl Commit {
     pub fn is_empty(&self) -> bool {
-        self.events.is_empty() && self.records.is_empty() && self.rejections.is_empty() && self.checkpoint.is_none()
+        self.events.is_empty()
+            && self.records.is_empty()
+            && self.rejections.is_empty()
+            && self.checkpoint.is_none()
     }
 }
 
@@ -102,19 +108,28 @@ fn action_index_key(action_id: &ActionId, seq: u64) -> Vec<u8> {
 }
 
 fn read_u64(bytes: &[u8]) -> Result<u64, StoreError> {
-    let array: [u8; 8] = bytes.get(..8).and_then(|b| b.try_into().ok()).ok_or_else(|| StoreError::Corrupt("short u64".into()))?;
+    let array: [u8; 8] = bytes
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| StoreError::Corrupt("short u64".into()))?;
     Ok(u64::from_be_bytes(array))
 }
 
 impl Store {
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io { path: dir.to_owned(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+            path: dir.to_owned(),
+            source,
+        })?;
         let tree = sled::Config::new()
             .path(dir.join("sled"))
             .cache_capacity(cache_bytes)
             .mode(sled::Mode::HighThroughput)
             .open()?;
-        Ok(Store { tree, dir: dir.to_owned() })
+        Ok(Store {
+            tree,
+            dir: dir.to_owned(),
+        })
     }
 
     pub fn dir(&self) -> &Path {
@@ -122,7 +137,10 @@ impl Store {
     }
 
     fn meta(&self, name: &[u8]) -> Result<Option<u64>, StoreError> {
-        self.tree.get(name)?.map(|value| read_u64(&value)).transpose()
+        self.tree
+            .get(name)?
+            .map(|value| read_u64(&value))
+            .transpose()
     }
 
     pub fn last_seq(&self) -> Result<u64, StoreError> {
@@ -140,33 +158,51 @@ impl Store {
 
     /// Where `event_id` is in the log, and the hash of its content.
     pub fn event_index(&self, event_id: &EventId) -> Result<Option<(u64, [u8; 32])>, StoreError> {
-        let Some(value) = self.tree.get(key(EVENT_ID, event_id.as_bytes()))? else { return Ok(None) };
-        let hash: [u8; 32] =
-            value.get(8..40).and_then(|b| b.try_into().ok()).ok_or_else(|| StoreError::Corrupt("event index".into()))?;
+        let Some(value) = self.tree.get(key(EVENT_ID, event_id.as_bytes()))? else {
+            return Ok(None);
+        };
+        let hash: [u8; 32] = value
+            .get(8..40)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| StoreError::Corrupt("event index".into()))?;
         Ok(Some((read_u64(&value)?, hash)))
     }
 
     pub fn record(&self, action_id: &ActionId) -> Result<Option<ActionRecord>, StoreError> {
-        self.tree.get(key(VIEW, action_id.as_str().as_bytes()))?.map(|bytes| decode_record(&bytes)).transpose()
+        self.tree
+            .get(key(VIEW, action_id.as_str().as_bytes()))?
+            .map(|bytes| decode_record(&bytes))
+            .transpose()
     }
 
     /// The stored view record's bytes, for byte-for-byte comparisons.
-    pub fn record_bytes(&self) -> impl Iterator<Item = Result<(Vec<u8>, Vec<u8>), StoreError>> + '_ {
-        self.tree
-            .scan_prefix([VIEW])
-            .map(|item| item.map(|(key, value)| (key[1..].to_vec(), value.to_vec())).map_err(StoreError::from))
+    pub fn record_bytes(
+        &self,
+    ) -> impl Iterator<Item = Result<(Vec<u8>, Vec<u8>), StoreError>> + '_ {
+        self.tree.scan_prefix([VIEW]).map(|item| {
+            item.map(|(key, value)| (key[1..].to_vec(), value.to_vec()))
+                .map_err(StoreError::from)
+        })
     }
 
     pub fn records(&self) -> impl Iterator<Item = Result<ActionRecord, StoreError>> + '_ {
-        self.tree.scan_prefix([VIEW]).map(|item| decode_record(&item?.1))
+        self.tree
+            .scan_prefix([VIEW])
+            .map(|item| decode_record(&item?.1))
     }
 
     pub fn event_json(&self, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.tree.get(seq_key(LOG, seq))?.map(|value| value.to_vec()))
+        Ok(self
+            .tree
+            .get(seq_key(LOG, seq))?
+            .map(|value| value.to_vec()))
     }
 
     /// The log after `after`, in `seq` order, as stored JSON.
-    pub fn log_after(&self, after: u64) -> impl Iterator<Item = Result<(u64, sled::IVec), StoreError>> + '_ {
+    pub fn log_after(
+        &self,
+        after: u64,
+    ) -> impl Iterator<Item = Result<(u64, sled::IVec), StoreError>> + '_ {
         let start = seq_key(LOG, after.saturating_add(1));
         let end = seq_key(LOG, u64::MAX);
         self.tree
@@ -181,10 +217,16 @@ impl Store {
     pub fn action_seqs(&self, action_id: &ActionId) -> Result<Vec<u64>, StoreError> {
         let mut prefix = key(ACTION_INDEX, action_id.as_str().as_bytes());
         prefix.push(0);
-        self.tree.scan_prefix(&prefix).map(|item| read_u64(&item?.0[prefix.len()..])).collect()
+        self.tree
+            .scan_prefix(&prefix)
+            .map(|item| read_u64(&item?.0[prefix.len()..]))
+            .collect()
     }
 
-    pub fn rejections_after(&self, after: u64) -> impl Iterator<Item = Result<RejectionRecord, StoreError>> + '_ {
+    pub fn rejections_after(
+        &self,
+        after: u64,
+    ) -> impl Iterator<Item = Result<RejectionRecord, StoreError>> + '_ {
         let start = seq_key(REJECTION, after.saturating_add(1));
         let end = seq_key(REJECTION, u64::MAX);
         self.tree.range(start..=end).map(|item| {
@@ -194,7 +236,9 @@ impl Store {
     }
 
     /// Newest rejections first, for finding the fate of a recent message.
-    pub fn rejections_newest_first(&self) -> impl Iterator<Item = Result<RejectionRecord, StoreError>> + '_ {
+    pub fn rejections_newest_first(
+        &self,
+    ) -> impl Iterator<Item = Result<RejectionRecord, StoreError>> + '_ {
         self.tree.scan_prefix([REJECTION]).rev().map(|item| {
             let (_, value) = item?;
             serde_json::from_slice(&value).map_err(|e| StoreError::Corrupt(e.to_string()))
@@ -203,12 +247,18 @@ impl Store {
 
     /// `review_id` → its seq in the log.
     pub fn review_seq(&self, review_id: &str) -> Result<Option<u64>, StoreError> {
-        self.tree.get(key(REVIEW, review_id.as_bytes()))?.map(|value| read_u64(&value)).transpose()
+        self.tree
+            .get(key(REVIEW, review_id.as_bytes()))?
+            .map(|value| read_u64(&value))
+            .transpose()
     }
 
     /// Every review's seq, in review_id order.
     pub fn review_seqs(&self) -> Result<Vec<u64>, StoreError> {
-        self.tree.scan_prefix([REVIEW]).map(|item| read_u64(&item?.1)).collect()
+        self.tree
+            .scan_prefix([REVIEW])
+            .map(|item| read_u64(&item?.1))
+            .collect()
     }
 
     /// Applies `commit` as one atomic batch and makes it durable.
@@ -233,7 +283,10 @@ impl Store {
             last_seq = Some(event.seq);
         }
         for record in &commit.records {
-            batch.insert(key(VIEW, record.action_id.as_str().as_bytes()), encode_record(record));
+            batch.insert(
+                key(VIEW, record.action_id.as_str().as_bytes()),
+                encode_record(record),
+            );
         }
         for rejection in &commit.rejections {
             let json = serde_json::to_vec(rejection).expect("a rejection serializes");
@@ -257,8 +310,12 @@ impl Store {
     pub fn sync(&self) -> Result<(), StoreError> {
         self.tree.flush()?;
         let path = self.dir.join("sled").join("db");
-        let file = File::open(&path).map_err(|source| StoreError::Io { path: path.clone(), source })?;
-        file.sync_all().map_err(|source| StoreError::Io { path, source })
+        let file = File::open(&path).map_err(|source| StoreError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        file.sync_all()
+            .map_err(|source| StoreError::Io { path, source })
     }
 
     /// Removes every view record (for `rebuild`); the log and its indexes stay.
@@ -277,7 +334,10 @@ impl Store {
     pub fn put_records(&self, records: &[ActionRecord]) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
         for record in records {
-            batch.insert(key(VIEW, record.action_id.as_str().as_bytes()), encode_record(record));
+            batch.insert(
+                key(VIEW, record.action_id.as_str().as_bytes()),
+                encode_record(record),
+            );
         }
         Ok(self.tree.apply_batch(batch)?)
     }

@@ -1,0 +1,837 @@
+//! The HTTP API on the embedded bus, through the real binary: every endpoint, every error
+//! status, each rejection code reachable over HTTP, the roles, and crashes.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::time::Duration;
+
+const TH: &str = "MIEUX-TH-2014-01";
+
+fn code_of(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or("")
+}
+
+#[tokio::test]
+async fn submitted_events_show_in_views_histories_and_the_log() {
+    let service = Service::start(&[]);
+    let http = client();
+    let body = json!([
+        registered(TH, "TH"),
+        event(
+            "legislation.pending",
+            TH,
+            "TH",
+            Some("vot-protocol"),
+            "2018-11-20",
+            json!({"title": "Victim protection protocol", "expected": {"stage": "adopted", "by": "2019-05-31"}})
+        ),
+    ]);
+    let (status, answer) = post_json(&http, &service.url("/v1/events?wait=true"), &body).await;
+    assert_eq!(status, 202, "{answer}");
+    let results = answer["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2);
+    assert!(results
+        .iter()
+        .all(|r| r["status"] == "accepted" && r["stream_seq"].is_null()));
+    let last_seq = results[1]["seq"].as_u64().unwrap();
+
+    // Read-your-writes: the answer's seq is in the view read right after.
+    let (status, view) = get_json(&http, &service.url(&format!("/v1/actions/{TH}"))).await;
+    assert_eq!(status, 200);
+    assert_eq!(view["last_seq"].as_u64(), Some(last_seq));
+    assert_eq!(view["outcomes"][0]["stage"], "pending");
+    assert_eq!(view["outcomes"][0]["expected"]["date_source"], "explicit");
+    assert!(view["flags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["flag"] == "overdue"));
+    assert_eq!(view["reference_date"].as_str().unwrap().len(), 10);
+
+    // Time travel on the view and its history.
+    let (_, early) = get_json(
+        &http,
+        &service.url(&format!("/v1/actions/{TH}?as_of=2015-01-01")),
+    )
+    .await;
+    assert_eq!(early["outcomes"], json!([]));
+    assert_eq!(early["reference_date"], "2015-01-01");
+    let (status, _) = get_json(
+        &http,
+        &service.url(&format!("/v1/actions/{TH}?until_seq=0")),
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (_, history) = get_json(&http, &service.url(&format!("/v1/actions/{TH}/events"))).await;
+    assert_eq!(history["events"].as_array().unwrap().len(), 2);
+    assert_eq!(history["events"][0]["retracted"], false);
+    assert_eq!(history["events"][0]["seq"], 1);
+    assert!(history["events"][0]["recorded_at"]
+        .as_str()
+        .unwrap()
+        .ends_with('Z'));
+    assert_eq!(history["events"][0]["submitted_by"], Value::Null);
+
+    // A retraction shows in the history and takes the stage back.
+    let target = body[1]["event_id"].as_str().unwrap();
+    let retraction = event(
+        "event.retracted",
+        TH,
+        "TH",
+        None,
+        "2019-01-01",
+        json!({"target_event_id": target, "reason": "wrong outcome"}),
+    );
+    let (status, _) = post_json(&http, &service.url("/v1/events"), &retraction).await;
+    assert_eq!(status, 202);
+    let (_, history) = get_json(&http, &service.url(&format!("/v1/actions/{TH}/events"))).await;
+    assert_eq!(history["events"][1]["retracted"], true);
+    let (_, before) = get_json(
+        &http,
+        &service.url(&format!("/v1/actions/{TH}/events?until_seq=2")),
+    )
+    .await;
+    assert_eq!(before["events"][1]["retracted"], false);
+
+    // The list and its filters.
+    let (_, list) = get_json(&http, &service.url("/v1/actions")).await;
+    assert_eq!(list["actions"][0]["action_id"], TH);
+    assert_eq!(list["actions"][0]["registered"], true);
+    let (_, none) = get_json(&http, &service.url("/v1/actions?country=LA")).await;
+    assert_eq!(none["actions"], json!([]));
+    let (status, bad) = get_json(&http, &service.url("/v1/actions?state=glorious")).await;
+    assert_eq!((status, code_of(&bad)), (400, "bad_query"));
+    let (status, bad) = get_json(
+        &http,
+        &service.url(&format!("/v1/actions/{TH}?as_of=2019-13-01")),
+    )
+    .await;
+    assert_eq!((status, code_of(&bad)), (400, "bad_query"));
+
+    // The global log, as pages and as NDJSON.
+    let (_, page) = get_json(&http, &service.url("/v1/events?after=1&limit=1")).await;
+    assert_eq!(page["events"].as_array().unwrap().len(), 1);
+    assert_eq!(page["next_after"], 2);
+    assert_eq!(all_events(&http, &service).await.len(), 3);
+    let (status, _) = get_json(&http, &service.url("/v1/events?limit=10001")).await;
+    assert_eq!(status, 400);
+
+    let (status, rejections) = get_json(&http, &service.url("/v1/rejections")).await;
+    assert_eq!(status, 200);
+    assert_eq!(rejections["rejections"], json!([]));
+}
+
+#[tokio::test]
+async fn health_readiness_metrics_schemas_and_the_dashboard_answer() {
+    let service = Service::start(&["--demo"]);
+    let http = client();
+    assert_eq!(get_json(&http, &service.url("/healthz")).await.0, 200);
+    assert_eq!(get_json(&http, &service.url("/readyz")).await.0, 200);
+    let metrics = http
+        .get(service.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "impact_events_applied_total",
+        "impact_events_duplicate_total",
+        "impact_events_rejected_total{code=\"schema_violation\"}",
+        "impact_log_position",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from {metrics}");
+    }
+    let (_, schemas) = get_json(&http, &service.url("/v1/schemas")).await;
+    assert_eq!(schemas["schemas"], json!(["event.v1"]));
+    let (status, schema) = get_json(&http, &service.url("/v1/schemas/event.v1")).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        schema["$schema"],
+        "https://json-schema.org/draft/2020-12/schema"
+    );
+    assert_eq!(
+        get_json(&http, &service.url("/v1/schemas/nope")).await.0,
+        404
+    );
+    let page = http
+        .get(service.url("/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("MIEUX-TH-2014-01") && page.contains("<table>"),
+        "{page}"
+    );
+    let detail = http
+        .get(service.url("/actions/MIEUX-KG-2018-06"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(detail.contains("national-migration-policy"));
+    let (status, body) = get_json(&http, &service.url("/v1/nothing-here")).await;
+    assert_eq!((status, code_of(&body)), (404, "not_found"));
+    let (status, body) = get_json(&http, &service.url("/v1/actions/MIEUX-XX-0000-00")).await;
+    assert_eq!((status, code_of(&body)), (404, "not_found"));
+}
+
+#[tokio::test]
+async fn every_rejection_code_reachable_over_http_has_its_status() {
+    let service = Service::start(&[]);
+    let http = client();
+    let url = service.url("/v1/events");
+    let first = track(
+        TH,
+        "TH",
+        "vot-protocol",
+        "legislation.pending",
+        "2018-11-20",
+    );
+    assert_eq!(post_json(&http, &url, &first).await.0, 202);
+
+    let raw = |body: &'static [u8]| {
+        let http = http.clone();
+        let url = url.clone();
+        async move {
+            let response = http
+                .post(&url)
+                .header("Content-Type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, body) = raw(b"{not json").await;
+    assert_eq!((status, code_of(&body)), (400, "malformed_json"));
+    let (status, body) = raw(b"\"a string\"").await;
+    assert_eq!((status, code_of(&body)), (400, "malformed_json"));
+
+    let mut huge = track(
+        TH,
+        "TH",
+        "vot-protocol",
+        "legislation.adopted",
+        "2019-01-01",
+    );
+    huge["data"]["note"] = json!("x".repeat(70_000));
+    let (status, body) = post_json(&http, &url, &huge).await;
+    assert_eq!((status, code_of(&body)), (413, "payload_too_large"));
+    let too_many: Vec<Value> = (0..1001).map(|_| registered(TH, "TH")).collect();
+    let (status, body) = post_json(&http, &url, &json!(too_many)).await;
+    assert_eq!((status, code_of(&body)), (413, "payload_too_large"));
+
+    let mut missing = track(
+        TH,
+        "TH",
+        "vot-protocol",
+        "legislation.adopted",
+        "2019-01-01",
+    );
+    missing.as_object_mut().unwrap().remove("reported_by");
+    let (status, body) = post_json(&http, &url, &missing).await;
+    assert_eq!((status, code_of(&body)), (422, "schema_violation"));
+    assert_eq!(body["error"]["details"][0]["path"], "/reported_by");
+    assert_eq!(body["error"]["details"][0]["index"], 0);
+
+    let cases: Vec<(Value, u16, &str)> = vec![
+        (
+            track(
+                TH,
+                "TH",
+                "vot-protocol",
+                "legislation.celebrated",
+                "2019-01-01",
+            ),
+            422,
+            "unknown_type",
+        ),
+        (
+            {
+                let mut review = event(
+                    "review.completed",
+                    "REVIEW",
+                    "XX",
+                    None,
+                    "2019-01-01",
+                    json!({}),
+                );
+                review["data"] = json!({"review_id": "mine"});
+                review
+            },
+            422,
+            "forbidden_type",
+        ),
+        (
+            {
+                let mut conflict = first.clone();
+                conflict["occurred_on"] = json!("2018-11-21");
+                conflict
+            },
+            409,
+            "event_id_conflict",
+        ),
+        (
+            track(TH, "TH", "vot-protocol", "policy.ratified", "2019-01-01"),
+            422,
+            "track_mismatch",
+        ),
+        (
+            event(
+                "outcome.verified",
+                TH,
+                "TH",
+                Some("other-outcome"),
+                "2019-01-01",
+                json!({"by": "me"}),
+            ),
+            422,
+            "outcome_unknown",
+        ),
+        (
+            event(
+                "legislation.adopted",
+                TH,
+                "TH",
+                Some("vot-protocol"),
+                "2019-01-01",
+                json!({"expected": {"stage": "repealed", "by": "2020-01-01"}}),
+            ),
+            422,
+            "expected_stage_invalid",
+        ),
+        (
+            track(
+                TH,
+                "LA",
+                "vot-protocol",
+                "legislation.adopted",
+                "2019-01-01",
+            ),
+            422,
+            "country_mismatch",
+        ),
+        (
+            event(
+                "event.retracted",
+                TH,
+                "TH",
+                None,
+                "2019-01-01",
+                json!({"target_event_id": new_id(), "reason": "?"}),
+            ),
+            422,
+            "retraction_target_unknown",
+        ),
+        (
+            track(
+                TH,
+                "TH",
+                "vot-protocol",
+                "legislation.adopted",
+                "2099-01-01",
+            ),
+            422,
+            "occurred_in_future",
+        ),
+    ];
+    for (event, status, code) in cases {
+        let (got_status, body) = post_json(&http, &url, &event).await;
+        assert_eq!((got_status, code_of(&body)), (status, code), "{body}");
+    }
+
+    // The same content again is a duplicate, applied once.
+    let (status, body) = post_json(&http, &service.url("/v1/events?wait=true"), &first).await;
+    assert_eq!(status, 202);
+    assert_eq!(body["results"][0]["status"], "duplicate");
+    assert_eq!(body["results"][0]["seq"], 1);
+
+    // A body with one bad event stores nothing, and names the failing index.
+    let good = track(
+        TH,
+        "TH",
+        "vot-protocol",
+        "legislation.adopted",
+        "2019-06-01",
+    );
+    let bad = track(TH, "TH", "vot-protocol", "policy.ratified", "2019-06-01");
+    let (status, body) = post_json(&http, &url, &json!([good, bad])).await;
+    assert_eq!((status, code_of(&body)), (422, "track_mismatch"));
+    assert_eq!(body["error"]["details"][0]["index"], 1);
+    let (_, view) = get_json(&http, &service.url(&format!("/v1/actions/{TH}"))).await;
+    assert_eq!(
+        view["event_count"], 1,
+        "nothing of the refused body was stored"
+    );
+
+    let metrics = http
+        .get(service.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("impact_events_rejected_total{code=\"track_mismatch\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("impact_events_duplicate_total 1"),
+        "{metrics}"
+    );
+}
+
+fn sha256_hex(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+fn auth_config(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("impact.toml");
+    let text = format!(
+        "[review]\nschedule = \"off\"\n\n\
+         [[principals]]\nname = \"fo-bangkok\"\nrole = \"field_office\"\ncountries = [\"TH\"]\ntoken_sha256 = \"{}\"\n\n\
+         [[principals]]\nname = \"eval\"\nrole = \"evaluator\"\ntoken_sha256 = \"{}\"\n\n\
+         [[principals]]\nname = \"root\"\nrole = \"admin\"\ntoken_sha256 = \"{}\"\n",
+        sha256_hex("fo-token"),
+        sha256_hex("eval-token"),
+        sha256_hex("admin-token")
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn each_role_can_do_what_it_may_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = auth_config(dir.path());
+    let service = Service::start(&["--config", config.to_str().unwrap()]);
+    let http = client();
+    let post = |token: Option<&'static str>, path: &'static str, body: Value| {
+        let http = http.clone();
+        let url = service.url(path);
+        async move {
+            let mut request = http.post(url).json(&body);
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let get = |token: Option<&'static str>, path: String| {
+        let http = http.clone();
+        let url = service.url(&path);
+        async move {
+            let mut request = http.get(url);
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            let response = request.send().await.unwrap();
+            response.status().as_u16()
+        }
+    };
+    const LA: &str = "MIEUX-LA-2016-02";
+
+    // No token and a wrong token: 401.
+    let (status, body) = post(None, "/v1/events", registered(TH, "TH")).await;
+    assert_eq!((status, code_of(&body)), (401, "unauthenticated"));
+    let (status, _) = post(Some("wrong"), "/v1/events", registered(TH, "TH")).await;
+    assert_eq!(status, 401);
+    assert_eq!(get(None, "/v1/actions".into()).await, 401);
+    assert_eq!(
+        get(None, "/healthz".into()).await,
+        200,
+        "health needs no token"
+    );
+
+    // The field office writes its own country, and is refused another.
+    let (status, body) = post(
+        Some("fo-token"),
+        "/v1/events?wait=true",
+        json!([
+            registered(TH, "TH"),
+            track(
+                TH,
+                "TH",
+                "vot-protocol",
+                "legislation.pending",
+                "2018-11-20"
+            )
+        ]),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let (status, body) = post(Some("fo-token"), "/v1/events", registered(LA, "LA")).await;
+    assert_eq!((status, code_of(&body)), (403, "forbidden"));
+    let (status, _) = post(
+        Some("fo-token"),
+        "/v1/events",
+        event(
+            "outcome.verified",
+            TH,
+            "TH",
+            Some("vot-protocol"),
+            "2019-01-01",
+            json!({"by": "me"}),
+        ),
+    )
+    .await;
+    assert_eq!(
+        status, 403,
+        "a field office does not verify its own results"
+    );
+
+    // The admin writes anywhere; the field office cannot read it.
+    let (status, _) = post(
+        Some("admin-token"),
+        "/v1/events?wait=true",
+        registered(LA, "LA"),
+    )
+    .await;
+    assert_eq!(status, 202);
+    assert_eq!(
+        get(Some("fo-token"), format!("/v1/actions/{LA}")).await,
+        403
+    );
+    assert_eq!(
+        get(Some("fo-token"), format!("/v1/actions/{LA}/events")).await,
+        403
+    );
+    assert_eq!(
+        get(Some("fo-token"), format!("/v1/actions/{TH}")).await,
+        200
+    );
+    let list: Value = http
+        .get(service.url("/v1/actions"))
+        .bearer_auth("fo-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = list["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["action_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec![TH]);
+    assert_eq!(get(Some("fo-token"), "/v1/events".into()).await, 403);
+    assert_eq!(get(Some("fo-token"), "/v1/rejections".into()).await, 403);
+    assert_eq!(get(Some("fo-token"), "/v1/reviews".into()).await, 403);
+    let (status, _) = post(Some("fo-token"), "/v1/reviews", json!({})).await;
+    assert_eq!(status, 403);
+
+    // The evaluator verifies and reads everything, and submits no track event.
+    let (status, _) = post(
+        Some("eval-token"),
+        "/v1/events",
+        track(
+            TH,
+            "TH",
+            "vot-protocol",
+            "legislation.adopted",
+            "2019-06-01",
+        ),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, _) = post(
+        Some("eval-token"),
+        "/v1/events",
+        event(
+            "outcome.verified",
+            TH,
+            "TH",
+            Some("vot-protocol"),
+            "2019-01-01",
+            json!({"by": "eval"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 202);
+    assert_eq!(
+        get(Some("eval-token"), format!("/v1/actions/{LA}")).await,
+        200
+    );
+    assert_eq!(get(Some("eval-token"), "/v1/events".into()).await, 200);
+    assert_eq!(get(Some("eval-token"), "/v1/rejections".into()).await, 200);
+    let (status, report) = post(Some("eval-token"), "/v1/reviews", json!({"country": "TH"})).await;
+    assert_eq!(status, 201, "{report}");
+    assert_eq!(report["country"], "TH");
+
+    // submitted_by records the principal.
+    let log: Value = http
+        .get(service.url("/v1/events"))
+        .bearer_auth("admin-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(log["events"][0]["submitted_by"], "fo-bangkok");
+    assert_eq!(log["events"][2]["submitted_by"], "root");
+}
+
+#[tokio::test]
+async fn without_principals_the_server_refuses_a_non_loopback_address() {
+    let output = std::process::Command::new(binary())
+        .args(["serve", "--http", "0.0.0.0:0", "--data-dir"])
+        .arg(tempfile::tempdir().unwrap().path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("authentication is off"), "{stderr}");
+}
+
+#[tokio::test]
+async fn every_event_answered_202_survives_a_sigkill_once() {
+    let mut service = Service::start(&[]);
+    let http = client();
+    let mut accepted = Vec::new();
+    for n in 0..40 {
+        let action = format!("MIEUX-TH-{n:04}");
+        let body = json!([
+            registered(&action, "TH"),
+            track(
+                &action,
+                "TH",
+                "vot-protocol",
+                "legislation.pending",
+                "2018-11-20"
+            )
+        ]);
+        let (status, answer) = post_json(&http, &service.url("/v1/events"), &body).await;
+        assert_eq!(status, 202);
+        accepted.extend(
+            answer["results"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["event_id"].as_str().unwrap().to_owned()),
+        );
+    }
+    service.kill9();
+    service.restart();
+    let events = all_events(&http, &service).await;
+    let ids: Vec<&str> = events
+        .iter()
+        .map(|e| e["event_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, accepted, "every acknowledged event, once, in order");
+    let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, (1..=80).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn sigterm_during_a_stream_of_submissions_loses_no_accepted_event_and_exits_0() {
+    let mut service = Service::start(&[]);
+    let http = client();
+    let url = service.url("/v1/events");
+    let sender = tokio::spawn(async move {
+        let mut accepted = Vec::new();
+        for n in 0..100_000 {
+            let action = format!("MIEUX-TH-{n:05}");
+            let body = json!([registered(&action, "TH")]);
+            match http.post(&url).json(&body).send().await {
+                Ok(response) if response.status() == 202 => {
+                    accepted.push(body[0]["event_id"].as_str().unwrap().to_owned())
+                }
+                _ => break,
+            }
+        }
+        accepted
+    });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let status = tokio::task::spawn_blocking(move || {
+        let status = service.terminate();
+        (status, service)
+    })
+    .await
+    .unwrap();
+    let (exit, mut service) = status;
+    assert!(exit.success(), "exit status {exit:?}");
+    let accepted = sender.await.unwrap();
+    assert!(
+        accepted.len() > 10,
+        "the stream was running ({} accepted)",
+        accepted.len()
+    );
+    service.restart();
+    let events = all_events(&client(), &service).await;
+    let stored: std::collections::HashSet<&str> = events
+        .iter()
+        .map(|e| e["event_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(stored.len(), events.len(), "no event twice");
+    for id in &accepted {
+        assert!(stored.contains(id.as_str()), "accepted event {id} lost");
+    }
+}
+
+#[tokio::test]
+async fn the_outbox_keeps_events_while_the_server_is_down_and_delivers_them_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = dir.path().join("outbox");
+    let file = dir.path().join("events.ndjson");
+    let events = [
+        registered(TH, "TH"),
+        track(
+            TH,
+            "TH",
+            "vot-protocol",
+            "legislation.pending",
+            "2018-11-20",
+        ),
+    ];
+    std::fs::write(
+        &file,
+        events
+            .iter()
+            .map(|e| e.to_string() + "\n")
+            .collect::<String>(),
+    )
+    .unwrap();
+    let submit = |server: &str, files: &[&std::path::Path]| {
+        std::process::Command::new(binary())
+            .args(["submit", "--server", server, "--outbox"])
+            .arg(&outbox)
+            .args(files)
+            .output()
+            .unwrap()
+    };
+    let down = format!("http://127.0.0.1:{}", free_port());
+    let output = submit(&down, &[&file]);
+    assert!(!output.status.success());
+    assert_eq!(
+        std::fs::read_dir(&outbox).unwrap().count(),
+        2,
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let service = Service::start(&[]);
+    let output = submit(&service.base, &[]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(std::fs::read_dir(&outbox).unwrap().count(), 0);
+    let http = client();
+    assert_eq!(all_events(&http, &service).await.len(), 2);
+
+    let output = submit(&service.base, &[&file]);
+    assert!(output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(stdout.matches("duplicate").count(), 2, "{stdout}");
+    assert_eq!(
+        all_events(&http, &service).await.len(),
+        2,
+        "sending again appends nothing"
+    );
+
+    // A client error is shown with the server's code and never queued.
+    let conflicting = dir.path().join("conflict.json");
+    let mut changed = events[1].clone();
+    changed["occurred_on"] = json!("2018-11-21");
+    std::fs::write(&conflicting, changed.to_string()).unwrap();
+    let output = submit(&service.base, &[&conflicting]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("event_id_conflict"));
+    assert_eq!(std::fs::read_dir(&outbox).unwrap().count(), 0);
+
+    // Invalid locally: never sent.
+    let invalid = dir.path().join("invalid.json");
+    std::fs::write(
+        &invalid,
+        json!({"event_id": new_id(), "type": "legislation.pending"}).to_string(),
+    )
+    .unwrap();
+    let output = submit(&service.base, &[&invalid]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("schema_violation"));
+}
+
+#[tokio::test]
+async fn reviews_are_created_listed_and_read_as_json_and_markdown() {
+    let service = Service::start(&["--demo"]);
+    let http = client();
+    let (status, report) = post_json(
+        &http,
+        &service.url("/v1/reviews"),
+        &json!({"as_of": "2026-10-01"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{report}");
+    let id = report["review_id"].as_str().unwrap().to_owned();
+    let (_, list) = get_json(&http, &service.url("/v1/reviews")).await;
+    assert_eq!(list["reviews"][0]["review_id"], id.as_str(), "newest first");
+    let (status, one) = get_json(&http, &service.url(&format!("/v1/reviews/{id}"))).await;
+    assert_eq!(status, 200);
+    assert_eq!(one, report);
+    let markdown = http
+        .get(service.url(&format!("/v1/reviews/{id}")))
+        .header("Accept", "text/markdown")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        markdown.starts_with("# Impact review") && markdown.contains("## Findings"),
+        "{markdown}"
+    );
+    let markdown = http
+        .get(service.url(&format!("/v1/reviews/{id}?format=markdown")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(markdown.contains("| TH |"));
+    assert_eq!(
+        get_json(&http, &service.url("/v1/reviews/none")).await.0,
+        404
+    );
+    // Reviews are in the log but never in the Action list.
+    let (_, actions) = get_json(&http, &service.url("/v1/actions")).await;
+    assert!(actions["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|a| a["action_id"] != "REVIEW"));
+    assert!(all_events(&http, &service)
+        .await
+        .iter()
+        .any(|e| e["type"] == "review.completed" && e["country"] == "XX"));
+    let (status, _) = post_json(
+        &http,
+        &service.url("/v1/reviews"),
+        &json!({"as_of": "yesterday"}),
+    )
+    .await;
+    assert_eq!(status, 400);
+}

@@ -1,0 +1,313 @@
+//! Test harness: real processes. `NatsServer` spawns `nats-server -js` on a free port with a
+//! temp store; `Service` spawns the `impact` binary on port 0 with a temp data dir.
+
+#![allow(dead_code)]
+
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn nats_binary() -> String {
+    std::env::var("NATS_SERVER_BIN").unwrap_or_else(|_| "nats-server".into())
+}
+
+pub struct NatsServer {
+    pub port: u16,
+    pub store: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl NatsServer {
+    pub fn start() -> NatsServer {
+        let store = tempfile::tempdir().unwrap();
+        let mut server = NatsServer {
+            port: free_port(),
+            store,
+            child: None,
+        };
+        server.restart();
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts (again) on the same port and store.
+    pub fn restart(&mut self) {
+        let child = Command::new(nats_binary())
+            .args([
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-sd",
+            ])
+            .arg(self.store.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server on PATH or NATS_SERVER_BIN (scripts/test installs it)");
+        self.child = Some(child);
+        wait_for_port(self.port);
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn wait_for_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "port {port} did not open");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub struct Service {
+    pub data_dir: PathBuf,
+    pub base: String,
+    child: Option<Child>,
+    args: Vec<String>,
+    _temp: Option<tempfile::TempDir>,
+}
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_impact")
+}
+
+impl Service {
+    /// `impact serve` on a fresh temp data dir with `extra` arguments.
+    pub fn start(extra: &[&str]) -> Service {
+        let temp = tempfile::tempdir().unwrap();
+        let data_dir = temp.path().join("data");
+        let mut service = Service {
+            data_dir,
+            base: String::new(),
+            child: None,
+            args: extra.iter().map(|a| a.to_string()).collect(),
+            _temp: Some(temp),
+        };
+        service.restart();
+        service
+    }
+
+    pub fn start_in(data_dir: &Path, extra: &[&str]) -> Service {
+        let mut service = Service {
+            data_dir: data_dir.to_owned(),
+            base: String::new(),
+            child: None,
+            args: extra.iter().map(|a| a.to_string()).collect(),
+            _temp: None,
+        };
+        service.restart();
+        service
+    }
+
+    /// Starts the binary again on the same data dir (a new port). Without a `--config` of the
+    /// test's own, scheduled reviews are off so the log holds only what the test wrote.
+    pub fn restart(&mut self) {
+        let mut config_args = Vec::new();
+        if !self.args.iter().any(|arg| arg == "--config") {
+            std::fs::create_dir_all(&self.data_dir).unwrap();
+            let config = self.data_dir.with_extension("toml");
+            std::fs::write(&config, "[review]\nschedule = \"off\"\n").unwrap();
+            config_args = vec!["--config".to_owned(), config.to_string_lossy().into_owned()];
+        }
+        let mut child = Command::new(binary())
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(["--http", "127.0.0.1:0"])
+            .args(&self.args)
+            .args(&config_args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let line = lines
+            .next()
+            .expect("the service prints its address")
+            .unwrap();
+        let address = line
+            .split_whitespace()
+            .find(|word| word.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+            .trim_end_matches('/')
+            .to_owned();
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        self.base = address;
+        self.child = Some(child);
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().unwrap();
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        child.wait().unwrap()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
+pub fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+pub fn event(
+    event_type: &str,
+    action: &str,
+    country: &str,
+    outcome: Option<&str>,
+    occurred_on: &str,
+    data: Value,
+) -> Value {
+    let mut event = json!({
+        "event_id": new_id(),
+        "type": event_type,
+        "action_id": action,
+        "country": country,
+        "occurred_on": occurred_on,
+        "reported_by": "fo-test",
+        "data": data,
+    });
+    if let Some(outcome) = outcome {
+        event["outcome_id"] = json!(outcome);
+    }
+    event
+}
+
+pub fn registered(action: &str, country: &str) -> Value {
+    event(
+        "action.registered",
+        action,
+        country,
+        None,
+        "2014-03-01",
+        json!({"title": "Study visit", "modality": "study_visit", "partner_institutions": []}),
+    )
+}
+
+pub fn track(
+    action: &str,
+    country: &str,
+    outcome: &str,
+    event_type: &str,
+    occurred_on: &str,
+) -> Value {
+    event(
+        event_type,
+        action,
+        country,
+        Some(outcome),
+        occurred_on,
+        json!({}),
+    )
+}
+
+/// Polls until `check` holds, for up to `seconds`.
+pub async fn eventually<T>(seconds: u64, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "condition not met within {seconds}s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub async fn get_json(client: &reqwest::Client, url: &str) -> (u16, Value) {
+    let response = client.get(url).send().await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+pub async fn post_json(client: &reqwest::Client, url: &str, body: &Value) -> (u16, Value) {
+    let response = client.post(url).json(body).send().await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+/// Every stored event of the global log, via the API's NDJSON stream.
+pub async fn all_events(client: &reqwest::Client, service: &Service) -> Vec<Value> {
+    let text = client
+        .get(service.url("/v1/events?after=0"))
+        .header("Accept", "application/x-ndjson")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
