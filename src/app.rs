@@ -41,7 +41,9 @@ impl App {
             Writer::spawn(store.clone(), schemas.clone(), metrics.clone())?;
         let bus = match &config.nats {
             None => Bus::Embedded(writer.clone()),
-            Some(nats) => Bus::Nats(Box::new(NatsBus::start(nats.clone(), writer.clone()).await?)),
+            Some(nats) => Bus::Nats(Box::new(
+                NatsBus::start(nats.clone(), writer.clone()).await?,
+            )),
         };
         Ok((
             Arc::new(App {

@@ -1,0 +1,589 @@
+//! The JetStream bus through real processes: a real `nats-server -js` per test and the real
+//! service. Publishers here are plain async-nats clients sending raw bytes.
+
+mod common;
+
+use async_nats::jetstream;
+use common::*;
+use impact::store::Store;
+use serde_json::{json, Value};
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::time::Duration;
+
+fn config_file(dir: &Path, nats: &NatsServer, extra: &str) -> String {
+    let path = dir.join("impact.toml");
+    std::fs::write(&path, format!("[nats]\nurl = \"{}\"\nduplicate_window_secs = 2\npublish_timeout_ms = 2000\n{extra}\n[review]\nschedule = \"off\"\n", nats.url())).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+async fn jetstream_for(nats: &NatsServer) -> jetstream::Context {
+    jetstream::new(async_nats::connect(nats.url()).await.unwrap())
+}
+
+fn subject(event: &Value) -> String {
+    format!(
+        "impact.events.{}.{}",
+        event["country"].as_str().unwrap(),
+        event["action_id"].as_str().unwrap()
+    )
+}
+
+/// Publishes raw bytes with `Nats-Msg-Id` and waits for the PubAck.
+async fn publish(
+    js: &jetstream::Context,
+    subject: String,
+    id: Option<&str>,
+    payload: Vec<u8>,
+) -> u64 {
+    let mut headers = async_nats::HeaderMap::new();
+    if let Some(id) = id {
+        headers.insert("Nats-Msg-Id", id);
+    }
+    js.publish_with_headers(subject, headers, payload.into())
+        .await
+        .unwrap()
+        .await
+        .unwrap()
+        .sequence
+}
+
+async fn wait_ready(http: &reqwest::Client, service: &Service) {
+    let url = service.url("/readyz");
+    eventually(30, async || {
+        (http.get(&url).send().await.ok()?.status() == 200).then_some(())
+    })
+    .await;
+}
+
+async fn log_position(http: &reqwest::Client, service: &Service) -> Option<u64> {
+    let text = http
+        .get(service.url("/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find_map(|line| line.strip_prefix("impact_log_position "))
+        .and_then(|n| n.trim().parse().ok())
+}
+
+#[tokio::test]
+async fn events_published_straight_to_nats_show_in_the_views_and_a_wrong_subject_is_rejected() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start(&["--config", &config_file(dir.path(), &nats, "")]);
+    let http = client();
+    wait_ready(&http, &service).await;
+    let js = jetstream_for(&nats).await;
+    let action = "MIEUX-TH-2014-01";
+    let first = registered(action, "TH");
+    let second = track(
+        action,
+        "TH",
+        "vot-protocol",
+        "legislation.pending",
+        "2018-11-20",
+    );
+    for event in [&first, &second] {
+        publish(
+            &js,
+            subject(event),
+            event["event_id"].as_str(),
+            event.to_string().into_bytes(),
+        )
+        .await;
+    }
+    let wrong = track(action, "TH", "other", "network.created", "2018-11-20");
+    let wrong_seq = publish(
+        &js,
+        "impact.events.LA.MIEUX-TH-2014-01".into(),
+        wrong["event_id"].as_str(),
+        wrong.to_string().into_bytes(),
+    )
+    .await;
+
+    let view = eventually(20, async || {
+        let (status, view) = get_json(&http, &service.url(&format!("/v1/actions/{action}"))).await;
+        (status == 200 && view["event_count"] == 2).then_some(view)
+    })
+    .await;
+    assert_eq!(view["outcomes"][0]["stage"], "pending");
+    let events = all_events(&http, &service).await;
+    assert_eq!(events[0]["stream_seq"], 1);
+    let rejections = eventually(20, async || {
+        let (_, body) = get_json(&http, &service.url("/v1/rejections")).await;
+        (!body["rejections"].as_array()?.is_empty()).then_some(body)
+    })
+    .await;
+    let rejection = &rejections["rejections"][0];
+    assert_eq!(rejection["code"], "subject_mismatch");
+    assert_eq!(rejection["source"], "nats");
+    assert_eq!(rejection["subject"], "impact.events.LA.MIEUX-TH-2014-01");
+    assert_eq!(rejection["stream_seq"], wrong_seq);
+    assert_eq!(rejection["event_id"], wrong["event_id"]);
+    assert_eq!(
+        serde_json::from_str::<Value>(rejection["raw"].as_str().unwrap()).unwrap(),
+        wrong
+    );
+}
+
+#[tokio::test]
+async fn http_submissions_go_through_the_stream_and_wait_true_reads_its_writes() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start(&["--config", &config_file(dir.path(), &nats, "")]);
+    let http = client();
+    wait_ready(&http, &service).await;
+    let action = "MIEUX-KG-2018-06";
+    let body = json!([
+        registered(action, "KG"),
+        track(action, "KG", "policy", "policy.drafting", "2018-10-01")
+    ]);
+    let (status, answer) = post_json(&http, &service.url("/v1/events?wait=true"), &body).await;
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["results"][0]["stream_seq"], 1);
+    assert_eq!(answer["results"][1]["seq"], 2);
+    let (_, view) = get_json(&http, &service.url(&format!("/v1/actions/{action}"))).await;
+    assert_eq!(view["last_seq"], 2);
+
+    // Already in the log: a duplicate, without a second publish.
+    let (status, again) = post_json(&http, &service.url("/v1/events?wait=true"), &body).await;
+    assert_eq!(status, 202);
+    assert_eq!(again["results"][0]["status"], "duplicate");
+    assert_eq!(again["results"][1]["seq"], 2);
+    // Checked against the log before publishing: a bad body publishes nothing.
+    let bad = json!([track(
+        action,
+        "KG",
+        "policy",
+        "network.created",
+        "2019-01-01"
+    )]);
+    let (status, refused) = post_json(&http, &service.url("/v1/events"), &bad).await;
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (422, Some("track_mismatch"))
+    );
+    let js = jetstream_for(&nats).await;
+    let mut stream = js.get_stream("IMPACT").await.unwrap();
+    assert_eq!(stream.info().await.unwrap().state.messages, 2);
+}
+
+#[tokio::test]
+async fn readiness_follows_the_broker_and_a_submission_without_it_is_503() {
+    let mut nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start(&["--config", &config_file(dir.path(), &nats, "")]);
+    let http = client();
+    wait_ready(&http, &service).await;
+    nats.kill();
+    eventually(20, async || {
+        (http.get(service.url("/readyz")).send().await.ok()?.status() == 503).then_some(())
+    })
+    .await;
+    let event = registered("MIEUX-TH-2014-01", "TH");
+    let (status, body) = post_json(&http, &service.url("/v1/events"), &event).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (503, Some("unavailable")),
+        "{body}"
+    );
+    nats.restart();
+    wait_ready(&http, &service).await;
+    let (status, answer) = post_json(&http, &service.url("/v1/events?wait=true"), &event).await;
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(
+        answer["results"][0]["seq"], 1,
+        "the refused attempt stored nothing"
+    );
+}
+
+#[tokio::test]
+async fn events_published_again_after_the_dedupe_window_are_applied_once() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut service = Service::start(&["--config", &config_file(dir.path(), &nats, "")]);
+    let http = client();
+    wait_ready(&http, &service).await;
+    let js = jetstream_for(&nats).await;
+    let events: Vec<Value> = (0..20)
+        .map(|n| registered(&format!("MIEUX-TH-{n:04}"), "TH"))
+        .collect();
+    for event in &events {
+        publish(
+            &js,
+            subject(event),
+            event["event_id"].as_str(),
+            event.to_string().into_bytes(),
+        )
+        .await;
+    }
+    tokio::time::sleep(Duration::from_millis(2500)).await; // past the 2 s window
+    for event in &events {
+        publish(
+            &js,
+            subject(event),
+            event["event_id"].as_str(),
+            event.to_string().into_bytes(),
+        )
+        .await;
+    }
+    let mut stream = js.get_stream("IMPACT").await.unwrap();
+    assert_eq!(
+        stream.info().await.unwrap().state.messages,
+        40,
+        "the stream holds both copies"
+    );
+    eventually(20, async || {
+        (log_position(&http, &service).await? == 20).then_some(())
+    })
+    .await;
+    // A restart replays nothing twice either.
+    service.kill9();
+    service.restart();
+    wait_ready(&http, &service).await;
+    let metrics = http
+        .get(service.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("impact_log_position 20"), "{metrics}");
+    assert_eq!(all_events(&http, &service).await.len(), 20);
+}
+
+/// Publishes `count` valid events with PubAcks, in windows, and returns their ids.
+async fn publish_stream_of_events(js: jetstream::Context, count: usize) -> Vec<String> {
+    let mut ids = Vec::with_capacity(count);
+    let mut window = Vec::new();
+    for n in 0..count {
+        let action = format!("MIEUX-TH-{:05}", n % 500);
+        let event = if n < 500 {
+            registered(&action, "TH")
+        } else {
+            track(
+                &action,
+                "TH",
+                &format!("o-{}", n % 7),
+                "practice.applied",
+                "2020-01-01",
+            )
+        };
+        let id = event["event_id"].as_str().unwrap().to_owned();
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", id.as_str());
+        loop {
+            match js
+                .publish_with_headers(subject(&event), headers.clone(), event.to_string().into())
+                .await
+            {
+                Ok(ack) => {
+                    window.push((id.clone(), ack));
+                    break;
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+        if window.len() == 256 || n + 1 == count {
+            for (id, ack) in window.drain(..) {
+                if ack.await.is_ok() {
+                    ids.push(id);
+                }
+            }
+        }
+    }
+    ids
+}
+
+/// Every PubAcked id in the log exactly once, `seq` contiguous, views equal to a rebuild.
+async fn assert_log_is_exact(data_dir: &Path, acked: &[String]) {
+    let store = Store::open(data_dir, 16 << 20).unwrap();
+    let mut seen = HashSet::new();
+    let mut expected_seq = 1;
+    for item in store.log_after(0) {
+        let (seq, json) = item.unwrap();
+        assert_eq!(seq, expected_seq, "seq is contiguous");
+        expected_seq += 1;
+        let event: Value = serde_json::from_slice(&json).unwrap();
+        assert!(
+            seen.insert(event["event_id"].as_str().unwrap().to_owned()),
+            "an event applied twice"
+        );
+    }
+    for id in acked {
+        assert!(seen.contains(id), "PubAcked event {id} is not in the log");
+    }
+    let before: HashMap<Vec<u8>, Vec<u8>> = store.record_bytes().map(Result::unwrap).collect();
+    drop(store);
+    impact::commands::rebuild(data_dir, false).unwrap();
+    let store = Store::open(data_dir, 16 << 20).unwrap();
+    let after: HashMap<Vec<u8>, Vec<u8>> = store.record_bytes().map(Result::unwrap).collect();
+    assert_eq!(before.len(), after.len());
+    assert!(
+        before == after,
+        "every view equals a fresh rebuild, byte for byte"
+    );
+}
+
+/// The crash loop: SIGKILL the service at random moments while events are published.
+pub async fn crash_loop(kills: usize, events: usize) {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut service = Service::start(&["--config", &config_file(dir.path(), &nats, "")]);
+    let http = client();
+    wait_ready(&http, &service).await;
+    let publisher = tokio::spawn(publish_stream_of_events(jetstream_for(&nats).await, events));
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    for _ in 0..kills {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        tokio::time::sleep(Duration::from_millis(20 + seed % 150)).await;
+        service.kill9();
+        service.restart();
+    }
+    let acked = publisher.await.unwrap();
+    assert_eq!(acked.len(), events);
+    wait_ready(&http, &service).await;
+    eventually(120, async || {
+        (log_position(&http, &service).await? as usize == events).then_some(())
+    })
+    .await;
+    service.kill9();
+    assert_log_is_exact(&service.data_dir, &acked).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_of_the_service_twenty_times_during_ingest_loses_and_doubles_nothing() {
+    let kills = std::env::var("IMPACT_CRASH_KILLS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(20);
+    crash_loop(kills, 50_000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_of_the_broker_during_ingest_loses_and_doubles_nothing() {
+    let mut nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut service = Service::start(&["--config", &config_file(dir.path(), &nats, "")]);
+    let http = client();
+    wait_ready(&http, &service).await;
+    let first = publish_stream_of_events(jetstream_for(&nats).await, 10_000).await;
+    nats.kill();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    nats.restart();
+    let second = publish_stream_of_events(jetstream_for(&nats).await, 5_000).await;
+    wait_ready(&http, &service).await;
+    // Some of the second run's registrations repeat the first run's Actions: those are new
+    // event ids for existing Actions, all valid.
+    let total = first.len() + second.len();
+    eventually(120, async || {
+        (log_position(&http, &service).await? as usize == total).then_some(())
+    })
+    .await;
+    service.kill9();
+    let acked: Vec<String> = first.into_iter().chain(second).collect();
+    assert_log_is_exact(&service.data_dir, &acked).await;
+}
+
+#[tokio::test]
+async fn poison_messages_of_every_kind_are_kept_aside_in_one_pass() {
+    let nats = NatsServer::start();
+    let js = jetstream_for(&nats).await;
+    // The stream is filled before the service starts, so one pass reads it all.
+    js.get_or_create_stream(jetstream::stream::Config {
+        name: "IMPACT".into(),
+        subjects: vec!["impact.events.>".into(), "impact.reviews.>".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let action = "MIEUX-TH-2014-01";
+    let base = track(
+        action,
+        "TH",
+        "vot-protocol",
+        "legislation.pending",
+        "2018-11-20",
+    );
+    publish(&js, subject(&base), None, base.to_string().into_bytes()).await;
+    let mut valid = 1;
+    let mut bad = 0;
+    let kinds = 14;
+    for n in 0..1100 {
+        if n % 11 != 10 {
+            if valid < 1000 {
+                let event = track(
+                    action,
+                    "TH",
+                    &format!("o-{n}"),
+                    "practice.awareness",
+                    "2019-01-01",
+                );
+                publish(&js, subject(&event), None, event.to_string().into_bytes()).await;
+                valid += 1;
+            }
+            continue;
+        }
+        let poison: (String, Vec<u8>) = match bad % kinds {
+            0 => (subject(&base), b"{not json".to_vec()),
+            1 => (subject(&base), vec![0xff, 0xfe, 0x00]),
+            2 => {
+                let mut big = registered(action, "TH");
+                big["data"]["title"] = json!("x".repeat(70_000));
+                (subject(&big), big.to_string().into_bytes())
+            }
+            3 => {
+                let mut missing = registered(action, "TH");
+                missing.as_object_mut().unwrap().remove("reported_by");
+                (subject(&missing), missing.to_string().into_bytes())
+            }
+            4 => {
+                let unknown = track(action, "TH", "x1", "practice.celebrated", "2019-01-01");
+                (subject(&unknown), unknown.to_string().into_bytes())
+            }
+            5 => {
+                let mut review = event(
+                    "review.completed",
+                    "REVIEW",
+                    "XX",
+                    None,
+                    "2019-01-01",
+                    json!({"review_id": "x"}),
+                );
+                review["data"] = json!({"review_id": "x"});
+                (
+                    "impact.events.XX.REVIEW".into(),
+                    review.to_string().into_bytes(),
+                )
+            }
+            6 => {
+                let mismatch = registered(action, "TH");
+                (
+                    "impact.events.TH.MIEUX-OTHER-01".into(),
+                    mismatch.to_string().into_bytes(),
+                )
+            }
+            7 => {
+                let elsewhere = track(action, "LA", "x2", "practice.awareness", "2019-01-01");
+                (
+                    "impact.events.LA.MIEUX-TH-2014-01".into(),
+                    elsewhere.to_string().into_bytes(),
+                )
+            }
+            8 => {
+                let other_track = track(
+                    action,
+                    "TH",
+                    "vot-protocol",
+                    "policy.ratified",
+                    "2019-01-01",
+                );
+                (subject(&other_track), other_track.to_string().into_bytes())
+            }
+            9 => {
+                let unknown_outcome = event(
+                    "outcome.verified",
+                    action,
+                    "TH",
+                    Some("nobody"),
+                    "2019-01-01",
+                    json!({"by": "x"}),
+                );
+                (
+                    subject(&unknown_outcome),
+                    unknown_outcome.to_string().into_bytes(),
+                )
+            }
+            10 => {
+                let invalid = event(
+                    "legislation.adopted",
+                    action,
+                    "TH",
+                    Some("vot-protocol"),
+                    "2019-01-01",
+                    json!({"expected": {"stage": "stalled", "by": "2020-01-01"}}),
+                );
+                (subject(&invalid), invalid.to_string().into_bytes())
+            }
+            11 => {
+                let retraction = event(
+                    "event.retracted",
+                    action,
+                    "TH",
+                    None,
+                    "2019-01-01",
+                    json!({"target_event_id": new_id(), "reason": "?"}),
+                );
+                (subject(&retraction), retraction.to_string().into_bytes())
+            }
+            12 => {
+                let future = track(action, "TH", "x3", "practice.awareness", "2099-01-01");
+                (subject(&future), future.to_string().into_bytes())
+            }
+            _ => {
+                let mut conflict = base.clone();
+                conflict["occurred_on"] = json!("2018-11-21");
+                (subject(&conflict), conflict.to_string().into_bytes())
+            }
+        };
+        publish(&js, poison.0, None, poison.1).await;
+        bad += 1;
+    }
+    assert_eq!((valid, bad), (1000, 100));
+
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start(&["--config", &config_file(dir.path(), &nats, "")]);
+    let http = client();
+    eventually(60, async || {
+        (log_position(&http, &service).await? == 1000).then_some(())
+    })
+    .await;
+    let (_, body) = get_json(&http, &service.url("/v1/rejections?limit=1000")).await;
+    let rejections = body["rejections"].as_array().unwrap();
+    assert_eq!(rejections.len(), 100);
+    let codes: HashSet<&str> = rejections
+        .iter()
+        .map(|r| r["code"].as_str().unwrap())
+        .collect();
+    for code in [
+        "malformed_json",
+        "payload_too_large",
+        "schema_violation",
+        "unknown_type",
+        "forbidden_type",
+        "subject_mismatch",
+        "country_mismatch",
+        "track_mismatch",
+        "outcome_unknown",
+        "expected_stage_invalid",
+        "retraction_target_unknown",
+        "occurred_in_future",
+        "event_id_conflict",
+    ] {
+        assert!(codes.contains(code), "no {code} among {codes:?}");
+    }
+    let non_utf8 = rejections
+        .iter()
+        .find(|r| r["raw_encoding"] == "base64")
+        .expect("the non-UTF-8 payload is kept as base64");
+    assert_eq!(non_utf8["raw"], "//4A");
+    let metrics = http
+        .get(service.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("impact_events_applied_total 1000"),
+        "{metrics}"
+    );
+}
