@@ -21,6 +21,8 @@ use std::time::Duration;
 
 /// How long `?wait=true` and the service's own publishes wait for the consumer to apply.
 pub const APPLY_WAIT_MS_MAX: u64 = 30_000;
+/// The longest pause between attempts at a scheduled review that failed.
+const REVIEW_RETRY_DELAY_SECS_MAX: u64 = 60;
 
 pub struct App {
     pub config: Config,
@@ -156,11 +158,18 @@ pub async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
         tokio::spawn(review::schedule_loop(cron, Clock::system(), move |slot| {
             let app = app.clone();
             async move {
-                match app.run_review(None, None, Some(slot)).await {
-                    Ok(report) => {
-                        tracing::info!(review_id = %report.review_id, "scheduled review in the log")
+                // A slot must yield its review: retry (the broker may be down) until it does.
+                let mut delay = Duration::from_secs(1);
+                loop {
+                    match app.run_review(None, None, Some(slot)).await {
+                        Ok(report) => {
+                            tracing::info!(review_id = %report.review_id, "scheduled review in the log");
+                            return;
+                        }
+                        Err(error) => tracing::error!(%error, %slot, retry_in_s = delay.as_secs(), "scheduled review failed"),
                     }
-                    Err(error) => tracing::error!(%error, %slot, "scheduled review failed"),
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(REVIEW_RETRY_DELAY_SECS_MAX));
                 }
             }
         }))

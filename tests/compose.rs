@@ -11,16 +11,39 @@ fn the_compose_file_is_valid_and_wires_impact_to_nats() {
         .output()
         .expect("docker-compose is installed by scripts/test (Debian package docker-compose)");
     let rendered = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "docker-compose config: {}", String::from_utf8_lossy(&output.stderr));
-    for needle in ["nats:", "impact:", "-js", "nats://nats:4222", "/readyz", "nats-data", "impact-data", "condition: service_healthy"] {
-        assert!(rendered.contains(needle), "{needle:?} missing from the rendered compose file:\n{rendered}");
+    assert!(
+        output.status.success(),
+        "docker-compose config: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for needle in [
+        "nats:",
+        "impact:",
+        "-js",
+        "nats://nats:4222",
+        "/readyz",
+        "nats-data",
+        "impact-data",
+        "condition: service_healthy",
+    ] {
+        assert!(
+            rendered.contains(needle),
+            "{needle:?} missing from the rendered compose file:\n{rendered}"
+        );
     }
 }
 
 #[test]
 fn the_files_the_compose_file_and_dockerfile_use_exist_and_the_config_loads() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    for path in ["Dockerfile", "Cargo.lock", "src", "schemas", "benches", "scripts/impact.docker.toml"] {
+    for path in [
+        "Dockerfile",
+        "Cargo.lock",
+        "src",
+        "schemas",
+        "benches",
+        "scripts/impact.docker.toml",
+    ] {
         assert!(root.join(path).exists(), "{path} is missing");
     }
     let overrides = impact::config::Overrides {
@@ -30,6 +53,9 @@ fn the_files_the_compose_file_and_dockerfile_use_exist_and_the_config_loads() {
         data_dir: Some("/data".into()),
     };
     let config = impact::config::Config::load(&overrides).expect("the container's config loads");
-    assert!(config.auth_enabled(), "listening on 0.0.0.0 needs principals");
+    assert!(
+        config.auth_enabled(),
+        "listening on 0.0.0.0 needs principals"
+    );
     assert_eq!(config.nats.unwrap().stream, "IMPACT");
 }

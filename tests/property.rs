@@ -55,7 +55,8 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 fn date(offset: u16) -> String {
-    (chrono::NaiveDate::from_ymd_opt(2015, 1, 1).unwrap() + chrono::Duration::days(offset as i64)).to_string()
+    (chrono::NaiveDate::from_ymd_opt(2015, 1, 1).unwrap() + chrono::Duration::days(offset as i64))
+        .to_string()
 }
 
 fn event_for(op: &Op, submitted: &[Value], n: usize) -> Option<Value> {
@@ -65,11 +66,18 @@ fn event_for(op: &Op, submitted: &[Value], n: usize) -> Option<Value> {
             let event_type = TYPES[t];
             let mut event = json!({"event_id": id, "type": event_type, "action_id": ACTIONS[a], "country": COUNTRIES[a], "occurred_on": date(d), "reported_by": "prop", "data": {}});
             match event_type {
-                "action.registered" => event["data"] = json!({"title": "t", "modality": "training", "partner_institutions": []}),
+                "action.registered" => {
+                    event["data"] =
+                        json!({"title": "t", "modality": "training", "partner_institutions": []})
+                }
                 "outcome.verified" => event["data"] = json!({"by": "x"}),
                 "outcome.disputed" => event["data"] = json!({"by": "x", "reason": "y"}),
-                "outcome.expectation_revised" => event["data"] = json!({"expected": {"stage": "adopted", "by": date(d + 200)}, "reason": "r"}),
-                _ if d % 3 == 0 => event["data"] = json!({"expected": {"stage": "implemented", "by": date(d + 100)}, "title": format!("title {n}")}),
+                "outcome.expectation_revised" => {
+                    event["data"] = json!({"expected": {"stage": "adopted", "by": date(d + 200)}, "reason": "r"})
+                }
+                _ if d % 3 == 0 => {
+                    event["data"] = json!({"expected": {"stage": "implemented", "by": date(d + 100)}, "title": format!("title {n}")})
+                }
                 _ => {}
             }
             if event_type != "action.registered" {
@@ -94,28 +102,45 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), 8 << 20).unwrap();
     let schemas = Arc::new(Schemas::load());
-    let (writer, thread) = Writer::spawn(store.clone(), schemas.clone(), Arc::new(Metrics::new())).unwrap();
+    let (writer, thread) =
+        Writer::spawn(store.clone(), schemas.clone(), Arc::new(Metrics::new())).unwrap();
     let rules = ViewRules::default();
     let mut submitted: Vec<Value> = Vec::new();
     // (action, seq) → the stored view's JSON right after that seq was appended.
     let mut held: BTreeMap<(String, u64), Option<String>> = BTreeMap::new();
     let mut last_seq = 0;
     for (n, op) in ops.iter().enumerate() {
-        let Some(event) = event_for(op, &submitted, n) else { continue };
+        let Some(event) = event_for(op, &submitted, n) else {
+            continue;
+        };
         let parsed = match schemas.parse_value(event.clone(), Origin::Client) {
             Ok(parsed) => parsed,
             Err(_) => continue,
         };
-        let incoming = Incoming { payload: Payload::Parsed(Box::new(parsed)), origin: Origin::Client, source: Source::Http, submitted_by: None };
-        let outcome = writer.blocking_submit(vec![incoming], false).unwrap().remove(0);
+        let incoming = Incoming {
+            payload: Payload::Parsed(Box::new(parsed)),
+            origin: Origin::Client,
+            source: Source::Http,
+            submitted_by: None,
+        };
+        let outcome = writer
+            .blocking_submit(vec![incoming], false)
+            .unwrap()
+            .remove(0);
         match outcome {
             ItemOutcome::Applied { seq } => {
                 prop_assert_eq!(seq, last_seq + 1, "seq is contiguous");
                 last_seq = seq;
                 submitted.push(event);
                 for action in ACTIONS {
-                    let view = store.record(&ActionId::parse(action).unwrap()).unwrap().and_then(|record| record.view(&Filters::default(), &rules));
-                    held.insert((action.to_owned(), seq), view.map(|view| serde_json::to_string(&view).unwrap()));
+                    let view = store
+                        .record(&ActionId::parse(action).unwrap())
+                        .unwrap()
+                        .and_then(|record| record.view(&Filters::default(), &rules));
+                    held.insert(
+                        (action.to_owned(), seq),
+                        view.map(|view| serde_json::to_string(&view).unwrap()),
+                    );
                 }
             }
             ItemOutcome::Duplicate { .. } => prop_assert!(matches!(op, Op::Duplicate(_))),
@@ -133,9 +158,14 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let mut folded: HashMap<ActionId, ActionRecord> = HashMap::new();
     for item in store.log_after(0) {
         let (_, json) = item.unwrap();
-        let action_id: ActionId = serde_json::from_slice::<Value>(&json).map(|v| ActionId::parse(v["action_id"].as_str().unwrap()).unwrap()).unwrap();
+        let action_id: ActionId = serde_json::from_slice::<Value>(&json)
+            .map(|v| ActionId::parse(v["action_id"].as_str().unwrap()).unwrap())
+            .unwrap();
         if let Some(logged) = fact_from_stored(&json, folded.get(&action_id)).unwrap() {
-            folded.entry(logged.action_id.clone()).or_insert_with(|| ActionRecord::new(logged.action_id, logged.country)).push(logged.event);
+            folded
+                .entry(logged.action_id.clone())
+                .or_insert_with(|| ActionRecord::new(logged.action_id, logged.country))
+                .push(logged.event);
         }
     }
     for action in ACTIONS {
@@ -146,9 +176,23 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             let travelled = store
                 .record(&id)
                 .unwrap()
-                .and_then(|record| record.view(&Filters { until_seq: Some(seq), ..Filters::default() }, &rules))
+                .and_then(|record| {
+                    record.view(
+                        &Filters {
+                            until_seq: Some(seq),
+                            ..Filters::default()
+                        },
+                        &rules,
+                    )
+                })
                 .map(|view| serde_json::to_string(&view).unwrap());
-            prop_assert_eq!(&travelled, &held[&(action.to_owned(), seq)], "{} at seq {}", action, seq);
+            prop_assert_eq!(
+                &travelled,
+                &held[&(action.to_owned(), seq)],
+                "{} at seq {}",
+                action,
+                seq
+            );
         }
     }
 

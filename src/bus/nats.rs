@@ -55,6 +55,16 @@ impl NatsBus {
             .await
             .map_err(|e| BusError::Unavailable(format!("connect to {}: {e}", config.url)))?;
         let jetstream = jetstream::new(client.clone());
+        // The stream exists before the first publish when the broker is up; when it is not, the
+        // consumer creates it once the broker is back.
+        match tokio::time::timeout(Duration::from_secs(5), ensure_stream(&jetstream, &config)).await
+        {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "the stream is not there yet"),
+            Err(_) => {
+                tracing::warn!(url = %config.url, "NATS is not reachable yet; the service starts unready")
+            }
+        }
         let consuming = Arc::new(AtomicBool::new(false));
         tokio::spawn(consume(
             jetstream.clone(),
