@@ -1,1 +1,439 @@
-fn main() {}
+//! Service benchmarks (issues: HTTP service, NATS bus). Each figure is printed beside a ceiling
+//! measured in the same run on the same machine:
+//! - HTTP, embedded mode, 10,000 Actions: `GET /v1/actions/{id}` vs `GET /healthz`, 64
+//!   concurrent connections; `POST /v1/events` in batches of 1,000, durable on answer;
+//! - NATS: raw JetStream publish of N ready-made events with PubAcks awaited in a window, vs the
+//!   same N events published while the service runs, timed until the last is applied and
+//!   durable in sled; then publish-to-visible latency at half that end-to-end rate.
+//!
+//! Run: `cargo bench --bench service` (needs nats-server on PATH or NATS_SERVER_BIN;
+//! IMPACT_BENCH_NATS_EVENTS sets N, default 200,000).
+
+#[path = "common/mod.rs"]
+mod common;
+
+use common::{event_json_over, quantile, rate};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const HTTP_ACTIONS: usize = 10_000;
+const HTTP_EVENTS: usize = 100_000;
+const POST_BATCH: usize = 1000;
+const CONNECTIONS: usize = 64;
+const LOAD_SECONDS: u64 = 5;
+const PUBLISH_WINDOW: usize = 1024;
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start_service(data_dir: &std::path::Path, nats: Option<&str>) -> (Proc, String) {
+    let config = data_dir.with_extension("toml");
+    let nats = nats.map_or(String::new(), |url| format!("[nats]\nurl = \"{url}\"\n"));
+    std::fs::write(&config, format!("{nats}[review]\nschedule = \"off\"\n")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_impact"))
+        .args(["serve", "--http", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .arg("--config")
+        .arg(&config)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = lines.next().unwrap().unwrap();
+    std::thread::spawn(move || for _ in lines {});
+    let base = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap()
+        .trim_end_matches('/')
+        .to_owned();
+    (Proc(child), base)
+}
+
+/// 64 connections hammer `path_for(i)` for LOAD_SECONDS: (requests/s, p50 ms, p99 ms).
+async fn load(base: &str, path_for: Arc<dyn Fn(usize) -> String + Send + Sync>) -> (f64, f64, f64) {
+    let deadline = Instant::now() + Duration::from_secs(LOAD_SECONDS);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..CONNECTIONS {
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(1)
+            .build()
+            .unwrap();
+        let base = base.to_owned();
+        let path_for = path_for.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut i = c * 7919;
+            while Instant::now() < deadline {
+                let sent = Instant::now();
+                let response = client
+                    .get(format!("{base}{}", path_for(i)))
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(response.status().is_success(), "{}", response.status());
+                response.bytes().await.unwrap();
+                latencies.push(sent.elapsed().as_secs_f64() * 1000.0);
+                i += 1;
+            }
+            latencies
+        }));
+    }
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await.unwrap());
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    latencies.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    (
+        rate(latencies.len(), seconds),
+        quantile(&latencies, 0.5),
+        quantile(&latencies, 0.99),
+    )
+}
+
+async fn http_benchmarks(cores: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let (_service, base) = start_service(&dir.path().join("data"), None);
+    let client = reqwest::Client::new();
+    println!("HTTP, embedded mode: {HTTP_ACTIONS} Actions, {HTTP_EVENTS} events, {CONNECTIONS} connections, {cores} cores");
+
+    // POST in batches of 1,000: registrations first, then the rest from four clients at once.
+    let bodies: Vec<Vec<u8>> = (0..HTTP_EVENTS)
+        .step_by(POST_BATCH)
+        .map(|start| {
+            let mut body = b"[".to_vec();
+            for n in start..start + POST_BATCH {
+                if n > start {
+                    body.push(b',');
+                }
+                body.extend(event_json_over(n, HTTP_ACTIONS));
+            }
+            body.push(b']');
+            body
+        })
+        .collect();
+    let started = Instant::now();
+    let registrations = HTTP_ACTIONS / POST_BATCH;
+    for body in &bodies[..registrations] {
+        let response = client
+            .post(format!("{base}/v1/events"))
+            .header("Content-Type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 202);
+    }
+    let rest: Arc<Vec<Vec<u8>>> = Arc::new(bodies[registrations..].to_vec());
+    let mut posters = Vec::new();
+    for p in 0..4 {
+        let (client, base, rest) = (client.clone(), base.clone(), rest.clone());
+        posters.push(tokio::spawn(async move {
+            for body in rest.iter().skip(p).step_by(4) {
+                let response = client
+                    .post(format!("{base}/v1/events"))
+                    .header("Content-Type", "application/json")
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(response.status(), 202, "{}", response.text().await.unwrap());
+            }
+        }));
+    }
+    for poster in posters {
+        poster.await.unwrap();
+    }
+    let post_rate = rate(HTTP_EVENTS, started.elapsed().as_secs_f64());
+    println!("POST /v1/events, batches of {POST_BATCH}:   {post_rate:>9.0} events/s, durable on answer (target >= 30,000)");
+
+    let (health_rps, health_p50, health_p99) =
+        load(&base, Arc::new(|_| "/healthz".to_owned())).await;
+    println!("GET /healthz (ceiling):            {health_rps:>9.0} req/s  p50 {health_p50:.2} ms  p99 {health_p99:.2} ms");
+    let (view_rps, view_p50, view_p99) = load(
+        &base,
+        Arc::new(|i| format!("/v1/actions/MIEUX-TH-{:06}", i % HTTP_ACTIONS)),
+    )
+    .await;
+    println!(
+        "GET /v1/actions/{{id}}:              {view_rps:>9.0} req/s  p50 {view_p50:.2} ms  p99 {view_p99:.2} ms  ({:.0}% of /healthz; target >= 50%, p99 <= 2 ms)",
+        100.0 * view_rps / health_rps
+    );
+}
+
+struct Nats {
+    _process: Proc,
+    url: String,
+    _store: tempfile::TempDir,
+}
+
+fn start_nats() -> Nats {
+    let store = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let binary = std::env::var("NATS_SERVER_BIN").unwrap_or_else(|_| "nats-server".into());
+    let child = Command::new(binary)
+        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+        .arg(store.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nats-server on PATH or NATS_SERVER_BIN");
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Nats {
+        _process: Proc(child),
+        url: format!("nats://127.0.0.1:{port}"),
+        _store: store,
+    }
+}
+
+/// Publishes the payloads with PubAcks awaited in a window; returns publish instants.
+async fn publish_all(
+    js: &async_nats::jetstream::Context,
+    prefix: &str,
+    payloads: &[(String, Vec<u8>)],
+    pace: Option<f64>,
+) -> Vec<Instant> {
+    let started = Instant::now();
+    let mut sent_at = Vec::with_capacity(payloads.len());
+    let mut window = std::collections::VecDeque::new();
+    for (i, (id, payload)) in payloads.iter().enumerate() {
+        if let Some(per_second) = pace {
+            let due = started + Duration::from_secs_f64(i as f64 / per_second);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                tokio::time::sleep(wait).await;
+            }
+        }
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", id.as_str());
+        let ack = js
+            .publish_with_headers(
+                format!("{prefix}.TH.MIEUX-TH"),
+                headers,
+                payload.clone().into(),
+            )
+            .await
+            .unwrap();
+        sent_at.push(Instant::now());
+        window.push_back(ack);
+        if window.len() >= PUBLISH_WINDOW {
+            window.pop_front().unwrap().await.unwrap();
+        }
+    }
+    for ack in window {
+        ack.await.unwrap();
+    }
+    sent_at
+}
+
+async fn log_position(client: &reqwest::Client, base: &str) -> u64 {
+    let body: serde_json::Value = client
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    body["log_position"].as_u64().unwrap()
+}
+
+async fn nats_benchmarks(cores: usize) {
+    let events: usize = std::env::var("IMPACT_BENCH_NATS_EVENTS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(200_000);
+    let actions = events / 10;
+    println!("\nNATS JetStream: {events} events over {actions} Actions, PubAck window {PUBLISH_WINDOW}, {cores} cores");
+    // The subject carries one Action per event: publish to the event's own subject.
+    let payloads: Vec<(String, String, Vec<u8>)> = (0..events)
+        .map(|n| {
+            let json = event_json_over(n, actions);
+            let value: serde_json::Value = serde_json::from_slice(&json).unwrap();
+            let subject_tail = format!(
+                "{}.{}",
+                value["country"].as_str().unwrap(),
+                value["action_id"].as_str().unwrap()
+            );
+            (
+                value["event_id"].as_str().unwrap().to_owned(),
+                subject_tail,
+                json,
+            )
+        })
+        .collect();
+
+    // (a) The ceiling: raw publish to a fresh stream.
+    let nats = start_nats();
+    let js = async_nats::jetstream::new(async_nats::connect(&nats.url).await.unwrap());
+    js.get_or_create_stream(async_nats::jetstream::stream::Config {
+        name: "RAW".into(),
+        subjects: vec!["raw.>".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let raw: Vec<(String, Vec<u8>)> = payloads
+        .iter()
+        .map(|(id, _, json)| (id.clone(), json.clone()))
+        .collect();
+    let started = Instant::now();
+    publish_all(&js, "raw.events", &raw, None).await;
+    let raw_rate = rate(events, started.elapsed().as_secs_f64());
+    println!("raw JetStream publish (ceiling):   {raw_rate:>9.0} events/s");
+
+    // (b) End to end: the same events, to the service's subjects, until applied and durable.
+    let dir = tempfile::tempdir().unwrap();
+    let (_service, base) = start_service(&dir.path().join("data"), Some(&nats.url));
+    let client = reqwest::Client::new();
+    while client
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .map(|r| r.status() != 200)
+        .unwrap_or(true)
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let started = Instant::now();
+    let mut window = std::collections::VecDeque::new();
+    for (id, tail, json) in &payloads {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", id.as_str());
+        window.push_back(
+            js.publish_with_headers(
+                format!("impact.events.{tail}"),
+                headers,
+                json.clone().into(),
+            )
+            .await
+            .unwrap(),
+        );
+        if window.len() >= PUBLISH_WINDOW {
+            window.pop_front().unwrap().await.unwrap();
+        }
+    }
+    for ack in window {
+        ack.await.unwrap();
+    }
+    while log_position(&client, &base).await < events as u64 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let e2e_rate = rate(events, started.elapsed().as_secs_f64());
+    println!("end to end, applied and durable:   {e2e_rate:>9.0} events/s ({:.0}% of raw publish; target >= 50%, stretch 70%)", 100.0 * e2e_rate / raw_rate);
+
+    // (c) Latency at half the end-to-end rate: new events for the same Actions.
+    let pace = e2e_rate / 2.0;
+    let extra = ((pace * 10.0) as usize).clamp(1000, events);
+    let more: Vec<(String, String, Vec<u8>)> = (0..extra)
+        .map(|n| {
+            let mut value: serde_json::Value =
+                serde_json::from_slice(&event_json_over(actions + n, actions)).unwrap();
+            value["event_id"] = serde_json::json!(uuid::Uuid::from_u128(
+                0x2000_0000_0000_0000_0000_0000_0000 + n as u128
+            )
+            .to_string());
+            let tail = format!(
+                "{}.{}",
+                value["country"].as_str().unwrap(),
+                value["action_id"].as_str().unwrap()
+            );
+            (
+                value["event_id"].as_str().unwrap().to_owned(),
+                tail,
+                value.to_string().into_bytes(),
+            )
+        })
+        .collect();
+    let base_position = log_position(&client, &base).await;
+    let watcher = {
+        let (client, base) = (client.clone(), base.clone());
+        tokio::spawn(async move {
+            let mut seen: Vec<(u64, Instant)> = Vec::new();
+            loop {
+                let position = log_position(&client, &base).await;
+                seen.push((position, Instant::now()));
+                if position >= base_position + extra as u64 {
+                    return seen;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+    };
+    let started = Instant::now();
+    let mut sent_at = Vec::with_capacity(extra);
+    let mut window = std::collections::VecDeque::new();
+    for (i, (id, tail, json)) in more.iter().enumerate() {
+        let due = started + Duration::from_secs_f64(i as f64 / pace);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            tokio::time::sleep(wait).await;
+        }
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", id.as_str());
+        sent_at.push(Instant::now());
+        window.push_back(
+            js.publish_with_headers(
+                format!("impact.events.{tail}"),
+                headers,
+                json.clone().into(),
+            )
+            .await
+            .unwrap(),
+        );
+        if window.len() >= PUBLISH_WINDOW {
+            window.pop_front().unwrap().await.unwrap();
+        }
+    }
+    for ack in window {
+        ack.await.unwrap();
+    }
+    let seen = watcher.await.unwrap();
+    let mut latencies: Vec<f64> = sent_at
+        .iter()
+        .enumerate()
+        .map(|(i, sent)| {
+            let needed = base_position + i as u64 + 1;
+            let (_, visible) = seen
+                .iter()
+                .find(|(position, _)| *position >= needed)
+                .unwrap();
+            visible.saturating_duration_since(*sent).as_secs_f64() * 1000.0
+        })
+        .collect();
+    latencies.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    println!(
+        "publish-to-visible at {pace:.0}/s:   p50 {:.1} ms  p99 {:.1} ms over {extra} events (target p99 <= 50 ms)",
+        quantile(&latencies, 0.5),
+        quantile(&latencies, 0.99)
+    );
+    let _ = publish_all;
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    http_benchmarks(cores).await;
+    nats_benchmarks(cores).await;
+}

@@ -304,11 +304,9 @@ async fn publish_stream_of_events(js: jetstream::Context, count: usize) -> Vec<S
 async fn assert_log_is_exact(data_dir: &Path, acked: &[String]) {
     let store = Store::open(data_dir, 16 << 20).unwrap();
     let mut seen = HashSet::new();
-    let mut expected_seq = 1;
-    for item in store.log_after(0) {
+    for (expected_seq, item) in (1..).zip(store.log_after(0)) {
         let (seq, json) = item.unwrap();
         assert_eq!(seq, expected_seq, "seq is contiguous");
-        expected_seq += 1;
         let event: Value = serde_json::from_slice(&json).unwrap();
         assert!(
             seen.insert(event["event_id"].as_str().unwrap().to_owned()),

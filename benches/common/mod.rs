@@ -1,0 +1,52 @@
+//! Shared by the benchmarks: the generated events, the same bytes for every figure.
+
+#![allow(dead_code)]
+
+/// Events are spread over this many Actions; the first event of each registers it.
+pub const ACTIONS: usize = 100_000;
+
+/// The n-th generated event, as a client would send it.
+pub fn event_json(n: usize) -> Vec<u8> {
+    event_json_over(n, ACTIONS)
+}
+
+/// The n-th event over `actions` Actions: registrations first, then practice stages.
+pub fn event_json_over(n: usize, actions: usize) -> Vec<u8> {
+    let actions_count = actions;
+    let action = format!("MIEUX-TH-{:06}", n % actions_count);
+    let id = uuid::Uuid::from_u128(0x1000_0000_0000_0000_0000_0000_0000 + n as u128);
+    let (event_type, outcome, data) = if n < actions_count {
+        ("action.registered", String::new(), r#"{"title":"Study visit on counter-trafficking cooperation","modality":"study_visit","partner_institutions":["Ministry"]}"#.to_owned())
+    } else {
+        let stages = [
+            "practice.awareness",
+            "practice.applied",
+            "practice.routine",
+            "practice.diffused",
+        ];
+        (
+            stages[(n / actions_count) % stages.len()],
+            format!(r#","outcome_id":"o-{}""#, (n / actions_count) % 3),
+            r#"{"title":"Officials apply social-marketing lessons","note":"reported by the field office after the follow-up meeting"}"#.to_owned(),
+        )
+    };
+    format!(
+        r#"{{"event_id":"{id}","type":"{event_type}","action_id":"{action}","country":"TH"{outcome},"occurred_on":"20{:02}-{:02}-{:02}","reported_by":"fo-bangkok","data":{data}}}"#,
+        15 + (n / actions_count) % 10,
+        1 + n % 12,
+        1 + n % 28
+    )
+    .into_bytes()
+}
+
+pub fn rate(count: usize, seconds: f64) -> f64 {
+    count as f64 / seconds
+}
+
+/// The `q` quantile of sorted samples.
+pub fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
