@@ -22,8 +22,6 @@ use std::sync::Arc;
 
 /// Events per writer submission during an import.
 const IMPORT_CHUNK_EVENTS: usize = 1000;
-/// Log events folded in memory before their records are written, during a rebuild.
-const REBUILD_CHUNK_EVENTS: usize = 100_000;
 
 pub fn open_store(data_dir: &Path) -> anyhow::Result<Store> {
     if !data_dir.join("sled").exists() {
@@ -123,7 +121,34 @@ pub fn print_review(report: &ReviewReport, markdown: bool) -> anyhow::Result<()>
     Ok(())
 }
 
-/// Drops every view and folds the log again, in chunks so memory stays bounded.
+/// An Action's record under construction: its facts, already in the record's encoding.
+struct Building {
+    country: Country,
+    count: usize,
+    facts: Vec<u8>,
+}
+
+impl Building {
+    /// The record's bytes: postcard writes a struct as its fields in order and a `Vec` as a
+    /// varint length then its items, so the facts encoded one by one need only a header.
+    fn encode(&self, action_id: &ActionId) -> Vec<u8> {
+        let mut bytes = postcard::to_stdvec(action_id).expect("an id encodes");
+        bytes.extend(postcard::to_stdvec(&self.country).expect("a country encodes"));
+        bytes.extend(postcard::to_stdvec(&self.count).expect("a length encodes"));
+        bytes.extend_from_slice(&self.facts);
+        bytes
+    }
+
+    fn decode(&self, action_id: &ActionId) -> ActionRecord {
+        crate::store::decode_record(&self.encode(action_id)).expect("a record built here decodes")
+    }
+}
+
+/// Records written to sled per batch at the end of a rebuild.
+const REBUILD_WRITE_RECORDS: usize = 10_000;
+
+/// Drops every view and folds the log again in one sequential scan. Each Action's facts are
+/// kept in their encoded form (tens of bytes each) until the end, then written in key order.
 pub fn rebuild(data_dir: &Path, progress: bool) -> anyhow::Result<u64> {
     let store = open_store(data_dir)?;
     let total = store.last_seq()?;
@@ -140,64 +165,43 @@ pub fn rebuild(data_dir: &Path, progress: bool) -> anyhow::Result<u64> {
         .expect("a valid template")
         .progress_chars("=> "),
     );
-    let mut records: HashMap<ActionId, ActionRecord> = HashMap::new();
-    let mut in_chunk = 0;
+    let mut building: HashMap<ActionId, Building> = HashMap::new();
     let mut folded = 0u64;
     for item in store.log_after(0) {
         let (seq, json) = item?;
-        let action_id = peek_action(&json)?;
-        if let Some(action_id) = &action_id {
-            if !records.contains_key(action_id) {
-                if let Some(record) = store.record(action_id)? {
-                    records.insert(action_id.clone(), record);
-                }
-            }
+        let logged = fact_from_stored(&json, |id| building.get(id).map(|b| b.decode(id)))
+            .map_err(|e| anyhow::anyhow!("seq {seq}: {e}"))?;
+        if let Some(logged) = logged {
+            let entry = building
+                .entry(logged.action_id)
+                .or_insert_with(|| Building {
+                    country: logged.country,
+                    count: 0,
+                    facts: Vec::new(),
+                });
+            entry
+                .facts
+                .extend(postcard::to_stdvec(&logged.event).expect("a fact encodes"));
+            entry.count += 1;
         }
-        let record = action_id.as_ref().and_then(|id| records.get(id));
-        if let Some(logged) =
-            fact_from_stored(&json, record).map_err(|e| anyhow::anyhow!("seq {seq}: {e}"))?
-        {
-            records
-                .entry(logged.action_id.clone())
-                .or_insert_with(|| ActionRecord::new(logged.action_id, logged.country))
-                .push(logged.event);
-        }
-        in_chunk += 1;
         folded += 1;
-        if in_chunk == REBUILD_CHUNK_EVENTS {
-            store.put_records(
-                &records
-                    .drain()
-                    .map(|(_, record)| record)
-                    .collect::<Vec<_>>(),
-            )?;
-            bar.inc(in_chunk as u64);
-            in_chunk = 0;
+        if folded % 65_536 == 0 {
+            bar.set_position(folded);
         }
     }
-    store.put_records(
-        &records
-            .drain()
-            .map(|(_, record)| record)
-            .collect::<Vec<_>>(),
-    )?;
-    bar.inc(in_chunk as u64);
+    let mut action_ids: Vec<ActionId> = building.keys().cloned().collect();
+    action_ids.sort();
+    for chunk in action_ids.chunks(REBUILD_WRITE_RECORDS) {
+        let records: Vec<(ActionId, Vec<u8>)> = chunk
+            .iter()
+            .map(|id| (id.clone(), building[id].encode(id)))
+            .collect();
+        store.put_record_bytes(&records)?;
+    }
     store.sync()?;
+    bar.set_position(folded);
     bar.finish();
     Ok(folded)
-}
-
-/// The `action_id` of a stored event, without parsing the rest (`None` for a review).
-fn peek_action(json: &[u8]) -> anyhow::Result<Option<ActionId>> {
-    #[derive(serde::Deserialize)]
-    struct Peek {
-        action_id: String,
-    }
-    let peek: Peek = serde_json::from_slice(json)?;
-    if peek.action_id == crate::domain::ids::REVIEW_ACTION {
-        return Ok(None);
-    }
-    Ok(Some(ActionId::parse(&peek.action_id)?))
 }
 
 pub fn export(data_dir: &Path, out: Option<&Path>) -> anyhow::Result<u64> {

@@ -5,7 +5,7 @@
 //! rejections and the stream checkpoint — as one atomic sled batch with one flush. Then it
 //! answers every submission and wakes the waiters with the new log position.
 
-use crate::domain::event::{EventKind, StoredEvent};
+use crate::domain::event::{stored_json, EventKind, StoredEvent};
 use crate::domain::fold::{ActionRecord, FoldEvent};
 use crate::domain::ids::{ActionId, EventId, REVIEW_ACTION};
 use crate::domain::rules;
@@ -44,6 +44,25 @@ pub enum Source {
 pub enum Payload {
     Raw(Bytes),
     Parsed(Box<Parsed>),
+    /// Raw bytes already put through the stateless checks, off the writer's thread.
+    Prepared(Bytes, Box<Result<Parsed, Rejection>>),
+}
+
+impl Incoming {
+    /// Runs the stateless checks (JSON, schema) now, on the caller's thread, so the single
+    /// writer is left with only what needs the log.
+    pub fn prepare(self, schemas: &Schemas) -> Incoming {
+        match self.payload {
+            Payload::Raw(raw) => {
+                let parsed = schemas.parse_bytes(&raw, self.origin);
+                Incoming {
+                    payload: Payload::Prepared(raw, Box::new(parsed)),
+                    ..self
+                }
+            }
+            _ => self,
+        }
+    }
 }
 
 pub struct Incoming {
@@ -93,6 +112,7 @@ pub struct Position {
 #[derive(Clone)]
 pub struct Writer {
     tx: mpsc::Sender<Submission>,
+    schemas: Arc<Schemas>,
     position: watch::Receiver<Position>,
 }
 
@@ -110,11 +130,19 @@ impl Writer {
             last_seq: state.next_seq - 1,
             checkpoint: state.checkpoint,
         });
+        let writer_schemas = schemas.clone();
         let thread = std::thread::Builder::new()
             .name("impact-writer".into())
-            .spawn(move || run(rx, store, schemas, metrics, state, position_tx))
+            .spawn(move || run(rx, store, writer_schemas, metrics, state, position_tx))
             .expect("spawn the writer thread");
-        Ok((Writer { tx, position }, thread))
+        Ok((
+            Writer {
+                tx,
+                schemas,
+                position,
+            },
+            thread,
+        ))
     }
 
     pub async fn submit(&self, items: Vec<Incoming>, all_or_nothing: bool) -> SubmissionResult {
@@ -132,6 +160,11 @@ impl Writer {
         answer.await.map_err(|_| WriteError::Stopped)?
     }
 
+    /// The schemas the writer validates with, for callers that prepare payloads themselves.
+    pub fn schemas(&self) -> &Arc<Schemas> {
+        &self.schemas
+    }
+
     /// Sends a submission without waiting for its answer (the stream consumer's path).
     pub async fn send(&self, submission: Submission) -> Result<(), WriteError> {
         self.tx
@@ -141,6 +174,10 @@ impl Writer {
     }
 
     pub fn blocking_submit(&self, items: Vec<Incoming>, all_or_nothing: bool) -> SubmissionResult {
+        let items = items
+            .into_iter()
+            .map(|item| item.prepare(&self.schemas))
+            .collect();
         let (reply, answer) = oneshot::channel();
         let submission = Submission {
             items,
@@ -412,6 +449,7 @@ impl<'a> Batch<'a> {
                 (Some(raw), parsed)
             }
             Payload::Parsed(parsed) => (None, Ok(*parsed)),
+            Payload::Prepared(raw, parsed) => (Some(raw), *parsed),
         };
         let checked = parsed.and_then(|parsed| {
             check_subject(&source, &parsed)?;
@@ -529,13 +567,13 @@ impl<'a> Batch<'a> {
             .map_or(0, |evidence| evidence.len() as u16);
         let occurred_on = parsed.envelope.occurred_on;
         let country = parsed.envelope.country.clone();
-        let stored = StoredEvent {
-            envelope: parsed.envelope,
+        let json = stored_json(
+            &parsed.canonical,
             seq,
-            recorded_at,
+            &recorded_at,
             stream_seq,
-            submitted_by,
-        };
+            submitted_by.as_deref(),
+        );
         if let Some(fact) = fact {
             if let Some(undo) = &mut self.undo {
                 if !undo.records.contains_key(&action_id) {
@@ -561,7 +599,7 @@ impl<'a> Batch<'a> {
         self.new_ids.insert(event_id, (seq, parsed.hash));
         self.commit.events.push(NewEvent {
             seq,
-            json: stored.to_json_bytes(),
+            json,
             event_id,
             hash: parsed.hash,
             action_id: (!is_review).then_some(action_id),

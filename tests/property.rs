@@ -158,10 +158,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let mut folded: HashMap<ActionId, ActionRecord> = HashMap::new();
     for item in store.log_after(0) {
         let (_, json) = item.unwrap();
-        let action_id: ActionId = serde_json::from_slice::<Value>(&json)
-            .map(|v| ActionId::parse(v["action_id"].as_str().unwrap()).unwrap())
-            .unwrap();
-        if let Some(logged) = fact_from_stored(&json, folded.get(&action_id)).unwrap() {
+        if let Some(logged) = fact_from_stored(&json, |id| folded.get(id).cloned()).unwrap() {
             folded
                 .entry(logged.action_id.clone())
                 .or_insert_with(|| ActionRecord::new(logged.action_id, logged.country))

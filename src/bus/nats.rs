@@ -240,6 +240,16 @@ async fn consume_from(
             last = Some(stream_seq);
         }
         let Some(last) = last else { continue };
+        // The stateless checks run here, beside the writer, not on its thread.
+        let schemas = writer.schemas().clone();
+        let items = tokio::task::spawn_blocking(move || {
+            items
+                .into_iter()
+                .map(|item| item.prepare(&schemas))
+                .collect()
+        })
+        .await
+        .map_err(|e| format!("prepare: {e}"))?;
         let submission = Submission {
             items,
             all_or_nothing: false,

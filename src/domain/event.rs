@@ -79,7 +79,13 @@ const ASSIGNED_FIELDS: [&str; 4] = ["seq", "recorded_at", "stream_seq", "submitt
 
 impl StoredEvent {
     pub fn to_json_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("a stored event always serializes")
+        stored_json(
+            &canonical_json(&self.envelope),
+            self.seq,
+            &self.recorded_at,
+            self.stream_seq,
+            self.submitted_by.as_deref(),
+        )
     }
 
     /// Splits a stored event's JSON into its envelope and assigned fields.
@@ -224,10 +230,45 @@ impl EventKind {
     }
 }
 
+/// The envelope's canonical JSON: defaults filled, `data` keys sorted.
+pub fn canonical_json(envelope: &Envelope) -> Vec<u8> {
+    serde_json::to_vec(envelope).expect("an envelope always serializes")
+}
+
 /// The hash that decides "same content" for an `event_id` seen again (CONTRACT.md §2.5).
-pub fn content_hash(envelope: &Envelope) -> [u8; 32] {
-    let canonical = serde_json::to_vec(envelope).expect("an envelope always serializes");
+pub fn content_hash(canonical: &[u8]) -> [u8; 32] {
     Sha256::digest(canonical).into()
+}
+
+/// A stored event's JSON: the canonical envelope with the assigned fields after it (the same
+/// bytes `serde` would write for `StoredEvent`, without serializing the envelope twice).
+pub fn stored_json(
+    canonical: &[u8],
+    seq: u64,
+    recorded_at: &DateTime<Utc>,
+    stream_seq: Option<u64>,
+    submitted_by: Option<&str>,
+) -> Vec<u8> {
+    assert_eq!(
+        canonical.last(),
+        Some(&b'}'),
+        "a canonical envelope is a JSON object"
+    );
+    let mut json = Vec::with_capacity(canonical.len() + 128);
+    json.extend_from_slice(&canonical[..canonical.len() - 1]);
+    json.extend_from_slice(b",\"seq\":");
+    json.extend_from_slice(seq.to_string().as_bytes());
+    json.extend_from_slice(b",\"recorded_at\":\"");
+    json.extend_from_slice(format_timestamp(recorded_at).as_bytes());
+    json.extend_from_slice(b"\",\"stream_seq\":");
+    match stream_seq {
+        Some(stream_seq) => json.extend_from_slice(stream_seq.to_string().as_bytes()),
+        None => json.extend_from_slice(b"null"),
+    }
+    json.extend_from_slice(b",\"submitted_by\":");
+    serde_json::to_writer(&mut json, &submitted_by).expect("a string serializes");
+    json.push(b'}');
+    json
 }
 
 pub fn format_timestamp(at: &DateTime<Utc>) -> String {

@@ -16,7 +16,24 @@ use std::collections::{BTreeMap, HashSet};
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExpectedStage {
     pub stage: Stage,
+    #[serde(with = "day_number")]
     pub by: NaiveDate,
+}
+
+/// Dates in a record are day numbers: three bytes in postcard where the text takes eleven.
+mod day_number {
+    use chrono::{Datelike, NaiveDate};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(date: &NaiveDate, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_i32(date.num_days_from_ce())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<NaiveDate, D::Error> {
+        let days = i32::deserialize(deserializer)?;
+        NaiveDate::from_num_days_from_ce_opt(days)
+            .ok_or_else(|| serde::de::Error::custom("day number out of range"))
+    }
 }
 
 /// What one event contributes to its Action's view, and nothing more.
@@ -63,6 +80,7 @@ impl Fact {
 pub struct FoldEvent {
     pub seq: u64,
     pub event_id: EventId,
+    #[serde(with = "day_number")]
     pub occurred_on: NaiveDate,
     /// Microseconds since the Unix epoch, UTC: the transaction time of `known_at`.
     pub recorded_at_us: i64,
@@ -662,12 +680,12 @@ pub struct LoggedFact {
     pub event: FoldEvent,
 }
 
-/// Reads one stored event's JSON as a fact of its Action, given the Action's record so far
-/// (an expectation's stage is resolved on the outcome's track). `Ok(None)` for a review.
-/// Never judges: stored events are facts, already validated when they were appended.
+/// Reads one stored event's JSON as a fact of its Action. `record_of` gives the Action's record
+/// so far, asked for only when an expectation's stage must be resolved on the outcome's track.
+/// `Ok(None)` for a review. Never judges: stored events were validated when they were appended.
 pub fn fact_from_stored(
     json: &[u8],
-    record: Option<&ActionRecord>,
+    record_of: impl FnOnce(&ActionId) -> Option<ActionRecord>,
 ) -> Result<Option<LoggedFact>, String> {
     let source: FoldSource =
         serde_json::from_slice(json).map_err(|e| format!("stored event: {e}"))?;
@@ -699,7 +717,9 @@ pub fn fact_from_stored(
         },
         "outcome.expectation_revised" => {
             let outcome = outcome()?;
+            let record = record_of(&source.action_id);
             let retracted = record
+                .as_ref()
                 .map(|r| r.retracted(&Filters::default()))
                 .unwrap_or_default();
             let track = record.and_then(|r| r.outcome_track(&outcome, &retracted));

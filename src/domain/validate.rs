@@ -2,7 +2,7 @@
 //! The JSON Schemas in `schemas/` are embedded here and are the single source of truth for shape;
 //! this module adds only what a schema cannot say (the type table, who may write what).
 
-use super::event::{content_hash, Envelope, EventKind, KindError, EVENT_BYTES_MAX};
+use super::event::{canonical_json, content_hash, Envelope, EventKind, KindError, EVENT_BYTES_MAX};
 use jsonschema::error::ValidationErrorKind;
 use serde::Serialize;
 use serde_json::Value;
@@ -128,6 +128,8 @@ pub enum Origin {
 pub struct Parsed {
     pub envelope: Envelope,
     pub kind: EventKind,
+    /// The envelope's canonical JSON, written once and reused for the hash and the log.
+    pub canonical: Vec<u8>,
     pub hash: [u8; 32],
 }
 
@@ -203,10 +205,12 @@ impl Schemas {
             }
             KindError::Shape(message) => Rejection::new(RejectionCode::SchemaViolation, message),
         })?;
-        let hash = content_hash(&envelope);
+        let canonical = canonical_json(&envelope);
+        let hash = content_hash(&canonical);
         Ok(Parsed {
             envelope,
             kind,
+            canonical,
             hash,
         })
     }

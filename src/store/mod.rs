@@ -330,14 +330,11 @@ impl Store {
         Ok(dropped)
     }
 
-    /// Writes view records without touching the log (for `rebuild`).
-    pub fn put_records(&self, records: &[ActionRecord]) -> Result<(), StoreError> {
+    /// Writes encoded view records without touching the log (for `rebuild`).
+    pub fn put_record_bytes(&self, records: &[(ActionId, Vec<u8>)]) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
-        for record in records {
-            batch.insert(
-                key(VIEW, record.action_id.as_str().as_bytes()),
-                encode_record(record),
-            );
+        for (action_id, bytes) in records {
+            batch.insert(key(VIEW, action_id.as_str().as_bytes()), bytes.as_slice());
         }
         Ok(self.tree.apply_batch(batch)?)
     }
