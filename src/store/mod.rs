@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 
 const LOG: u8 = b'l';
 const EVENT_ID: u8 = b'e';
-const ACTION_INDEX: u8 = b'a';
 const VIEW: u8 = b'v';
 const REJECTION: u8 = b'r';
 const REVIEW: u8 = b'w';
@@ -100,13 +99,6 @@ fn seq_key(prefix: u8, seq: u64) -> [u8; 9] {
     key
 }
 
-fn action_index_key(action_id: &ActionId, seq: u64) -> Vec<u8> {
-    let mut key = key(ACTION_INDEX, action_id.as_str().as_bytes());
-    key.push(0);
-    key.extend_from_slice(&seq.to_be_bytes());
-    key
-}
-
 fn read_u64(bytes: &[u8]) -> Result<u64, StoreError> {
     let array: [u8; 8] = bytes
         .get(..8)
@@ -191,36 +183,50 @@ impl Store {
             .map(|item| decode_record(&item?.1))
     }
 
-    pub fn event_json(&self, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self
+    /// The segment holding `seq`: its first seq and its bytes.
+    fn segment_of(&self, seq: u64) -> Result<Option<(u64, sled::IVec)>, StoreError> {
+        let Some(item) = self
             .tree
-            .get(seq_key(LOG, seq))?
-            .map(|value| value.to_vec()))
+            .range(seq_key(LOG, 0)..=seq_key(LOG, seq))
+            .next_back()
+        else {
+            return Ok(None);
+        };
+        let (key, value) = item?;
+        Ok(Some((read_u64(&key[1..])?, value)))
     }
 
-    /// The log after `after`, in `seq` order, as stored JSON.
+    pub fn event_json(&self, seq: u64) -> Result<Option<sled::IVec>, StoreError> {
+        let Some((first, segment)) = self.segment_of(seq)? else {
+            return Ok(None);
+        };
+        Ok(Segment::new(first, segment)?.get(seq))
+    }
+
+    /// The log after `after`, in `seq` order, as stored JSON (slices of the segments, no copy).
     pub fn log_after(
         &self,
         after: u64,
     ) -> impl Iterator<Item = Result<(u64, sled::IVec), StoreError>> + '_ {
-        let start = seq_key(LOG, after.saturating_add(1));
-        let end = seq_key(LOG, u64::MAX);
+        let start = match self.segment_of(after.saturating_add(1)) {
+            Ok(Some((first, _))) => first,
+            _ => after.saturating_add(1),
+        };
         self.tree
-            .range(start..=end)
-            .map(|item| -> Result<(u64, sled::IVec), StoreError> {
-                let (key, value) = item?;
-                Ok((read_u64(&key[1..])?, value))
+            .range(seq_key(LOG, start)..=seq_key(LOG, u64::MAX))
+            .flat_map(move |item| -> Vec<Result<(u64, sled::IVec), StoreError>> {
+                let segment = item
+                    .map_err(StoreError::from)
+                    .and_then(|(key, value)| Segment::new(read_u64(&key[1..])?, value));
+                match segment {
+                    Ok(segment) => segment
+                        .events()
+                        .filter(|(seq, _)| *seq > after)
+                        .map(Ok)
+                        .collect(),
+                    Err(error) => vec![Err(error)],
+                }
             })
-    }
-
-    /// The seqs of one Action's events, in order.
-    pub fn action_seqs(&self, action_id: &ActionId) -> Result<Vec<u64>, StoreError> {
-        let mut prefix = key(ACTION_INDEX, action_id.as_str().as_bytes());
-        prefix.push(0);
-        self.tree
-            .scan_prefix(&prefix)
-            .map(|item| read_u64(&item?.0[prefix.len()..]))
-            .collect()
     }
 
     pub fn rejections_after(
@@ -268,15 +274,21 @@ impl Store {
         }
         let mut batch = sled::Batch::default();
         let mut last_seq = None;
+        if let Some(first) = commit.events.first() {
+            batch.insert(
+                &seq_key(LOG, first.seq),
+                encode_segment(commit.events.iter().map(|event| event.json.as_slice())),
+            );
+        }
         for event in &commit.events {
-            batch.insert(&seq_key(LOG, event.seq), event.json.as_slice());
+            assert!(
+                last_seq.is_none_or(|last| last + 1 == event.seq),
+                "a segment's seqs are contiguous"
+            );
             let mut index = Vec::with_capacity(40);
             index.extend_from_slice(&event.seq.to_be_bytes());
             index.extend_from_slice(&event.hash);
             batch.insert(key(EVENT_ID, event.event_id.as_bytes()), index);
-            if let Some(action_id) = &event.action_id {
-                batch.insert(action_index_key(action_id, event.seq), &[]);
-            }
             if let Some(review_id) = &event.review_id {
                 batch.insert(key(REVIEW, review_id.as_bytes()), &event.seq.to_be_bytes());
             }
@@ -342,6 +354,64 @@ impl Store {
     /// Raw sled access for the benchmarks' ceilings.
     pub fn raw(&self) -> &sled::Db {
         &self.tree
+    }
+}
+
+/// A log segment: the events of one batch under the key of its first seq, as a count, each
+/// event's length, then the events' JSON one after another. One sled write per batch.
+fn encode_segment<'a>(events: impl ExactSizeIterator<Item = &'a [u8]> + Clone) -> Vec<u8> {
+    let count = events.len();
+    let total: usize = events.clone().map(<[u8]>::len).sum();
+    let mut bytes = Vec::with_capacity(4 + 4 * count + total);
+    bytes.extend_from_slice(&(count as u32).to_be_bytes());
+    for event in events.clone() {
+        bytes.extend_from_slice(&(event.len() as u32).to_be_bytes());
+    }
+    for event in events {
+        bytes.extend_from_slice(event);
+    }
+    bytes
+}
+
+struct Segment {
+    first: u64,
+    bytes: sled::IVec,
+    count: usize,
+}
+
+impl Segment {
+    fn new(first: u64, bytes: sled::IVec) -> Result<Segment, StoreError> {
+        let count = bytes
+            .get(..4)
+            .map(|b| u32::from_be_bytes(b.try_into().expect("four bytes")) as usize);
+        match count {
+            Some(count) if bytes.len() >= 4 + 4 * count => Ok(Segment {
+                first,
+                bytes,
+                count,
+            }),
+            _ => Err(StoreError::Corrupt(format!("log segment at seq {first}"))),
+        }
+    }
+
+    fn length(&self, index: usize) -> usize {
+        let at = 4 + 4 * index;
+        u32::from_be_bytes(self.bytes[at..at + 4].try_into().expect("four bytes")) as usize
+    }
+
+    fn events(&self) -> impl Iterator<Item = (u64, sled::IVec)> + '_ {
+        let mut offset = 4 + 4 * self.count;
+        (0..self.count).map(move |index| {
+            let length = self.length(index);
+            let event = self.bytes.subslice(offset, length);
+            offset += length;
+            (self.first + index as u64, event)
+        })
+    }
+
+    fn get(&self, seq: u64) -> Option<sled::IVec> {
+        let index = seq.checked_sub(self.first)? as usize;
+        (index < self.count).then(|| self.events().nth(index).expect("index < count").1)
     }
 }
 
