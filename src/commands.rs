@@ -147,12 +147,12 @@ impl Building {
 /// Records written to sled per batch at the end of a rebuild.
 const REBUILD_WRITE_RECORDS: usize = 10_000;
 
-/// Drops every view and folds the log again in one sequential scan. Each Action's facts are
+/// Rebuilds every view from the log in one sequential scan, writing each record anew and
+/// dropping any record the log does not give. Each Action's facts are
 /// kept in their encoded form (tens of bytes each) until the end, then written in key order.
 pub fn rebuild(data_dir: &Path, progress: bool) -> anyhow::Result<u64> {
     let store = open_store(data_dir)?;
     let total = store.last_seq()?;
-    store.drop_views()?;
     let bar = if progress {
         indicatif::ProgressBar::new(total)
     } else {
@@ -198,6 +198,13 @@ pub fn rebuild(data_dir: &Path, progress: bool) -> anyhow::Result<u64> {
             .collect();
         store.put_record_bytes(&records)?;
     }
+    // Every record the log gives was written over; what is left is a view the log does not give.
+    store.drop_views_except(|key| {
+        std::str::from_utf8(key)
+            .ok()
+            .and_then(|id| ActionId::parse(id).ok())
+            .is_some_and(|id| building.contains_key(&id))
+    })?;
     store.sync()?;
     bar.set_position(folded);
     bar.finish();

@@ -26,7 +26,15 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("start the tokio runtime");
-    match runtime.block_on(run(cli)) {
+    let result = runtime.block_on(run(cli));
+    // For the benchmarks: the process's peak resident memory, as the kernel counted it.
+    if std::env::var_os("IMPACT_REPORT_PEAK_RSS").is_some() {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        if let Some(peak) = status.lines().find_map(|line| line.strip_prefix("VmHWM:")) {
+            eprintln!("peak RSS {}", peak.trim());
+        }
+    }
+    match result {
         Ok(code) => code,
         Err(error) => {
             eprintln!("impact: {error:#}");

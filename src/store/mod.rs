@@ -117,6 +117,8 @@ impl Store {
             .path(dir.join("sled"))
             .cache_capacity(cache_bytes)
             .mode(sled::Mode::HighThroughput)
+            // Every batch is flushed and fsynced by `commit`; sled's own timer adds nothing.
+            .flush_every_ms(None)
             .open()?;
         Ok(Store {
             tree,
@@ -330,13 +332,17 @@ impl Store {
             .map_err(|source| StoreError::Io { path, source })
     }
 
-    /// Removes every view record (for `rebuild`); the log and its indexes stay.
-    pub fn drop_views(&self) -> Result<u64, StoreError> {
+    /// Removes the view records of Actions `keep` refuses (for `rebuild`, after it wrote anew
+    /// every record the log gives); the log and its indexes stay.
+    pub fn drop_views_except(&self, keep: impl Fn(&[u8]) -> bool) -> Result<u64, StoreError> {
         let mut dropped = 0;
         let mut batch = sled::Batch::default();
         for item in self.tree.scan_prefix([VIEW]).keys() {
-            batch.remove(item?);
-            dropped += 1;
+            let key = item?;
+            if !keep(&key[1..]) {
+                batch.remove(key);
+                dropped += 1;
+            }
         }
         self.tree.apply_batch(batch)?;
         Ok(dropped)
