@@ -15,7 +15,7 @@ use crate::queries;
 use crate::store::Store;
 use anyhow::{bail, Context};
 use chrono::{DateTime, NaiveDate, Utc};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -138,10 +138,6 @@ impl Building {
         bytes.extend_from_slice(&self.facts);
         bytes
     }
-
-    fn decode(&self, action_id: &ActionId) -> ActionRecord {
-        crate::store::decode_record(&self.encode(action_id)).expect("a record built here decodes")
-    }
 }
 
 /// Records written to sled per batch at the end of a rebuild.
@@ -151,7 +147,13 @@ const REBUILD_WRITE_RECORDS: usize = 10_000;
 /// dropping any record the log does not give. Each Action's facts are
 /// kept in their encoded form (tens of bytes each) until the end, then written in key order.
 pub fn rebuild(data_dir: &Path, progress: bool) -> anyhow::Result<u64> {
-    let store = open_store(data_dir)?;
+    rebuild_within(data_dir, progress, REBUILD_MEMORY_BYTES)
+}
+
+/// `rebuild`, holding at most about `memory_bytes` of encoded facts before writing them out.
+pub fn rebuild_within(data_dir: &Path, progress: bool, memory_bytes: usize) -> anyhow::Result<u64> {
+    let store = Store::open(data_dir, CACHE_BYTES_OFFLINE)
+        .with_context(|| format!("open the store in {}", data_dir.display()))?;
     let total = store.last_seq()?;
     let bar = if progress {
         indicatif::ProgressBar::new(total)
@@ -165,50 +167,124 @@ pub fn rebuild(data_dir: &Path, progress: bool) -> anyhow::Result<u64> {
         .expect("a valid template")
         .progress_chars("=> "),
     );
-    let mut building: HashMap<ActionId, Building> = HashMap::new();
+    let mut rebuilt = Rebuilt {
+        store: &store,
+        building: HashMap::new(),
+        written: HashSet::new(),
+        held_bytes: 0,
+    };
     let mut folded = 0u64;
     for item in store.log_after(0) {
         let (seq, json) = item?;
-        let logged = fact_from_stored(&json, |id| building.get(id).map(|b| b.decode(id)))
+        let logged = fact_from_stored(&json, |id| rebuilt.record(id))
             .map_err(|e| anyhow::anyhow!("seq {seq}: {e}"))?;
         if let Some(logged) = logged {
-            let entry = building
+            let fact = postcard::to_stdvec(&logged.event).expect("a fact encodes");
+            rebuilt.held_bytes += fact.len();
+            let entry = rebuilt
+                .building
                 .entry(logged.action_id)
                 .or_insert_with(|| Building {
                     country: logged.country,
                     count: 0,
                     facts: Vec::new(),
                 });
-            entry
-                .facts
-                .extend(postcard::to_stdvec(&logged.event).expect("a fact encodes"));
+            entry.facts.extend(fact);
             entry.count += 1;
+            if rebuilt.held_bytes > memory_bytes {
+                rebuilt.spill()?;
+            }
         }
         folded += 1;
         if folded % 65_536 == 0 {
             bar.set_position(folded);
         }
     }
-    let mut action_ids: Vec<ActionId> = building.keys().cloned().collect();
-    action_ids.sort();
-    for chunk in action_ids.chunks(REBUILD_WRITE_RECORDS) {
-        let records: Vec<(ActionId, Vec<u8>)> = chunk
-            .iter()
-            .map(|id| (id.clone(), building[id].encode(id)))
-            .collect();
-        store.put_record_bytes(&records)?;
-    }
+    rebuilt.spill()?;
     // Every record the log gives was written over; what is left is a view the log does not give.
+    let written = &rebuilt.written;
     store.drop_views_except(|key| {
         std::str::from_utf8(key)
             .ok()
             .and_then(|id| ActionId::parse(id).ok())
-            .is_some_and(|id| building.contains_key(&id))
+            .is_some_and(|id| written.contains(&id))
     })?;
     store.sync()?;
     bar.set_position(folded);
     bar.finish();
     Ok(folded)
+}
+
+/// Encoded facts held in memory during a rebuild before they are written out: bounds its memory.
+const REBUILD_MEMORY_BYTES: usize = 48 << 20;
+/// sled's cache for the offline commands, which stream through the log once.
+const CACHE_BYTES_OFFLINE: u64 = 16 << 20;
+
+/// A rebuild in progress: facts in memory, and the Actions whose records it wrote already.
+struct Rebuilt<'a> {
+    store: &'a Store,
+    building: HashMap<ActionId, Building>,
+    written: HashSet<ActionId>,
+    held_bytes: usize,
+}
+
+impl Rebuilt<'_> {
+    /// The record's bytes so far: what this rebuild wrote of it, then what it holds.
+    fn bytes(&self, action_id: &ActionId) -> anyhow::Result<Option<Vec<u8>>> {
+        let earlier = if self.written.contains(action_id) {
+            self.store.record_raw(action_id)?
+        } else {
+            None
+        };
+        let held = self.building.get(action_id);
+        Ok(match (earlier, held) {
+            (None, None) => None,
+            (Some(bytes), None) => Some(bytes.to_vec()),
+            (None, Some(held)) => Some(held.encode(action_id)),
+            (Some(bytes), Some(held)) => {
+                let ((_, country, count), facts): ((ActionId, Country, usize), &[u8]) =
+                    postcard::take_from_bytes(&bytes)
+                        .map_err(|e| anyhow::anyhow!("record {action_id}: {e}"))?;
+                let mut all = facts.to_vec();
+                all.extend_from_slice(&held.facts);
+                Some(
+                    Building {
+                        country,
+                        count: count + held.count,
+                        facts: all,
+                    }
+                    .encode(action_id),
+                )
+            }
+        })
+    }
+
+    fn record(&self, action_id: &ActionId) -> Option<ActionRecord> {
+        let bytes = self.bytes(action_id).ok()??;
+        crate::store::decode_record(&bytes).ok()
+    }
+
+    /// Writes every held record (appended to what was written before) and frees the memory.
+    fn spill(&mut self) -> anyhow::Result<()> {
+        let mut action_ids: Vec<ActionId> = self.building.keys().cloned().collect();
+        action_ids.sort();
+        for chunk in action_ids.chunks(REBUILD_WRITE_RECORDS) {
+            let records = chunk
+                .iter()
+                .map(|id| {
+                    Ok((
+                        id.clone(),
+                        self.bytes(id)?.expect("a held record has bytes"),
+                    ))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            self.store.put_record_bytes(&records)?;
+        }
+        self.written.extend(action_ids);
+        self.building.clear();
+        self.held_bytes = 0;
+        Ok(())
+    }
 }
 
 pub fn export(data_dir: &Path, out: Option<&Path>) -> anyhow::Result<u64> {
@@ -241,7 +317,7 @@ pub struct ImportCounts {
 /// Appends, in file order and through the same validation, every exported event not stored yet.
 pub fn import(data_dir: &Path, file: &Path) -> anyhow::Result<ImportCounts> {
     std::fs::create_dir_all(data_dir)?;
-    let store = Store::open(data_dir, crate::store::CACHE_BYTES_DEFAULT).with_context(|| {
+    let store = Store::open(data_dir, CACHE_BYTES_OFFLINE).with_context(|| {
         format!(
             "open the store in {} (is the service still running on it?)",
             data_dir.display()

@@ -169,6 +169,10 @@ impl Store {
             .transpose()
     }
 
+    pub fn record_raw(&self, action_id: &ActionId) -> Result<Option<sled::IVec>, StoreError> {
+        Ok(self.tree.get(key(VIEW, action_id.as_str().as_bytes()))?)
+    }
+
     /// The stored view record's bytes, for byte-for-byte comparisons.
     pub fn record_bytes(
         &self,
