@@ -207,17 +207,17 @@ fn start_nats() -> Nats {
     }
 }
 
-/// Publishes the payloads with PubAcks awaited in a window; returns publish instants.
+/// Publishes `(subject, event_id, payload)` with PubAcks awaited in a window, at `pace` events
+/// per second if given; returns when each was sent.
 async fn publish_all(
     js: &async_nats::jetstream::Context,
-    prefix: &str,
-    payloads: &[(String, Vec<u8>)],
+    messages: &[(String, String, Vec<u8>)],
     pace: Option<f64>,
 ) -> Vec<Instant> {
     let started = Instant::now();
-    let mut sent_at = Vec::with_capacity(payloads.len());
+    let mut sent_at = Vec::with_capacity(messages.len());
     let mut window = std::collections::VecDeque::new();
-    for (i, (id, payload)) in payloads.iter().enumerate() {
+    for (i, (subject, id, payload)) in messages.iter().enumerate() {
         if let Some(per_second) = pace {
             let due = started + Duration::from_secs_f64(i as f64 / per_second);
             if let Some(wait) = due.checked_duration_since(Instant::now()) {
@@ -226,16 +226,12 @@ async fn publish_all(
         }
         let mut headers = async_nats::HeaderMap::new();
         headers.insert("Nats-Msg-Id", id.as_str());
-        let ack = js
-            .publish_with_headers(
-                format!("{prefix}.TH.MIEUX-TH"),
-                headers,
-                payload.clone().into(),
-            )
-            .await
-            .unwrap();
         sent_at.push(Instant::now());
-        window.push_back(ack);
+        window.push_back(
+            js.publish_with_headers(subject.clone(), headers, payload.clone().into())
+                .await
+                .unwrap(),
+        );
         if window.len() >= PUBLISH_WINDOW {
             window.pop_front().unwrap().await.unwrap();
         }
@@ -293,12 +289,12 @@ async fn nats_benchmarks(cores: usize) {
     })
     .await
     .unwrap();
-    let raw: Vec<(String, Vec<u8>)> = payloads
+    let raw: Vec<(String, String, Vec<u8>)> = payloads
         .iter()
-        .map(|(id, _, json)| (id.clone(), json.clone()))
+        .map(|(id, tail, json)| (format!("raw.events.{tail}"), id.clone(), json.clone()))
         .collect();
     let started = Instant::now();
-    publish_all(&js, "raw.events", &raw, None).await;
+    publish_all(&js, &raw, None).await;
     let raw_rate = rate(events, started.elapsed().as_secs_f64());
     println!("raw JetStream publish (ceiling):   {raw_rate:>9.0} events/s");
 
@@ -315,27 +311,12 @@ async fn nats_benchmarks(cores: usize) {
     {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let to_service: Vec<(String, String, Vec<u8>)> = payloads
+        .iter()
+        .map(|(id, tail, json)| (format!("impact.events.{tail}"), id.clone(), json.clone()))
+        .collect();
     let started = Instant::now();
-    let mut window = std::collections::VecDeque::new();
-    for (id, tail, json) in &payloads {
-        let mut headers = async_nats::HeaderMap::new();
-        headers.insert("Nats-Msg-Id", id.as_str());
-        window.push_back(
-            js.publish_with_headers(
-                format!("impact.events.{tail}"),
-                headers,
-                json.clone().into(),
-            )
-            .await
-            .unwrap(),
-        );
-        if window.len() >= PUBLISH_WINDOW {
-            window.pop_front().unwrap().await.unwrap();
-        }
-    }
-    for ack in window {
-        ack.await.unwrap();
-    }
+    publish_all(&js, &to_service, None).await;
     while log_position(&client, &base).await < events as u64 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -380,33 +361,11 @@ async fn nats_benchmarks(cores: usize) {
             }
         })
     };
-    let started = Instant::now();
-    let mut sent_at = Vec::with_capacity(extra);
-    let mut window = std::collections::VecDeque::new();
-    for (i, (id, tail, json)) in more.iter().enumerate() {
-        let due = started + Duration::from_secs_f64(i as f64 / pace);
-        if let Some(wait) = due.checked_duration_since(Instant::now()) {
-            tokio::time::sleep(wait).await;
-        }
-        let mut headers = async_nats::HeaderMap::new();
-        headers.insert("Nats-Msg-Id", id.as_str());
-        sent_at.push(Instant::now());
-        window.push_back(
-            js.publish_with_headers(
-                format!("impact.events.{tail}"),
-                headers,
-                json.clone().into(),
-            )
-            .await
-            .unwrap(),
-        );
-        if window.len() >= PUBLISH_WINDOW {
-            window.pop_front().unwrap().await.unwrap();
-        }
-    }
-    for ack in window {
-        ack.await.unwrap();
-    }
+    let more: Vec<(String, String, Vec<u8>)> = more
+        .into_iter()
+        .map(|(id, tail, json)| (format!("impact.events.{tail}"), id, json))
+        .collect();
+    let sent_at = publish_all(&js, &more, Some(pace)).await;
     let seen = watcher.await.unwrap();
     let mut latencies: Vec<f64> = sent_at
         .iter()
@@ -426,7 +385,6 @@ async fn nats_benchmarks(cores: usize) {
         quantile(&latencies, 0.5),
         quantile(&latencies, 0.99)
     );
-    let _ = publish_all;
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

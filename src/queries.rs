@@ -2,7 +2,7 @@
 //! review computation. Knows the store and the domain, nothing of HTTP.
 
 use crate::domain::event::StoredEvent;
-use crate::domain::fold::{ActionStatus, Filters, ViewRules};
+use crate::domain::fold::{ActionRecord, ActionStatus, Filters, ViewRules};
 use crate::domain::ids::{ActionId, Country};
 use crate::domain::review::{build_report, ReviewReport, ReviewScope};
 use crate::store::{Store, StoreError};
@@ -63,6 +63,15 @@ pub fn history(
     let Some(record) = store.record(action_id)? else {
         return Ok(None);
     };
+    history_of(store, &record, filters).map(Some)
+}
+
+/// The history of an Action whose record is at hand.
+pub fn history_of(
+    store: &Store,
+    record: &ActionRecord,
+    filters: &Filters,
+) -> Result<Vec<Value>, StoreError> {
     let retracted = record.retracted(filters);
     let mut events = Vec::new();
     for fact in &record.events {
@@ -77,7 +86,7 @@ pub fn history(
         value["retracted"] = Value::Bool(retracted.contains(&fact.event_id));
         events.push(value);
     }
-    Ok(Some(events))
+    Ok(events)
 }
 
 /// Computes a review over every view at `as_of` and the current log position.

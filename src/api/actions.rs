@@ -2,7 +2,7 @@
 
 use super::{blocking, filters, ApiError, Caller, Query};
 use crate::app::App;
-use crate::domain::fold::{ActionStatus, FlagKind, OutcomeState};
+use crate::domain::fold::{ActionRecord, ActionStatus, FlagKind, OutcomeState};
 use crate::domain::ids::{ActionId, Country};
 use crate::domain::tracks::Track;
 use crate::queries;
@@ -111,6 +111,20 @@ fn action_id(text: &str) -> Result<ActionId, ApiError> {
     ActionId::parse(text).map_err(|_| ApiError::NotFound(format!("no Action {text:?}")))
 }
 
+/// The Action's record, if it exists and the caller may read its country.
+fn readable_record(
+    app: &App,
+    caller: &Caller,
+    action_id: &ActionId,
+) -> Result<ActionRecord, ApiError> {
+    let record = app
+        .store
+        .record(action_id)?
+        .ok_or_else(|| ApiError::NotFound(format!("no Action {action_id}")))?;
+    caller.require_country(&record.country)?;
+    Ok(record)
+}
+
 pub async fn view(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -120,11 +134,7 @@ pub async fn view(
     let filters = filters(&query)?;
     let action_id = action_id(&id)?;
     blocking(move || {
-        let record = app
-            .store
-            .record(&action_id)?
-            .ok_or_else(|| ApiError::NotFound(format!("no Action {action_id}")))?;
-        caller.require_country(&record.country)?;
+        let record = readable_record(&app, &caller, &action_id)?;
         let view = record.view(&filters, &app.config.rules).ok_or_else(|| {
             ApiError::NotFound(format!(
                 "Action {action_id} has no event under these filters"
@@ -148,12 +158,8 @@ pub async fn history(
     let filters = filters(&query)?;
     let action_id = action_id(&id)?;
     blocking(move || {
-        let record = app
-            .store
-            .record(&action_id)?
-            .ok_or_else(|| ApiError::NotFound(format!("no Action {action_id}")))?;
-        caller.require_country(&record.country)?;
-        let events = queries::history(&app.store, &action_id, &filters)?.unwrap_or_default();
+        let record = readable_record(&app, &caller, &action_id)?;
+        let events = queries::history_of(&app.store, &record, &filters)?;
         Ok(Json(json!({"action_id": action_id, "events": events})))
     })
     .await
