@@ -236,7 +236,6 @@ pub fn render_markdown(report: &ReviewReport) -> String {
         let _ = writeln!(out, "Nothing flagged.\n");
     }
     let mut flags: Vec<&str> = report.findings.iter().map(|f| f.flag.as_str()).collect();
-    flags.dedup();
     flags.sort();
     flags.dedup();
     for flag in flags {
@@ -281,4 +280,236 @@ pub fn render_markdown(report: &ReviewReport) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::fold::{
+        ActionView, DateSource, ExpectedView, Flag, FlagKind, OutcomeView, Summary,
+    };
+
+    fn date(text: &str) -> NaiveDate {
+        text.parse().unwrap()
+    }
+
+    fn outcome(
+        id: &str,
+        track: &'static str,
+        stage: &'static str,
+        state: OutcomeState,
+        verification: Verification,
+    ) -> OutcomeView {
+        OutcomeView {
+            outcome_id: OutcomeId::parse(id).unwrap(),
+            track,
+            title: format!("title of {id}"),
+            stage,
+            stage_since: date("2020-01-01"),
+            highest_stage: Some(stage),
+            state,
+            expected: Some(ExpectedView {
+                stage: "adopted",
+                by: date("2021-01-01"),
+                date_source: DateSource::Explicit,
+            }),
+            verification,
+            evidence_count: 0,
+            event_count: 1,
+            last_event_on: date("2020-01-01"),
+        }
+    }
+
+    fn status(
+        action: &str,
+        country: &str,
+        outcomes: Vec<OutcomeView>,
+        flags: Vec<(&str, FlagKind)>,
+    ) -> ActionStatus {
+        let mut summary = Summary::default();
+        outcomes.iter().for_each(|o| summary.count(o.state));
+        ActionStatus {
+            view: ActionView {
+                action_id: ActionId::parse(action).unwrap(),
+                country: Country::parse(country).unwrap(),
+                title: Some(format!("title of {action}")),
+                registered: true,
+                closed: false,
+                event_count: outcomes.len() as u32,
+                last_seq: 1,
+                last_event_on: date("2020-01-01"),
+                outcomes,
+                summary,
+                registered_on: Some(date("2019-01-01")),
+            },
+            flags: flags
+                .into_iter()
+                .map(|(outcome, flag)| Flag {
+                    outcome_id: Some(OutcomeId::parse(outcome).unwrap()),
+                    flag,
+                    detail: format!("{} detail", flag.as_str()),
+                })
+                .collect(),
+            reference_date: date("2026-10-01"),
+        }
+    }
+
+    fn scope(country: Option<&str>) -> ReviewScope {
+        ReviewScope {
+            as_of: date("2026-10-01"),
+            until_seq: 42,
+            country: country.map(|c| Country::parse(c).unwrap()),
+        }
+    }
+
+    fn sample() -> Vec<ActionStatus> {
+        vec![
+            status(
+                "MIEUX-TH-0001",
+                "TH",
+                vec![
+                    outcome(
+                        "law",
+                        "legislation",
+                        "pending",
+                        OutcomeState::InProgress,
+                        Verification::Reported,
+                    ),
+                    outcome(
+                        "net",
+                        "network",
+                        "sustained",
+                        OutcomeState::Sustained,
+                        Verification::Verified,
+                    ),
+                ],
+                vec![("law", FlagKind::Stale), ("law", FlagKind::Overdue)],
+            ),
+            status(
+                "MIEUX-LA-0002",
+                "LA",
+                vec![
+                    outcome(
+                        "group",
+                        "mechanism",
+                        "established",
+                        OutcomeState::Achieved,
+                        Verification::Disputed,
+                    ),
+                    outcome(
+                        "habit",
+                        "practice",
+                        "lapsed",
+                        OutcomeState::Regressed,
+                        Verification::Reported,
+                    ),
+                ],
+                vec![
+                    ("habit", FlagKind::Regressed),
+                    ("group", FlagKind::Disputed),
+                ],
+            ),
+        ]
+    }
+
+    #[test]
+    fn totals_count_actions_outcomes_states_and_verifications() {
+        let report = build_report("r".into(), &scope(None), None, &sample());
+        assert_eq!(
+            report.totals,
+            Totals {
+                actions: 2,
+                outcomes: 4,
+                in_progress: 1,
+                achieved: 1,
+                sustained: 1,
+                regressed: 1,
+                verified: 1,
+                disputed: 1,
+                reported: 2
+            }
+        );
+        assert_eq!(report.by_country["TH"].outcomes, 2);
+        assert_eq!(report.by_country["LA"].regressed, 1);
+        assert_eq!(
+            report.by_track["network"],
+            Totals {
+                actions: 1,
+                outcomes: 1,
+                sustained: 1,
+                verified: 1,
+                ..Totals::default()
+            }
+        );
+        assert_eq!(report.until_seq, 42);
+    }
+
+    #[test]
+    fn findings_are_every_flag_sorted_by_action_outcome_and_flag() {
+        let report = build_report("r".into(), &scope(None), None, &sample());
+        let keys: Vec<(&str, &str, &str)> = report
+            .findings
+            .iter()
+            .map(|f| {
+                (
+                    f.action_id.as_str(),
+                    f.outcome_id.as_ref().unwrap().as_str(),
+                    f.flag.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            keys,
+            vec![
+                ("MIEUX-LA-0002", "group", "disputed"),
+                ("MIEUX-LA-0002", "habit", "regressed"),
+                ("MIEUX-TH-0001", "law", "overdue"),
+                ("MIEUX-TH-0001", "law", "stale"),
+            ]
+        );
+        assert_eq!(
+            report.findings[0].outcome_title.as_deref(),
+            Some("title of group")
+        );
+    }
+
+    #[test]
+    fn highlights_are_the_achieved_and_sustained_outcomes() {
+        let report = build_report("r".into(), &scope(None), None, &sample());
+        let highlights: Vec<&str> = report
+            .highlights
+            .iter()
+            .map(|h| h.outcome_id.as_str())
+            .collect();
+        assert_eq!(highlights, vec!["group", "net"]);
+    }
+
+    #[test]
+    fn a_country_scope_keeps_only_that_country() {
+        let report = build_report("r".into(), &scope(Some("TH")), None, &sample());
+        assert_eq!(report.totals.actions, 1);
+        assert_eq!(report.findings.len(), 2);
+        assert!(report.by_country.keys().all(|c| c == "TH"));
+    }
+
+    #[test]
+    fn the_same_inputs_give_the_same_report_in_any_order() {
+        let mut reversed = sample();
+        reversed.reverse();
+        let a = build_report("r".into(), &scope(None), None, &sample());
+        let b = build_report("r".into(), &scope(None), None, &reversed);
+        assert_eq!(
+            serde_json::to_string(&a).unwrap(),
+            serde_json::to_string(&b).unwrap()
+        );
+    }
+
+    #[test]
+    fn the_markdown_report_groups_findings_by_flag_with_titles() {
+        let markdown = render_markdown(&build_report("r".into(), &scope(None), None, &sample()));
+        assert!(markdown.contains("### overdue"));
+        assert!(markdown.contains("title of MIEUX-TH-0001 — title of law (`law`)"));
+        assert!(markdown.contains("| TH | 1 | 2 |"));
+        assert!(markdown.contains("## Highlights"));
+    }
 }

@@ -1,0 +1,107 @@
+//! Review benchmark (issue: reviews): a review over 10,000 Actions and 50,000 outcomes, from
+//! the stored records through the fold and the flags to the report, timed; and the memory of
+//! the views it reads next to the memory the review itself allocates (process RSS growth).
+//!
+//! Run: `cargo bench --bench review`.
+
+use impact::domain::fold::{ActionRecord, ActionStatus, Fact, Filters, FoldEvent, ViewRules};
+use impact::domain::ids::{ActionId, Country, OutcomeId};
+use impact::domain::review::{build_report, ReviewScope};
+use impact::domain::tracks::Track;
+use std::time::Instant;
+
+const ACTIONS: usize = 10_000;
+const OUTCOMES_PER_ACTION: usize = 5;
+const EVENTS_PER_OUTCOME: usize = 3;
+
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn main() {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let tracks: Vec<Track> = Track::all().collect();
+    let mut seq = 0u64;
+    let records: Vec<ActionRecord> = (0..ACTIONS)
+        .map(|a| {
+            let mut record = ActionRecord::new(
+                ActionId::parse(&format!("MIEUX-TH-{a:05}")).unwrap(),
+                Country::parse(["TH", "LA", "PH", "KG"][a % 4]).unwrap(),
+            );
+            for o in 0..OUTCOMES_PER_ACTION {
+                let track = tracks[(a + o) % tracks.len()];
+                let stages: Vec<_> = track.stages().collect();
+                for e in 0..EVENTS_PER_OUTCOME {
+                    seq += 1;
+                    record.push(FoldEvent {
+                        seq,
+                        event_id: uuid::Uuid::from_u128(seq as u128),
+                        occurred_on: chrono::NaiveDate::from_ymd_opt(
+                            2015 + (e as i32),
+                            1 + (o as u32),
+                            1 + (a % 28) as u32,
+                        )
+                        .unwrap(),
+                        recorded_at_us: seq as i64,
+                        evidence_count: 1,
+                        fact: Fact::Track {
+                            outcome: OutcomeId::parse(&format!("outcome-{o}")).unwrap(),
+                            stage: stages[(a + o + e) % stages.len()],
+                            expected: None,
+                            title: Some(format!("Outcome {o} of Action {a}")),
+                        },
+                    });
+                }
+            }
+            record
+        })
+        .collect();
+    let rules = ViewRules::default();
+    let views_bytes: usize = records
+        .iter()
+        .map(|r| impact::store::encode_record(r).len())
+        .sum();
+    let before = rss_kib();
+    let as_of = chrono::NaiveDate::from_ymd_opt(2026, 10, 1).unwrap();
+    let started = Instant::now();
+    let filters = Filters {
+        as_of: Some(as_of),
+        until_seq: Some(seq),
+        known_at: None,
+    };
+    let statuses: Vec<ActionStatus> = records
+        .iter()
+        .filter_map(|r| r.view(&filters, &rules))
+        .map(|v| ActionStatus::new(v, &rules, as_of))
+        .collect();
+    let report = build_report(
+        "bench".into(),
+        &ReviewScope {
+            as_of,
+            until_seq: seq,
+            country: None,
+        },
+        None,
+        &statuses,
+    );
+    let seconds = started.elapsed().as_secs_f64();
+    let grown = rss_kib().saturating_sub(before);
+    println!(
+        "review over {ACTIONS} Actions, {} outcomes ({} events), {cores} cores",
+        report.totals.outcomes, seq
+    );
+    println!(
+        "review time:                 {:>8.3} s (target <= 1 s); {} findings, {} highlights",
+        seconds,
+        report.findings.len(),
+        report.highlights.len()
+    );
+    println!("views read (encoded records): {:>8} KiB; review's RSS growth {grown} KiB ({:.2}x; target <= 2x)", views_bytes / 1024, grown as f64 / (views_bytes as f64 / 1024.0));
+}
