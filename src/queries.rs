@@ -104,15 +104,28 @@ pub fn compute_review(
         until_seq: Some(until_seq),
         known_at: None,
     };
-    let statuses = statuses(store, &filters, rules, |c| {
-        country.as_ref().is_none_or(|scope| scope == c)
-    })?;
+    let mut failure = None;
+    // Action by Action, straight into the report: no view is kept once it is counted.
+    let statuses = store
+        .records()
+        .filter_map(|record| record.map_err(|error| failure.get_or_insert(error)).ok())
+        .filter(|record| {
+            country
+                .as_ref()
+                .is_none_or(|scope| *scope == record.country)
+        })
+        .filter_map(|record| record.view(&filters, rules))
+        .map(|view| ActionStatus::new(view, rules, as_of));
     let scope = ReviewScope {
         as_of,
         until_seq,
-        country,
+        country: country.clone(),
     };
-    Ok(build_report(review_id, &scope, schedule_slot, &statuses))
+    let report = build_report(review_id, &scope, schedule_slot, statuses);
+    match failure {
+        Some(error) => Err(error),
+        None => Ok(report),
+    }
 }
 
 /// The stored review reports, newest first.

@@ -84,12 +84,13 @@ pub struct ReviewScope {
 }
 
 /// Builds the report from the statuses in scope (each read with `as_of` and `until_seq`).
-/// `statuses` may come in any order; the report is sorted.
-pub fn build_report(
+/// `statuses` may come in any order, one at a time: only the report is kept, so its memory is
+/// that of the findings and highlights, not of the views read. The report is sorted.
+pub fn build_report<S: std::borrow::Borrow<ActionStatus>>(
     review_id: String,
     scope: &ReviewScope,
     schedule_slot: Option<String>,
-    statuses: &[ActionStatus],
+    statuses: impl IntoIterator<Item = S>,
 ) -> ReviewReport {
     let mut totals = Totals::default();
     let mut by_country: BTreeMap<String, Totals> = BTreeMap::new();
@@ -97,6 +98,7 @@ pub fn build_report(
     let mut findings = Vec::new();
     let mut highlights = Vec::new();
     for status in statuses {
+        let status = status.borrow();
         let view = &status.view;
         if scope
             .country
@@ -414,7 +416,7 @@ mod tests {
 
     #[test]
     fn totals_count_actions_outcomes_states_and_verifications() {
-        let report = build_report("r".into(), &scope(None), None, &sample());
+        let report = build_report("r".into(), &scope(None), None, sample());
         assert_eq!(
             report.totals,
             Totals {
@@ -446,7 +448,7 @@ mod tests {
 
     #[test]
     fn findings_are_every_flag_sorted_by_action_outcome_and_flag() {
-        let report = build_report("r".into(), &scope(None), None, &sample());
+        let report = build_report("r".into(), &scope(None), None, sample());
         let keys: Vec<(&str, &str, &str)> = report
             .findings
             .iter()
@@ -475,7 +477,7 @@ mod tests {
 
     #[test]
     fn highlights_are_the_achieved_and_sustained_outcomes() {
-        let report = build_report("r".into(), &scope(None), None, &sample());
+        let report = build_report("r".into(), &scope(None), None, sample());
         let highlights: Vec<&str> = report
             .highlights
             .iter()
@@ -486,7 +488,7 @@ mod tests {
 
     #[test]
     fn a_country_scope_keeps_only_that_country() {
-        let report = build_report("r".into(), &scope(Some("TH")), None, &sample());
+        let report = build_report("r".into(), &scope(Some("TH")), None, sample());
         assert_eq!(report.totals.actions, 1);
         assert_eq!(report.findings.len(), 2);
         assert!(report.by_country.keys().all(|c| c == "TH"));
@@ -496,8 +498,8 @@ mod tests {
     fn the_same_inputs_give_the_same_report_in_any_order() {
         let mut reversed = sample();
         reversed.reverse();
-        let a = build_report("r".into(), &scope(None), None, &sample());
-        let b = build_report("r".into(), &scope(None), None, &reversed);
+        let a = build_report("r".into(), &scope(None), None, sample());
+        let b = build_report("r".into(), &scope(None), None, reversed);
         assert_eq!(
             serde_json::to_string(&a).unwrap(),
             serde_json::to_string(&b).unwrap()
@@ -506,7 +508,7 @@ mod tests {
 
     #[test]
     fn the_markdown_report_groups_findings_by_flag_with_titles() {
-        let markdown = render_markdown(&build_report("r".into(), &scope(None), None, &sample()));
+        let markdown = render_markdown(&build_report("r".into(), &scope(None), None, sample()));
         assert!(markdown.contains("### overdue"));
         assert!(markdown.contains("title of MIEUX-TH-0001 — title of law (`law`)"));
         assert!(markdown.contains("| TH | 1 | 2 |"));
