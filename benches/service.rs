@@ -392,6 +392,12 @@ async fn main() {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
-    http_benchmarks(cores).await;
-    nats_benchmarks(cores).await;
+    // IMPACT_BENCH_ONLY=http or =nats runs one half.
+    let only = std::env::var("IMPACT_BENCH_ONLY").unwrap_or_default();
+    if only != "nats" {
+        http_benchmarks(cores).await;
+    }
+    if only != "http" {
+        nats_benchmarks(cores).await;
+    }
 }
