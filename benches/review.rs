@@ -68,16 +68,6 @@ fn main() {
         .iter()
         .map(|r| impact::store::encode_record(r).len())
         .sum();
-    let as_of_date = chrono::NaiveDate::from_ymd_opt(2026, 10, 1).unwrap();
-    let views_json_bytes: usize = records
-        .iter()
-        .filter_map(|r| r.view(&Filters::default(), &rules))
-        .map(|v| {
-            serde_json::to_vec(&ActionStatus::new(v, &rules, as_of_date))
-                .unwrap()
-                .len()
-        })
-        .sum();
     let before = rss_kib();
     let as_of = chrono::NaiveDate::from_ymd_opt(2026, 10, 1).unwrap();
     let started = Instant::now();
