@@ -17,6 +17,10 @@ const META_LAST_SEQ: &[u8] = b"m:last_seq";
 const META_CHECKPOINT: &[u8] = b"m:stream_checkpoint";
 const META_LAST_REJECTION: &[u8] = b"m:last_rejection_id";
 
+/// How long `open` waits for a lock a just-closed handle of this process still holds.
+const OPEN_LOCK_RETRIES: u32 = 100;
+const OPEN_LOCK_RETRY_MS: u64 = 20;
+
 /// sled's page cache; set explicitly so memory use is a choice, not an accident.
 pub const CACHE_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
 
@@ -113,13 +117,27 @@ impl Store {
             path: dir.to_owned(),
             source,
         })?;
-        let tree = sled::Config::new()
+        let config = sled::Config::new()
             .path(dir.join("sled"))
             .cache_capacity(cache_bytes)
             .mode(sled::Mode::HighThroughput)
             // Every batch is flushed and fsynced by `commit`; sled's own timer adds nothing.
-            .flush_every_ms(None)
-            .open()?;
+            .flush_every_ms(None);
+        // sled releases its file lock from a background thread after the last handle is dropped:
+        // a store closed an instant ago in this process may still be locked for a moment.
+        let mut attempts = 0;
+        let tree = loop {
+            match config.open() {
+                Err(sled::Error::Io(error))
+                    if error.to_string().contains("could not acquire lock")
+                        && attempts < OPEN_LOCK_RETRIES =>
+                {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(OPEN_LOCK_RETRY_MS));
+                }
+                result => break result?,
+            }
+        };
         Ok(Store {
             tree,
             dir: dir.to_owned(),
