@@ -130,14 +130,7 @@ async fn health_readiness_metrics_schemas_and_the_dashboard_answer() {
     let http = client();
     assert_eq!(get_json(&http, &service.url("/healthz")).await.0, 200);
     assert_eq!(get_json(&http, &service.url("/readyz")).await.0, 200);
-    let metrics = http
-        .get(service.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&http, &service.url("/metrics")).await;
     for name in [
         "impact_events_applied_total",
         "impact_events_duplicate_total",
@@ -158,26 +151,12 @@ async fn health_readiness_metrics_schemas_and_the_dashboard_answer() {
         get_json(&http, &service.url("/v1/schemas/nope")).await.0,
         404
     );
-    let page = http
-        .get(service.url("/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = get_text(&http, &service.url("/")).await;
     assert!(
         page.contains("MIEUX-TH-2014-01") && page.contains("<table>"),
         "{page}"
     );
-    let detail = http
-        .get(service.url("/actions/MIEUX-KG-2018-06"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let detail = get_text(&http, &service.url("/actions/MIEUX-KG-2018-06")).await;
     assert!(detail.contains("national-migration-policy"));
     let (status, body) = get_json(&http, &service.url("/v1/nothing-here")).await;
     assert_eq!((status, code_of(&body)), (404, "not_found"));
@@ -376,14 +355,7 @@ async fn every_rejection_code_reachable_over_http_has_its_status() {
         "nothing of the refused body was stored"
     );
 
-    let metrics = http
-        .get(service.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&http, &service.url("/metrics")).await;
     assert!(
         metrics.contains("impact_events_rejected_total{code=\"track_mismatch\"} 2"),
         "{metrics}"
@@ -803,14 +775,11 @@ async fn reviews_are_created_listed_and_read_as_json_and_markdown() {
         markdown.starts_with("# Impact review") && markdown.contains("## Findings"),
         "{markdown}"
     );
-    let markdown = http
-        .get(service.url(&format!("/v1/reviews/{id}?format=markdown")))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let markdown = get_text(
+        &http,
+        &service.url(&format!("/v1/reviews/{id}?format=markdown")),
+    )
+    .await;
     assert!(markdown.contains("| TH |"));
     assert_eq!(
         get_json(&http, &service.url("/v1/reviews/none")).await.0,

@@ -37,22 +37,16 @@ async fn offline_reads_print_exactly_what_the_api_gives() {
     let mut service = Service::start(&["--demo"]);
     let http = client();
     let action = "MIEUX-TH-2014-01";
-    let api_view = http
-        .get(service.url(&format!("/v1/actions/{action}?as_of=2020-01-01")))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let api_history = http
-        .get(service.url(&format!("/v1/actions/{action}/events?until_seq=5")))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let api_view = get_text(
+        &http,
+        &service.url(&format!("/v1/actions/{action}?as_of=2020-01-01")),
+    )
+    .await;
+    let api_history = get_text(
+        &http,
+        &service.url(&format!("/v1/actions/{action}/events?until_seq=5")),
+    )
+    .await;
     let remote = ok(impact(&[
         "status",
         action,

@@ -245,14 +245,7 @@ async fn events_published_again_after_the_dedupe_window_are_applied_once() {
     service.kill9();
     service.restart();
     wait_ready(&http, &service).await;
-    let metrics = http
-        .get(service.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&http, &service.url("/metrics")).await;
     assert!(metrics.contains("impact_log_position 20"), "{metrics}");
     assert_eq!(all_events(&http, &service).await.len(), 20);
 }
@@ -572,14 +565,7 @@ async fn poison_messages_of_every_kind_are_kept_aside_in_one_pass() {
         .find(|r| r["raw_encoding"] == "base64")
         .expect("the non-UTF-8 payload is kept as base64");
     assert_eq!(non_utf8["raw"], "//4A");
-    let metrics = http
-        .get(service.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&http, &service.url("/metrics")).await;
     assert!(
         metrics.contains("impact_events_applied_total 1000"),
         "{metrics}"

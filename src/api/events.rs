@@ -223,6 +223,15 @@ fn rejected(app: &App, failures: Vec<(usize, Rejection)>) -> ApiError {
     ApiError::Rejected(failures)
 }
 
+/// The `after` of a page: the seq (or rejection id) the page starts after, 0 by default.
+fn after(query: &Query) -> Result<u64, ApiError> {
+    query
+        .get("after")
+        .map(|text| parse_u64("after", text))
+        .transpose()
+        .map(|after| after.unwrap_or(0))
+}
+
 fn page_limit(query: &Query) -> Result<usize, ApiError> {
     let limit = query
         .get("limit")
@@ -245,11 +254,7 @@ pub async fn log(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     caller.require_reviewer()?;
-    let after = query
-        .get("after")
-        .map(|text| parse_u64("after", text))
-        .transpose()?
-        .unwrap_or(0);
+    let after = after(&query)?;
     let ndjson = headers
         .get(header::ACCEPT)
         .and_then(|value| value.to_str().ok())
@@ -320,11 +325,7 @@ pub async fn rejections(
     query: Query,
 ) -> Result<Response, ApiError> {
     caller.require_reviewer()?;
-    let after = query
-        .get("after")
-        .map(|text| parse_u64("after", text))
-        .transpose()?
-        .unwrap_or(0);
+    let after = after(&query)?;
     let limit = page_limit(&query)?;
     blocking(move || {
         let rejections = app

@@ -286,6 +286,10 @@ pub async fn get_json(client: &reqwest::Client, url: &str) -> (u16, Value) {
     )
 }
 
+pub async fn get_text(client: &reqwest::Client, url: &str) -> String {
+    client.get(url).send().await.unwrap().text().await.unwrap()
+}
+
 pub async fn post_json(client: &reqwest::Client, url: &str, body: &Value) -> (u16, Value) {
     let response = client.post(url).json(body).send().await.unwrap();
     let status = response.status().as_u16();
