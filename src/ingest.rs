@@ -278,6 +278,8 @@ fn run(
             }
             replies.push((submission.reply, result));
         }
+        // Did this batch consume stream messages (its checkpoint moved)?
+        let from_stream = batch.state.checkpoint != state.checkpoint;
         let (commit, next_state, counts) = batch.finish();
         match store.commit(&commit) {
             Ok(()) => {
@@ -293,6 +295,12 @@ fn run(
                     last_seq: state.next_seq - 1,
                     checkpoint: state.checkpoint,
                 });
+            }
+            Err(error) if from_stream => {
+                // The consumer has moved past these stream messages; carrying on would let a
+                // later checkpoint skip them. Stop, so a restart resumes from the stored checkpoint.
+                tracing::error!(%error, "a batch from the stream could not be written; stopping to resume from the checkpoint");
+                std::process::exit(70);
             }
             Err(error) => {
                 tracing::error!(%error, "the batch could not be written; nothing of it was applied");
