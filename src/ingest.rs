@@ -195,10 +195,6 @@ impl Writer {
         *self.position.borrow()
     }
 
-    pub fn watch(&self) -> watch::Receiver<Position> {
-        self.position.clone()
-    }
-
     /// Waits until the log reaches `seq` (or the stream checkpoint reaches `stream_seq`).
     pub async fn wait_for(
         &self,

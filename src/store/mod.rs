@@ -144,10 +144,6 @@ impl Store {
         })
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     fn meta(&self, name: &[u8]) -> Result<Option<u64>, StoreError> {
         self.tree
             .get(name)?
