@@ -242,6 +242,20 @@ async fn publish_all(
     sent_at
 }
 
+/// An event as published: `(country.action_id subject tail, event_id, payload)`.
+fn message(value: serde_json::Value) -> (String, String, Vec<u8>) {
+    let tail = format!(
+        "{}.{}",
+        value["country"].as_str().unwrap(),
+        value["action_id"].as_str().unwrap()
+    );
+    (
+        value["event_id"].as_str().unwrap().to_owned(),
+        tail,
+        value.to_string().into_bytes(),
+    )
+}
+
 async fn log_position(client: &reqwest::Client, base: &str) -> u64 {
     let body: serde_json::Value = client
         .get(format!("{base}/readyz"))
@@ -263,20 +277,7 @@ async fn nats_benchmarks(cores: usize) {
     println!("\nNATS JetStream: {events} events over {actions} Actions, PubAck window {PUBLISH_WINDOW}, {cores} cores");
     // The subject carries one Action per event: publish to the event's own subject.
     let payloads: Vec<(String, String, Vec<u8>)> = (0..events)
-        .map(|n| {
-            let json = event_json_over(n, actions);
-            let value: serde_json::Value = serde_json::from_slice(&json).unwrap();
-            let subject_tail = format!(
-                "{}.{}",
-                value["country"].as_str().unwrap(),
-                value["action_id"].as_str().unwrap()
-            );
-            (
-                value["event_id"].as_str().unwrap().to_owned(),
-                subject_tail,
-                json,
-            )
-        })
+        .map(|n| message(serde_json::from_slice(&event_json_over(n, actions)).unwrap()))
         .collect();
 
     // (a) The ceiling: raw publish to a fresh stream.
@@ -334,16 +335,7 @@ async fn nats_benchmarks(cores: usize) {
                 0x2000_0000_0000_0000_0000_0000_0000 + n as u128
             )
             .to_string());
-            let tail = format!(
-                "{}.{}",
-                value["country"].as_str().unwrap(),
-                value["action_id"].as_str().unwrap()
-            );
-            (
-                value["event_id"].as_str().unwrap().to_owned(),
-                tail,
-                value.to_string().into_bytes(),
-            )
+            message(value)
         })
         .collect();
     let base_position = log_position(&client, &base).await;

@@ -6,7 +6,7 @@ use crate::domain::fold::{ActionRecord, ActionStatus, Filters, ViewRules};
 use crate::domain::ids::{ActionId, Country};
 use crate::domain::review::{build_report, ReviewReport, ReviewScope};
 use crate::store::{Store, StoreError};
-use chrono::{NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::Value;
 
 pub fn today() -> NaiveDate {
@@ -129,24 +129,28 @@ pub fn compute_review(
 }
 
 /// The stored review reports, newest first.
-pub fn reviews(store: &Store) -> Result<Vec<ReviewReport>, StoreError> {
+/// Every stored review, newest first, with its seq and `recorded_at` for time travel.
+pub fn reviews(store: &Store) -> Result<Vec<(u64, DateTime<Utc>, ReviewReport)>, StoreError> {
     let mut seqs = store.review_seqs()?;
     seqs.sort_unstable_by(|a, b| b.cmp(a));
-    seqs.into_iter().map(|seq| review_at(store, seq)).collect()
+    seqs.into_iter()
+        .map(|seq| review_event(store, seq).map(|(recorded_at, report)| (seq, recorded_at, report)))
+        .collect()
 }
 
 pub fn review(store: &Store, review_id: &str) -> Result<Option<ReviewReport>, StoreError> {
     store
         .review_seq(review_id)?
-        .map(|seq| review_at(store, seq))
+        .map(|seq| review_event(store, seq).map(|(_, report)| report))
         .transpose()
 }
 
-fn review_at(store: &Store, seq: u64) -> Result<ReviewReport, StoreError> {
+fn review_event(store: &Store, seq: u64) -> Result<(DateTime<Utc>, ReviewReport), StoreError> {
     let json = store
         .event_json(seq)?
         .ok_or_else(|| StoreError::Corrupt(format!("review at seq {seq} missing")))?;
     let event = StoredEvent::from_json_bytes(&json).map_err(StoreError::Corrupt)?;
-    serde_json::from_value(Value::Object(event.envelope.data))
-        .map_err(|e| StoreError::Corrupt(format!("review at seq {seq}: {e}")))
+    let report = serde_json::from_value(Value::Object(event.envelope.data))
+        .map_err(|e| StoreError::Corrupt(format!("review at seq {seq}: {e}")))?;
+    Ok((event.recorded_at, report))
 }

@@ -759,6 +759,23 @@ async fn reviews_are_created_listed_and_read_as_json_and_markdown() {
     let id = report["review_id"].as_str().unwrap().to_owned();
     let (_, list) = get_json(&http, &service.url("/v1/reviews")).await;
     assert_eq!(list["reviews"][0]["review_id"], id.as_str(), "newest first");
+    // Time travel: before the review's own seq (the demo's 24 events come first), it is not known.
+    let (_, before) = get_json(&http, &service.url("/v1/reviews?until_seq=24")).await;
+    assert_eq!(before["reviews"], json!([]));
+    let (_, at) = get_json(&http, &service.url("/v1/reviews?until_seq=25")).await;
+    assert_eq!(at["reviews"].as_array().unwrap().len(), 1);
+    let (_, earlier) = get_json(
+        &http,
+        &service.url("/v1/reviews?known_at=2000-01-01T00:00:00Z"),
+    )
+    .await;
+    assert_eq!(earlier["reviews"], json!([]));
+    let (_, older_as_of) = get_json(&http, &service.url("/v1/reviews?as_of=2026-09-30")).await;
+    assert_eq!(
+        older_as_of["reviews"],
+        json!([]),
+        "a review read as of 2026-10-01 is not valid before it"
+    );
     let (status, one) = get_json(&http, &service.url(&format!("/v1/reviews/{id}"))).await;
     assert_eq!(status, 200);
     assert_eq!(one, report);

@@ -255,11 +255,7 @@ pub async fn log(
 ) -> Result<Response, ApiError> {
     caller.require_reviewer()?;
     let after = after(&query)?;
-    let ndjson = headers
-        .get(header::ACCEPT)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|accept| accept.contains("application/x-ndjson"));
-    if ndjson {
+    if super::accepts(&headers, "application/x-ndjson") {
         return Ok(stream_ndjson(app, after));
     }
     let limit = page_limit(&query)?;

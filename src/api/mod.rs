@@ -88,6 +88,14 @@ pub fn filters(query: &HashMap<String, String>) -> Result<Filters, ApiError> {
     })
 }
 
+/// Does the request's `Accept` header name `media_type`?
+pub fn accepts(headers: &axum::http::HeaderMap, media_type: &str) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|accept| accept.contains(media_type))
+}
+
 /// Runs blocking store reads off the async threads.
 pub async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,

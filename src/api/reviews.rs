@@ -25,10 +25,7 @@ fn wants_markdown(query: &super::Query, headers: &HeaderMap) -> bool {
     query
         .get("format")
         .is_some_and(|format| format == "markdown")
-        || headers
-            .get(header::ACCEPT)
-            .and_then(|value| value.to_str().ok())
-            .is_some_and(|accept| accept.contains("text/markdown"))
+        || super::accepts(headers, "text/markdown")
 }
 
 fn markdown(text: String) -> Response {
@@ -81,15 +78,16 @@ pub async fn list(
 ) -> Result<Response, ApiError> {
     caller.require_reviewer()?;
     let filters = filters(&query)?;
-    let reports: Vec<ReviewReport> = blocking(move || Ok(queries::reviews(&app.store)?)).await?;
-    let reports: Vec<ReviewReport> = reports
+    // Time travel on reviews: transaction time by the review's own place in the log, valid
+    // time by the date it was read as of.
+    let reports: Vec<ReviewReport> = blocking(move || Ok(queries::reviews(&app.store)?))
+        .await?
         .into_iter()
-        .filter(|report| filters.as_of.is_none_or(|as_of| report.as_of <= as_of))
-        .filter(|report| {
-            filters
-                .until_seq
-                .is_none_or(|until| report.until_seq < until)
+        .filter(|(seq, recorded_at, report)| {
+            filters.known(*seq, recorded_at.timestamp_micros())
+                && filters.as_of.is_none_or(|as_of| report.as_of <= as_of)
         })
+        .map(|(_, _, report)| report)
         .collect();
     if wants_markdown(&query, &headers) {
         let mut text = String::from("# Impact reviews\n\n| review | as of | log position | country | slot | outcomes | findings |\n|---|---|---:|---|---|---:|---:|\n");
