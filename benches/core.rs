@@ -95,7 +95,9 @@ fn main() {
             scope.spawn(move || submit_range(&writer, start..end));
         }
     });
-    let append = common::rate(events, started.elapsed().as_secs_f64());
+    let append_seconds = started.elapsed().as_secs_f64();
+    let append = common::rate(events, append_seconds);
+    common::print_thread_cpu(append_seconds);
     drop(writer);
     thread.join().unwrap();
     println!("append via the single writer:    {append:>10.0} events/s ({:.0}% of raw insert; target >= 50,000, stretch 100,000)", 100.0 * append / raw_insert);

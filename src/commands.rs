@@ -155,6 +155,7 @@ pub fn rebuild_within(data_dir: &Path, progress: bool, memory_bytes: usize) -> a
     let store = Store::open(data_dir, CACHE_BYTES_OFFLINE)
         .with_context(|| format!("open the store in {}", data_dir.display()))?;
     let total = store.last_seq()?;
+    store.discard_pending_views()?;
     let bar = if progress {
         indicatif::ProgressBar::new(total)
     } else {

@@ -50,3 +50,47 @@ pub fn quantile(sorted: &[f64], q: f64) -> f64 {
     }
     sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
+
+/// CPU seconds each thread of this process has used, by thread name, beside `wall` seconds:
+/// shows which thread bounds a figure.
+pub fn print_thread_cpu(wall: f64) {
+    let ticks = 100.0; // USER_HZ
+    let mut by_name: std::collections::BTreeMap<String, f64> = Default::default();
+    for task in std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let path = task.path();
+        let (Ok(name), Ok(stat)) = (
+            std::fs::read_to_string(path.join("comm")),
+            std::fs::read_to_string(path.join("stat")),
+        ) else {
+            continue;
+        };
+        let fields: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        let cpu = fields
+            .get(11)
+            .and_then(|u| u.parse::<f64>().ok())
+            .unwrap_or(0.0)
+            + fields
+                .get(12)
+                .and_then(|s| s.parse::<f64>().ok())
+                .unwrap_or(0.0);
+        *by_name.entry(name.trim().to_owned()).or_default() += cpu / ticks;
+    }
+    let line: Vec<String> = by_name
+        .iter()
+        .filter(|(_, cpu)| **cpu > 0.05)
+        .map(|(name, cpu)| format!("{name} {cpu:.1}s"))
+        .collect();
+    println!(
+        "  cpu by thread since start (wall {wall:.1}s): {}",
+        line.join(", ")
+    );
+}

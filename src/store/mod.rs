@@ -2,20 +2,29 @@
 //! ARCHITECTURE.md). Every write is one `Commit` applied as ONE atomic sled batch, then flushed
 //! and fsynced once: group commit, never a flush per event.
 
+mod pending;
+
 use crate::domain::fold::ActionRecord;
 use crate::domain::ids::{ActionId, EventId};
+use pending::Pending;
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
 
 const LOG: u8 = b'l';
-const EVENT_ID: u8 = b'e';
+const INDEX: u8 = b'i';
+const DELTA: u8 = b'd';
 const VIEW: u8 = b'v';
 const REJECTION: u8 = b'r';
 const REVIEW: u8 = b'w';
 const META_LAST_SEQ: &[u8] = b"m:last_seq";
 const META_CHECKPOINT: &[u8] = b"m:stream_checkpoint";
 const META_LAST_REJECTION: &[u8] = b"m:last_rejection_id";
+const META_VIEWS_AT: &[u8] = b"m:views_at";
+/// An index segment's entry: the event_id (16 bytes) and the SHA-256 of its content.
+const INDEX_ENTRY_BYTES: usize = 48;
 
 /// How long `open` waits for a lock a just-closed handle of this process still holds.
 const OPEN_LOCK_RETRIES: u32 = 100;
@@ -86,8 +95,26 @@ impl Commit {
 
 #[derive(Clone)]
 pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     tree: sled::Db,
     dir: PathBuf,
+    /// event_id → seq, read from the index segments on first use, then kept up to date by
+    /// `commit`. `None` until first used: reads that never look up an id never pay for it.
+    ids: RwLock<Option<HashMap<EventId, u64>>>,
+    pending: Arc<Pending>,
+    compactor: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.pending.stop();
+        if let Some(compactor) = self.compactor.lock().ok().and_then(|mut c| c.take()) {
+            let _ = compactor.join();
+        }
+    }
 }
 
 fn key(prefix: u8, rest: &[u8]) -> Vec<u8> {
@@ -138,14 +165,31 @@ impl Store {
                 result => break result?,
             }
         };
+        let pending = Arc::new(Pending::load(&tree)?);
+        let compactor = {
+            let (pending, tree) = (pending.clone(), tree.clone());
+            std::thread::Builder::new()
+                .name("impact-compactor".into())
+                .spawn(move || pending.run_compactor(&tree))
+                .map_err(|source| StoreError::Io {
+                    path: dir.to_owned(),
+                    source,
+                })?
+        };
         Ok(Store {
-            tree,
-            dir: dir.to_owned(),
+            inner: Arc::new(Inner {
+                tree,
+                dir: dir.to_owned(),
+                ids: RwLock::new(None),
+                pending,
+                compactor: Mutex::new(Some(compactor)),
+            }),
         })
     }
 
     fn meta(&self, name: &[u8]) -> Result<Option<u64>, StoreError> {
-        self.tree
+        self.inner
+            .tree
             .get(name)?
             .map(|value| read_u64(&value))
             .transpose()
@@ -166,48 +210,128 @@ impl Store {
 
     /// Where `event_id` is in the log, and the hash of its content.
     pub fn event_index(&self, event_id: &EventId) -> Result<Option<(u64, [u8; 32])>, StoreError> {
-        let Some(value) = self.tree.get(key(EVENT_ID, event_id.as_bytes()))? else {
-            return Ok(None);
+        let seq = {
+            let ids = self.inner.ids.read().unwrap_or_else(|e| e.into_inner());
+            match ids.as_ref() {
+                Some(ids) => ids.get(event_id).copied(),
+                None => {
+                    drop(ids);
+                    self.load_ids()?
+                        .as_ref()
+                        .and_then(|ids| ids.get(event_id))
+                        .copied()
+                }
+            }
         };
-        let hash: [u8; 32] = value
-            .get(8..40)
-            .and_then(|b| b.try_into().ok())
-            .ok_or_else(|| StoreError::Corrupt("event index".into()))?;
-        Ok(Some((read_u64(&value)?, hash)))
+        let Some(seq) = seq else { return Ok(None) };
+        let (first, segment) = self
+            .segment_at(INDEX, seq)?
+            .ok_or_else(|| StoreError::Corrupt(format!("no index segment for seq {seq}")))?;
+        let at = (seq - first) as usize * INDEX_ENTRY_BYTES;
+        let entry = segment
+            .get(at..at + INDEX_ENTRY_BYTES)
+            .filter(|entry| entry[..16] == *event_id.as_bytes())
+            .ok_or_else(|| StoreError::Corrupt(format!("index entry of seq {seq}")))?;
+        Ok(Some((seq, entry[16..].try_into().expect("32 bytes"))))
+    }
+
+    /// Reads every index segment into the id map, once.
+    fn load_ids(
+        &self,
+    ) -> Result<std::sync::RwLockWriteGuard<'_, Option<HashMap<EventId, u64>>>, StoreError> {
+        let mut ids = self.inner.ids.write().unwrap_or_else(|e| e.into_inner());
+        if ids.is_none() {
+            let mut map = HashMap::with_capacity(self.last_seq()? as usize);
+            for item in self.inner.tree.scan_prefix([INDEX]) {
+                let (key, segment) = item?;
+                let first = read_u64(&key[1..])?;
+                for (n, entry) in segment.chunks_exact(INDEX_ENTRY_BYTES).enumerate() {
+                    let id = EventId::from_bytes(entry[..16].try_into().expect("16 bytes"));
+                    map.insert(id, first + n as u64);
+                }
+            }
+            *ids = Some(map);
+        }
+        Ok(ids)
     }
 
     pub fn record(&self, action_id: &ActionId) -> Result<Option<ActionRecord>, StoreError> {
-        self.tree
-            .get(key(VIEW, action_id.as_str().as_bytes()))?
+        self.record_raw(action_id)?
             .map(|bytes| decode_record(&bytes))
             .transpose()
     }
 
+    /// The record's bytes: the newest written by a batch, else the compacted one.
     pub fn record_raw(&self, action_id: &ActionId) -> Result<Option<sled::IVec>, StoreError> {
-        Ok(self.tree.get(key(VIEW, action_id.as_str().as_bytes()))?)
+        if let Some(bytes) = self.inner.pending.get(action_id) {
+            return Ok(Some(bytes));
+        }
+        Ok(self
+            .inner
+            .tree
+            .get(key(VIEW, action_id.as_str().as_bytes()))?)
+    }
+
+    /// Every view record, in action_id order, as (action_id bytes, record bytes).
+    fn view_entries(&self) -> impl Iterator<Item = Result<(Vec<u8>, sled::IVec), StoreError>> + '_ {
+        let mut pending = self.inner.pending.sorted().into_iter().peekable();
+        let mut compacted = self.inner.tree.scan_prefix([VIEW]).peekable();
+        std::iter::from_fn(move || {
+            let next_compacted = match compacted.peek() {
+                None => None,
+                Some(Ok((key, _))) => Some(key[1..].to_vec()),
+                Some(Err(_)) => {
+                    let error = compacted
+                        .next()
+                        .expect("peeked")
+                        .expect_err("peeked an error");
+                    return Some(Err(StoreError::from(error)));
+                }
+            };
+            let next_pending = pending
+                .peek()
+                .map(|(id, _)| id.as_str().as_bytes().to_vec());
+            match (next_pending, next_compacted) {
+                (None, None) => None,
+                (Some(p), c) if c.as_ref().is_none_or(|c| p <= *c) => {
+                    if c.as_ref() == Some(&p) {
+                        compacted.next();
+                    }
+                    let (_, bytes) = pending.next().expect("peeked");
+                    Some(Ok((p, bytes)))
+                }
+                (_, Some(c)) => {
+                    let (_, bytes) = compacted.next().expect("peeked").expect("peeked Ok");
+                    Some(Ok((c, bytes)))
+                }
+                (Some(_), None) => unreachable!("handled by the arm above"),
+            }
+        })
     }
 
     /// The stored view record's bytes, for byte-for-byte comparisons.
     pub fn record_bytes(
         &self,
     ) -> impl Iterator<Item = Result<(Vec<u8>, Vec<u8>), StoreError>> + '_ {
-        self.tree.scan_prefix([VIEW]).map(|item| {
-            item.map(|(key, value)| (key[1..].to_vec(), value.to_vec()))
-                .map_err(StoreError::from)
-        })
+        self.view_entries()
+            .map(|item| item.map(|(id, bytes)| (id, bytes.to_vec())))
     }
 
     pub fn records(&self) -> impl Iterator<Item = Result<ActionRecord, StoreError>> + '_ {
-        self.tree
-            .scan_prefix([VIEW])
-            .map(|item| decode_record(&item?.1))
+        self.view_entries().map(|item| decode_record(&item?.1))
     }
 
-    /// The segment holding `seq`: its first seq and its bytes.
+    /// The log segment holding `seq`: its first seq and its bytes.
     fn segment_of(&self, seq: u64) -> Result<Option<(u64, sled::IVec)>, StoreError> {
+        self.segment_at(LOG, seq)
+    }
+
+    /// The segment under `prefix` (log or index) that holds `seq`.
+    fn segment_at(&self, prefix: u8, seq: u64) -> Result<Option<(u64, sled::IVec)>, StoreError> {
         let Some(item) = self
+            .inner
             .tree
-            .range(seq_key(LOG, 0)..=seq_key(LOG, seq))
+            .range(seq_key(prefix, 0)..=seq_key(prefix, seq))
             .next_back()
         else {
             return Ok(None);
@@ -232,7 +356,8 @@ impl Store {
             Ok(Some((first, _))) => first,
             _ => after.saturating_add(1),
         };
-        self.tree
+        self.inner
+            .tree
             .range(seq_key(LOG, start)..=seq_key(LOG, u64::MAX))
             .flat_map(move |item| -> Vec<Result<(u64, sled::IVec), StoreError>> {
                 let segment = item
@@ -255,7 +380,7 @@ impl Store {
     ) -> impl Iterator<Item = Result<RejectionRecord, StoreError>> + '_ {
         let start = seq_key(REJECTION, after.saturating_add(1));
         let end = seq_key(REJECTION, u64::MAX);
-        self.tree.range(start..=end).map(|item| {
+        self.inner.tree.range(start..=end).map(|item| {
             let (_, value) = item?;
             serde_json::from_slice(&value).map_err(|e| StoreError::Corrupt(e.to_string()))
         })
@@ -265,7 +390,7 @@ impl Store {
     pub fn rejections_newest_first(
         &self,
     ) -> impl Iterator<Item = Result<RejectionRecord, StoreError>> + '_ {
-        self.tree.scan_prefix([REJECTION]).rev().map(|item| {
+        self.inner.tree.scan_prefix([REJECTION]).rev().map(|item| {
             let (_, value) = item?;
             serde_json::from_slice(&value).map_err(|e| StoreError::Corrupt(e.to_string()))
         })
@@ -273,7 +398,8 @@ impl Store {
 
     /// `review_id` → its seq in the log.
     pub fn review_seq(&self, review_id: &str) -> Result<Option<u64>, StoreError> {
-        self.tree
+        self.inner
+            .tree
             .get(key(REVIEW, review_id.as_bytes()))?
             .map(|value| read_u64(&value))
             .transpose()
@@ -281,7 +407,8 @@ impl Store {
 
     /// Every review's seq, in review_id order.
     pub fn review_seqs(&self) -> Result<Vec<u64>, StoreError> {
-        self.tree
+        self.inner
+            .tree
             .scan_prefix([REVIEW])
             .map(|item| read_u64(&item?.1))
             .collect()
@@ -294,32 +421,39 @@ impl Store {
         }
         let mut batch = sled::Batch::default();
         let mut last_seq = None;
-        if let Some(first) = commit.events.first() {
-            batch.insert(
-                &seq_key(LOG, first.seq),
-                encode_segment(commit.events.iter().map(|event| event.json.as_slice())),
-            );
-        }
+        let first_seq = commit.events.first().map(|event| event.seq);
+        let mut index = Vec::with_capacity(INDEX_ENTRY_BYTES * commit.events.len());
         for event in &commit.events {
             assert!(
                 last_seq.is_none_or(|last| last + 1 == event.seq),
                 "a segment's seqs are contiguous"
             );
-            let mut index = Vec::with_capacity(40);
-            index.extend_from_slice(&event.seq.to_be_bytes());
+            index.extend_from_slice(event.event_id.as_bytes());
             index.extend_from_slice(&event.hash);
-            batch.insert(key(EVENT_ID, event.event_id.as_bytes()), index);
             if let Some(review_id) = &event.review_id {
                 batch.insert(key(REVIEW, review_id.as_bytes()), &event.seq.to_be_bytes());
             }
             last_seq = Some(event.seq);
         }
-        for record in &commit.records {
+        let records: Vec<(ActionId, Vec<u8>)> = commit
+            .records
+            .iter()
+            .map(|record| (record.action_id.clone(), encode_record(record)))
+            .collect();
+        if let Some(first) = first_seq {
             batch.insert(
-                key(VIEW, record.action_id.as_str().as_bytes()),
-                encode_record(record),
+                &seq_key(LOG, first),
+                encode_segment(commit.events.iter().map(|event| event.json.as_slice())),
             );
+            batch.insert(&seq_key(INDEX, first), index);
+            if !records.is_empty() {
+                batch.insert(&seq_key(DELTA, first), pending::encode_delta(&records));
+            }
         }
+        assert!(
+            records.is_empty() || first_seq.is_some(),
+            "records change only with events"
+        );
         for rejection in &commit.rejections {
             let json = serde_json::to_vec(rejection).expect("a rejection serializes");
             batch.insert(&seq_key(REJECTION, rejection.id), json);
@@ -333,15 +467,41 @@ impl Store {
         if let Some(checkpoint) = commit.checkpoint {
             batch.insert(META_CHECKPOINT, &checkpoint.to_be_bytes());
         }
-        self.tree.apply_batch(batch)?;
-        self.sync()
+        self.inner.tree.apply_batch(batch)?;
+        self.sync()?;
+        // Durable: now the in-memory indexes may show it.
+        if let Some(ids) = self
+            .inner
+            .ids
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+        {
+            ids.extend(
+                commit
+                    .events
+                    .iter()
+                    .map(|event| (event.event_id, event.seq)),
+            );
+        }
+        if let Some(first) = first_seq {
+            self.inner.pending.put(
+                first,
+                records
+                    .into_iter()
+                    .map(|(id, bytes)| (id, sled::IVec::from(bytes)))
+                    .collect(),
+            );
+            self.inner.pending.wait_for_room();
+        }
+        Ok(())
     }
 
     /// sled's `flush` ends in `sync_file_range`, which neither syncs metadata nor the drive's
     /// cache; an fsync of its data file afterwards does.
     pub fn sync(&self) -> Result<(), StoreError> {
-        self.tree.flush()?;
-        let path = self.dir.join("sled").join("db");
+        self.inner.tree.flush()?;
+        let path = self.inner.dir.join("sled").join("db");
         let file = File::open(&path).map_err(|source| StoreError::Io {
             path: path.clone(),
             source,
@@ -350,19 +510,38 @@ impl Store {
             .map_err(|source| StoreError::Io { path, source })
     }
 
+    /// Forgets every view written by a batch but not yet compacted, on disk and in memory
+    /// (for `rebuild`, which then writes every record anew).
+    pub fn discard_pending_views(&self) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for item in self.inner.tree.scan_prefix([DELTA]).keys() {
+            batch.remove(item?);
+        }
+        batch.insert(META_VIEWS_AT, &self.last_seq()?.to_be_bytes());
+        self.inner.tree.apply_batch(batch)?;
+        self.inner.pending.clear();
+        Ok(())
+    }
+
+    /// Copies every view written by a batch into its per-Action key now (the compactor's work,
+    /// on the caller's thread).
+    pub fn compact_views(&self) -> Result<(), StoreError> {
+        self.inner.pending.compact(&self.inner.tree)
+    }
+
     /// Removes the view records of Actions `keep` refuses (for `rebuild`, after it wrote anew
     /// every record the log gives); the log and its indexes stay.
     pub fn drop_views_except(&self, keep: impl Fn(&[u8]) -> bool) -> Result<u64, StoreError> {
         let mut dropped = 0;
         let mut batch = sled::Batch::default();
-        for item in self.tree.scan_prefix([VIEW]).keys() {
+        for item in self.inner.tree.scan_prefix([VIEW]).keys() {
             let key = item?;
             if !keep(&key[1..]) {
                 batch.remove(key);
                 dropped += 1;
             }
         }
-        self.tree.apply_batch(batch)?;
+        self.inner.tree.apply_batch(batch)?;
         Ok(dropped)
     }
 
@@ -372,12 +551,12 @@ impl Store {
         for (action_id, bytes) in records {
             batch.insert(key(VIEW, action_id.as_str().as_bytes()), bytes.as_slice());
         }
-        Ok(self.tree.apply_batch(batch)?)
+        Ok(self.inner.tree.apply_batch(batch)?)
     }
 
     /// Raw sled access for the benchmarks' ceilings.
     pub fn raw(&self) -> &sled::Db {
-        &self.tree
+        &self.inner.tree
     }
 }
 
