@@ -84,7 +84,10 @@ fn main() {
         }
     };
     submit_range(&writer, 0..ACTIONS.min(events));
-    let producers = 4;
+    let producers: usize = std::env::var("IMPACT_BENCH_PRODUCERS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(16);
     let rest = events.saturating_sub(ACTIONS);
     std::thread::scope(|scope| {
         for p in 0..producers {

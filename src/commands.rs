@@ -22,6 +22,8 @@ use std::sync::Arc;
 
 /// Events per writer submission during an import.
 const IMPORT_CHUNK_EVENTS: usize = 1000;
+/// Chunks sent to the writer and not yet answered during an import.
+const IMPORT_CHUNKS_IN_FLIGHT: usize = 4;
 
 pub fn open_store(data_dir: &Path) -> anyhow::Result<Store> {
     if !data_dir.join("sled").exists() {
@@ -333,17 +335,18 @@ pub fn import(data_dir: &Path, file: &Path) -> anyhow::Result<ImportCounts> {
     let mut counts = ImportCounts::default();
     let mut chunk = Vec::with_capacity(IMPORT_CHUNK_EVENTS);
     let mut lines_of_chunk = Vec::with_capacity(IMPORT_CHUNK_EVENTS);
-    let flush = |chunk: &mut Vec<Incoming>,
-                 lines: &mut Vec<usize>,
-                 counts: &mut ImportCounts|
+    // A few chunks in flight: the next is parsed while the writer applies the last.
+    let mut in_flight = std::collections::VecDeque::new();
+    let settle = |answer: tokio::sync::oneshot::Receiver<crate::ingest::SubmissionResult>,
+                  lines: Vec<usize>,
+                  counts: &mut ImportCounts|
      -> anyhow::Result<()> {
-        if chunk.is_empty() {
-            return Ok(());
-        }
-        let outcomes = writer
-            .blocking_submit(std::mem::take(chunk), false)
+        let outcomes = answer
+            .blocking_recv()
+            .map_err(|_| WriteError::Stopped)
+            .and_then(|result| result)
             .map_err(|e: WriteError| anyhow::anyhow!("import: {e}"))?;
-        for (outcome, line) in outcomes.iter().zip(lines.drain(..)) {
+        for (outcome, line) in outcomes.iter().zip(lines) {
             match outcome {
                 ItemOutcome::Applied { .. } => counts.applied += 1,
                 ItemOutcome::Duplicate { .. } => counts.duplicate += 1,
@@ -355,27 +358,36 @@ pub fn import(data_dir: &Path, file: &Path) -> anyhow::Result<ImportCounts> {
         }
         Ok(())
     };
-    for (index, line) in reader.lines().enumerate() {
+    let mut lines = reader.lines().enumerate().peekable();
+    while let Some((index, line)) = lines.next() {
         let line = line?;
-        if line.trim().is_empty() {
-            continue;
-        }
         let line_number = index + 1;
-        match imported(&schemas, &line) {
-            Ok(incoming) => {
-                chunk.push(incoming);
-                lines_of_chunk.push(line_number);
-            }
-            Err(message) => {
-                counts.rejected += 1;
-                eprintln!("line {line_number}: {message}");
+        if !line.trim().is_empty() {
+            match imported(&schemas, &line) {
+                Ok(incoming) => {
+                    chunk.push(incoming);
+                    lines_of_chunk.push(line_number);
+                }
+                Err(message) => {
+                    counts.rejected += 1;
+                    eprintln!("line {line_number}: {message}");
+                }
             }
         }
-        if chunk.len() == IMPORT_CHUNK_EVENTS {
-            flush(&mut chunk, &mut lines_of_chunk, &mut counts)?;
+        if chunk.len() == IMPORT_CHUNK_EVENTS || (lines.peek().is_none() && !chunk.is_empty()) {
+            let answer = writer
+                .blocking_send(std::mem::take(&mut chunk), false)
+                .map_err(|e| anyhow::anyhow!("import: {e}"))?;
+            in_flight.push_back((answer, std::mem::take(&mut lines_of_chunk)));
+            if in_flight.len() > IMPORT_CHUNKS_IN_FLIGHT {
+                let (answer, lines) = in_flight.pop_front().expect("not empty");
+                settle(answer, lines, &mut counts)?;
+            }
         }
     }
-    flush(&mut chunk, &mut lines_of_chunk, &mut counts)?;
+    for (answer, lines) in in_flight {
+        settle(answer, lines, &mut counts)?;
+    }
     drop(writer);
     thread
         .join()

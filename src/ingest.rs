@@ -174,6 +174,18 @@ impl Writer {
     }
 
     pub fn blocking_submit(&self, items: Vec<Incoming>, all_or_nothing: bool) -> SubmissionResult {
+        self.blocking_send(items, all_or_nothing)?
+            .blocking_recv()
+            .map_err(|_| WriteError::Stopped)?
+    }
+
+    /// Queues a submission from a thread outside the runtime and returns where its answer will
+    /// come, so the caller can prepare the next one meanwhile.
+    pub fn blocking_send(
+        &self,
+        items: Vec<Incoming>,
+        all_or_nothing: bool,
+    ) -> Result<oneshot::Receiver<SubmissionResult>, WriteError> {
         let items = items
             .into_iter()
             .map(|item| item.prepare(&self.schemas))
@@ -188,7 +200,7 @@ impl Writer {
         self.tx
             .blocking_send(submission)
             .map_err(|_| WriteError::Stopped)?;
-        answer.blocking_recv().map_err(|_| WriteError::Stopped)?
+        Ok(answer)
     }
 
     pub fn position(&self) -> Position {
@@ -245,6 +257,18 @@ impl WriterState {
     }
 }
 
+/// A batch handed to the committer: its atomic write, and whom to tell once it is durable.
+struct Committing {
+    commit: Commit,
+    replies: Vec<(Option<oneshot::Sender<SubmissionResult>>, SubmissionResult)>,
+    counts: Counts,
+    position: Position,
+    from_stream: bool,
+}
+
+/// The writer's loop. It validates and folds batch N+1 while the committer thread writes and
+/// fsyncs batch N (what N changed is kept in memory meanwhile), so the disk's latency and the
+/// CPU work overlap. At most one batch is being committed at a time.
 fn run(
     mut rx: mpsc::Receiver<Submission>,
     store: Store,
@@ -253,6 +277,16 @@ fn run(
     mut state: WriterState,
     position: watch::Sender<Position>,
 ) {
+    let (to_committer, committing) = std::sync::mpsc::sync_channel::<Committing>(0);
+    let (done, committed) = std::sync::mpsc::channel::<Result<(), ()>>();
+    let committer = {
+        let store = store.clone();
+        std::thread::Builder::new()
+            .name("impact-committer".into())
+            .spawn(move || commit_loop(committing, done, &store, &metrics, &position))
+            .expect("spawn the committer thread")
+    };
+    let mut in_flight: Option<InFlight> = None;
     while let Some(first) = rx.blocking_recv() {
         let mut event_count = first.items.len();
         let mut submissions = vec![first];
@@ -266,6 +300,7 @@ fn run(
             }
         }
         let mut batch = Batch::new(&store, &schemas, state.clone());
+        batch.earlier = in_flight.as_ref();
         let mut replies = Vec::with_capacity(submissions.len());
         for submission in submissions {
             let result = batch.submit(submission.items, submission.all_or_nothing);
@@ -276,40 +311,95 @@ fn run(
         }
         // Did this batch consume stream messages (its checkpoint moved)?
         let from_stream = batch.state.checkpoint != state.checkpoint;
-        let (commit, next_state, counts) = batch.finish();
-        match store.commit(&commit) {
+        let (commit, next_state, counts, written) = batch.finish();
+        // The batch before must be durable before this one, which was built on it, is written.
+        if in_flight.take().is_some() && committed.recv() != Ok(Ok(())) {
+            fail(
+                replies,
+                "an earlier batch could not be written",
+                from_stream,
+            );
+            match WriterState::load(&store) {
+                Ok(reloaded) => state = reloaded,
+                Err(error) => {
+                    tracing::error!(%error, "the writer cannot read its state back; stopping");
+                    break;
+                }
+            }
+            continue;
+        }
+        let handed = to_committer.send(Committing {
+            commit,
+            replies,
+            counts,
+            position: Position {
+                last_seq: next_state.next_seq - 1,
+                checkpoint: next_state.checkpoint,
+            },
+            from_stream,
+        });
+        if handed.is_err() {
+            break;
+        }
+        state = next_state;
+        in_flight = Some(written);
+    }
+    drop(to_committer);
+    let _ = committer.join();
+    if let Err(error) = store.sync() {
+        tracing::error!(%error, "final flush failed");
+    }
+}
+
+/// The committer thread: writes each batch as one atomic, fsynced write, then answers it.
+fn commit_loop(
+    batches: std::sync::mpsc::Receiver<Committing>,
+    done: std::sync::mpsc::Sender<Result<(), ()>>,
+    store: &Store,
+    metrics: &Metrics,
+    position: &watch::Sender<Position>,
+) {
+    for batch in batches {
+        match store.commit(&batch.commit) {
             Ok(()) => {
-                state = next_state;
-                counts.record(&metrics);
-                metrics.log_position.set(state.next_seq as i64 - 1);
-                for (reply, result) in replies {
+                batch.counts.record(metrics);
+                metrics.log_position.set(batch.position.last_seq as i64);
+                for (reply, result) in batch.replies {
                     if let Some(reply) = reply {
                         let _ = reply.send(result);
                     }
                 }
-                position.send_replace(Position {
-                    last_seq: state.next_seq - 1,
-                    checkpoint: state.checkpoint,
-                });
-            }
-            Err(error) if from_stream => {
-                // The consumer has moved past these stream messages; carrying on would let a
-                // later checkpoint skip them. Stop, so a restart resumes from the stored checkpoint.
-                tracing::error!(%error, "a batch from the stream could not be written; stopping to resume from the checkpoint");
-                std::process::exit(70);
+                position.send_replace(batch.position);
+                let _ = done.send(Ok(()));
             }
             Err(error) => {
                 tracing::error!(%error, "the batch could not be written; nothing of it was applied");
-                for (reply, _) in replies {
-                    if let Some(reply) = reply {
-                        let _ = reply.send(Err(WriteError::Store(error.to_string())));
-                    }
-                }
+                fail(batch.replies, &error.to_string(), batch.from_stream);
+                let _ = done.send(Err(()));
             }
         }
     }
-    if let Err(error) = store.sync() {
-        tracing::error!(%error, "final flush failed");
+}
+
+/// Answers a batch that was not written. A batch that consumed stream messages stops the
+/// process instead: the consumer has moved past them, and carrying on would let a later
+/// checkpoint skip them; a restart resumes from the stored checkpoint.
+fn fail(
+    replies: Vec<(Option<oneshot::Sender<SubmissionResult>>, SubmissionResult)>,
+    error: &str,
+    from_stream: bool,
+) {
+    if from_stream {
+        tracing::error!(
+            error,
+            "a batch from the stream could not be written; stopping to resume from the checkpoint"
+        );
+        std::process::exit(70);
+    }
+    for (reply, _) in replies {
+        if let Some(reply) = reply {
+            let _ = reply.send(Err(WriteError::Store(error.to_owned())));
+        }
     }
 }
 
@@ -340,6 +430,15 @@ struct Undo {
     counts_duplicate: u64,
 }
 
+/// What a batch handed to the committer changed, for the next batch to build on while it is
+/// being written.
+#[derive(Default)]
+struct InFlight {
+    records: HashMap<ActionId, ActionRecord>,
+    ids: HashMap<EventId, (u64, [u8; 32])>,
+    reviews: HashMap<String, u64>,
+}
+
 /// One group commit under construction.
 struct Batch<'a> {
     store: &'a Store,
@@ -352,6 +451,8 @@ struct Batch<'a> {
     commit: Commit,
     counts: Counts,
     undo: Option<Undo>,
+    /// The batch being committed meanwhile, newer than the store.
+    earlier: Option<&'a InFlight>,
 }
 
 impl<'a> Batch<'a> {
@@ -369,6 +470,7 @@ impl<'a> Batch<'a> {
             commit: Commit::default(),
             counts: Counts::default(),
             undo: None,
+            earlier: None,
         }
     }
 
@@ -425,7 +527,14 @@ impl<'a> Batch<'a> {
     /// Makes sure `action_id`'s stored record, if any, is in the batch.
     fn load(&mut self, action_id: &ActionId) -> Result<(), StoreError> {
         if !self.records.contains_key(action_id) {
-            if let Some(record) = self.store.record(action_id)? {
+            let earlier = self
+                .earlier
+                .and_then(|earlier| earlier.records.get(action_id).cloned());
+            let record = match earlier {
+                Some(record) => Some(record),
+                None => self.store.record(action_id)?,
+            };
+            if let Some(record) = record {
                 self.records.insert(action_id.clone(), record);
             }
         }
@@ -433,7 +542,8 @@ impl<'a> Batch<'a> {
     }
 
     fn seen(&self, event_id: &EventId) -> Result<Option<(u64, [u8; 32])>, StoreError> {
-        match self.new_ids.get(event_id) {
+        let earlier = self.earlier.and_then(|earlier| earlier.ids.get(event_id));
+        match self.new_ids.get(event_id).or(earlier) {
             Some(found) => Ok(Some(*found)),
             None => self.store.event_index(event_id),
         }
@@ -530,7 +640,10 @@ impl<'a> Batch<'a> {
             .flatten();
         if let Some(review_id) = &review_id {
             // One review per id, whoever writes it (replicas, restarts): a second is a duplicate.
-            let earlier = match self.new_reviews.get(review_id) {
+            let in_flight = self
+                .earlier
+                .and_then(|earlier| earlier.reviews.get(review_id));
+            let earlier = match self.new_reviews.get(review_id).or(in_flight) {
                 Some(seq) => Some(*seq),
                 None => self.store.review_seq(review_id)?,
             };
@@ -613,7 +726,7 @@ impl<'a> Batch<'a> {
         Ok(ItemOutcome::Applied { seq })
     }
 
-    fn finish(mut self) -> (Commit, WriterState, Counts) {
+    fn finish(mut self) -> (Commit, WriterState, Counts, InFlight) {
         let mut touched: Vec<&ActionId> = self
             .commit
             .events
@@ -630,7 +743,12 @@ impl<'a> Batch<'a> {
         if self.state.checkpoint > 0 {
             self.commit.checkpoint = Some(self.state.checkpoint);
         }
-        (self.commit, self.state, self.counts)
+        let written = InFlight {
+            records: self.records,
+            ids: self.new_ids,
+            reviews: self.new_reviews,
+        };
+        (self.commit, self.state, self.counts, written)
     }
 }
 

@@ -513,20 +513,14 @@ impl Store {
     /// Forgets every view written by a batch but not yet compacted, on disk and in memory
     /// (for `rebuild`, which then writes every record anew).
     pub fn discard_pending_views(&self) -> Result<(), StoreError> {
+        self.inner.pending.clear();
         let mut batch = sled::Batch::default();
         for item in self.inner.tree.scan_prefix([DELTA]).keys() {
             batch.remove(item?);
         }
         batch.insert(META_VIEWS_AT, &self.last_seq()?.to_be_bytes());
         self.inner.tree.apply_batch(batch)?;
-        self.inner.pending.clear();
         Ok(())
-    }
-
-    /// Copies every view written by a batch into its per-Action key now (the compactor's work,
-    /// on the caller's thread).
-    pub fn compact_views(&self) -> Result<(), StoreError> {
-        self.inner.pending.compact(&self.inner.tree)
     }
 
     /// Removes the view records of Actions `keep` refuses (for `rebuild`, after it wrote anew

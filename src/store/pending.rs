@@ -15,13 +15,11 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// The compactor starts a round once this many bytes of records wait...
-const COMPACT_AT_BYTES: usize = 16 << 20;
+const COMPACT_AT_BYTES: usize = 4 << 20;
 /// ...or once any have waited this long, so a restart has little to read back.
 const COMPACT_AFTER: Duration = Duration::from_secs(2);
 /// The writer waits for the compactor above this many bytes (back-pressure, bounded memory).
-const WRITER_WAITS_AT_BYTES: usize = 64 << 20;
-/// Records per sled batch while compacting.
-const COMPACT_CHUNK_RECORDS: usize = 4096;
+const WRITER_WAITS_AT_BYTES: usize = 16 << 20;
 
 /// A record as of the delta segment `delta` that carries it.
 #[derive(Clone)]
@@ -42,6 +40,8 @@ struct Records {
 #[derive(Default)]
 pub(super) struct Pending {
     records: Mutex<Records>,
+    /// Held through a compaction round, and by `clear`, so the two never interleave.
+    round: Mutex<()>,
     changed: Condvar,
     stop: AtomicBool,
 }
@@ -163,6 +163,7 @@ impl Pending {
 
     /// Forgets every waiting record (for `rebuild`, which rewrites every view).
     pub(super) fn clear(&self) {
+        let _round = self.round.lock().unwrap_or_else(|e| e.into_inner());
         *self.lock() = Records::default();
     }
 
@@ -203,7 +204,8 @@ impl Pending {
 
     /// One round: copies every waiting record into its `v` key, then, atomically, deletes the
     /// delta segments those came from and moves `m:views_at` past them.
-    pub(super) fn compact(&self, tree: &sled::Db) -> Result<(), StoreError> {
+    fn compact(&self, tree: &sled::Db) -> Result<(), StoreError> {
+        let _round = self.round.lock().unwrap_or_else(|e| e.into_inner());
         let (records, covered) = {
             let guard = self.lock();
             let records: Vec<(ActionId, IVec)> = guard
@@ -213,12 +215,13 @@ impl Pending {
                 .collect();
             (records, guard.last_delta)
         };
-        for chunk in records.chunks(COMPACT_CHUNK_RECORDS) {
-            let mut batch = sled::Batch::default();
-            for (action_id, bytes) in chunk {
-                batch.insert(key(VIEW, action_id.as_str().as_bytes()), bytes.clone());
-            }
-            tree.apply_batch(batch)?;
+        if records.is_empty() {
+            return Ok(());
+        }
+        // One insert at a time: a sled batch holds a lock that would stall the writer's commits,
+        // and each record is whole on its own (the delta segments stay until all are in).
+        for (action_id, bytes) in records {
+            tree.insert(key(VIEW, action_id.as_str().as_bytes()), bytes)?;
         }
         let mut batch = sled::Batch::default();
         for item in tree
