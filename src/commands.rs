@@ -23,7 +23,7 @@ use std::sync::Arc;
 /// Events per writer submission during an import.
 const IMPORT_CHUNK_EVENTS: usize = 1000;
 /// Chunks sent to the writer and not yet answered during an import.
-const IMPORT_CHUNKS_IN_FLIGHT: usize = 4;
+const IMPORT_CHUNKS_IN_FLIGHT: usize = 1;
 
 pub fn open_store(data_dir: &Path) -> anyhow::Result<Store> {
     if !data_dir.join("sled").exists() {
@@ -154,8 +154,11 @@ pub fn rebuild(data_dir: &Path, progress: bool) -> anyhow::Result<u64> {
 
 /// `rebuild`, holding at most about `memory_bytes` of encoded facts before writing them out.
 pub fn rebuild_within(data_dir: &Path, progress: bool, memory_bytes: usize) -> anyhow::Result<u64> {
-    let store = Store::open(data_dir, CACHE_BYTES_OFFLINE)
-        .with_context(|| format!("open the store in {}", data_dir.display()))?;
+    let open = || {
+        Store::open(data_dir, CACHE_BYTES_OFFLINE)
+            .with_context(|| format!("open the store in {}", data_dir.display()))
+    };
+    let mut store = open()?;
     let total = store.last_seq()?;
     store.discard_pending_views()?;
     let bar = if progress {
@@ -171,39 +174,53 @@ pub fn rebuild_within(data_dir: &Path, progress: bool, memory_bytes: usize) -> a
         .progress_chars("=> "),
     );
     let mut rebuilt = Rebuilt {
-        store: &store,
         building: HashMap::new(),
         written: HashSet::new(),
         held_bytes: 0,
     };
     let mut folded = 0u64;
-    for item in store.log_after(0) {
-        let (seq, json) = item?;
-        let logged = fact_from_stored(&json, |id| rebuilt.record(id))
-            .map_err(|e| anyhow::anyhow!("seq {seq}: {e}"))?;
-        if let Some(logged) = logged {
-            let fact = postcard::to_stdvec(&logged.event).expect("a fact encodes");
-            rebuilt.held_bytes += fact.len();
-            let entry = rebuilt
-                .building
-                .entry(logged.action_id)
-                .or_insert_with(|| Building {
-                    country: logged.country,
-                    count: 0,
-                    facts: Vec::new(),
-                });
-            entry.facts.extend(fact);
-            entry.count += 1;
-            if rebuilt.held_bytes > memory_bytes {
-                rebuilt.spill()?;
+    loop {
+        let window_start = folded;
+        for item in store.log_after(folded) {
+            let (seq, json) = item?;
+            let logged = fact_from_stored(&json, |id| rebuilt.record(&store, id))
+                .map_err(|e| anyhow::anyhow!("seq {seq}: {e}"))?;
+            if let Some(logged) = logged {
+                let fact = postcard::to_stdvec(&logged.event).expect("a fact encodes");
+                rebuilt.held_bytes += fact.len();
+                let entry = rebuilt
+                    .building
+                    .entry(logged.action_id)
+                    .or_insert_with(|| Building {
+                        country: logged.country,
+                        count: 0,
+                        facts: Vec::new(),
+                    });
+                entry.facts.extend(fact);
+                entry.count += 1;
+                if rebuilt.held_bytes > memory_bytes {
+                    rebuilt.spill(&store)?;
+                }
+            }
+            folded = seq;
+            if folded % 65_536 == 0 {
+                bar.set_position(folded);
+            }
+            if folded - window_start >= REBUILD_WINDOW_EVENTS {
+                break;
             }
         }
-        folded += 1;
-        if folded % 65_536 == 0 {
-            bar.set_position(folded);
+        if folded >= total || folded == window_start {
+            break;
         }
+        // sled 0.34 keeps the pages a scan pulled in, whatever its cache setting: closing and
+        // opening the store again between windows bounds the rebuild's memory.
+        drop(store);
+        store = open()?;
     }
-    rebuilt.spill()?;
+    rebuilt.spill(&store)?;
+    drop(store);
+    let store = open()?;
     // Every record the log gives was written over; what is left is a view the log does not give.
     let written = &rebuilt.written;
     store.drop_views_except(|key| {
@@ -218,24 +235,25 @@ pub fn rebuild_within(data_dir: &Path, progress: bool, memory_bytes: usize) -> a
     Ok(folded)
 }
 
+/// Events a rebuild reads before it closes and reopens the store (see `rebuild_within`).
+const REBUILD_WINDOW_EVENTS: u64 = 100_000;
 /// Encoded facts held in memory during a rebuild before they are written out: bounds its memory.
-const REBUILD_MEMORY_BYTES: usize = 48 << 20;
+const REBUILD_MEMORY_BYTES: usize = 32 << 20;
 /// sled's cache for the offline commands, which stream through the log once.
 const CACHE_BYTES_OFFLINE: u64 = 16 << 20;
 
 /// A rebuild in progress: facts in memory, and the Actions whose records it wrote already.
-struct Rebuilt<'a> {
-    store: &'a Store,
+struct Rebuilt {
     building: HashMap<ActionId, Building>,
     written: HashSet<ActionId>,
     held_bytes: usize,
 }
 
-impl Rebuilt<'_> {
+impl Rebuilt {
     /// The record's bytes so far: what this rebuild wrote of it, then what it holds.
-    fn bytes(&self, action_id: &ActionId) -> anyhow::Result<Option<Vec<u8>>> {
+    fn bytes(&self, store: &Store, action_id: &ActionId) -> anyhow::Result<Option<Vec<u8>>> {
         let earlier = if self.written.contains(action_id) {
-            self.store.record_raw(action_id)?
+            store.record_raw(action_id)?
         } else {
             None
         };
@@ -262,13 +280,13 @@ impl Rebuilt<'_> {
         })
     }
 
-    fn record(&self, action_id: &ActionId) -> Option<ActionRecord> {
-        let bytes = self.bytes(action_id).ok()??;
+    fn record(&self, store: &Store, action_id: &ActionId) -> Option<ActionRecord> {
+        let bytes = self.bytes(store, action_id).ok()??;
         crate::store::decode_record(&bytes).ok()
     }
 
     /// Writes every held record (appended to what was written before) and frees the memory.
-    fn spill(&mut self) -> anyhow::Result<()> {
+    fn spill(&mut self, store: &Store) -> anyhow::Result<()> {
         let mut action_ids: Vec<ActionId> = self.building.keys().cloned().collect();
         action_ids.sort();
         for chunk in action_ids.chunks(REBUILD_WRITE_RECORDS) {
@@ -277,11 +295,11 @@ impl Rebuilt<'_> {
                 .map(|id| {
                     Ok((
                         id.clone(),
-                        self.bytes(id)?.expect("a held record has bytes"),
+                        self.bytes(store, id)?.expect("a held record has bytes"),
                     ))
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
-            self.store.put_record_bytes(&records)?;
+            store.put_record_bytes(&records)?;
         }
         self.written.extend(action_ids);
         self.building.clear();
@@ -320,14 +338,27 @@ pub struct ImportCounts {
 /// Appends, in file order and through the same validation, every exported event not stored yet.
 pub fn import(data_dir: &Path, file: &Path) -> anyhow::Result<ImportCounts> {
     std::fs::create_dir_all(data_dir)?;
-    let store = Store::open(data_dir, CACHE_BYTES_OFFLINE).with_context(|| {
-        format!(
-            "open the store in {} (is the service still running on it?)",
-            data_dir.display()
-        )
-    })?;
     let schemas = Arc::new(Schemas::load());
-    let (writer, thread) = Writer::spawn(store, schemas.clone(), Arc::new(Metrics::new()))?;
+    let start = || -> anyhow::Result<_> {
+        let store = Store::open(data_dir, CACHE_BYTES_OFFLINE).with_context(|| {
+            format!(
+                "open the store in {} (is the service still running on it?)",
+                data_dir.display()
+            )
+        })?;
+        Ok(Writer::spawn(
+            store,
+            schemas.clone(),
+            Arc::new(Metrics::new()),
+        )?)
+    };
+    let stop = |writer: Writer, thread: std::thread::JoinHandle<()>| {
+        drop(writer);
+        thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("the writer panicked"))
+    };
+    let (writer, thread) = start()?;
     let reader = std::io::BufReader::with_capacity(
         1 << 20,
         std::fs::File::open(file).with_context(|| format!("open {}", file.display()))?,
@@ -388,10 +419,7 @@ pub fn import(data_dir: &Path, file: &Path) -> anyhow::Result<ImportCounts> {
     for (answer, lines) in in_flight {
         settle(answer, lines, &mut counts)?;
     }
-    drop(writer);
-    thread
-        .join()
-        .map_err(|_| anyhow::anyhow!("the writer panicked"))?;
+    stop(writer, thread)?;
     Ok(counts)
 }
 

@@ -101,6 +101,8 @@ pub struct Store {
 struct Inner {
     tree: sled::Db,
     dir: PathBuf,
+    /// sled's data file, open for `sync`.
+    data_file: File,
     /// event_id → seq, read from the index segments on first use, then kept up to date by
     /// `commit`. `None` until first used: reads that never look up an id never pay for it.
     ids: RwLock<Option<HashMap<EventId, u64>>>,
@@ -165,6 +167,11 @@ impl Store {
                 result => break result?,
             }
         };
+        let data_path = dir.join("sled").join("db");
+        let data_file = File::open(&data_path).map_err(|source| StoreError::Io {
+            path: data_path,
+            source,
+        })?;
         let pending = Arc::new(Pending::load(&tree)?);
         let compactor = {
             let (pending, tree) = (pending.clone(), tree.clone());
@@ -180,6 +187,7 @@ impl Store {
             inner: Arc::new(Inner {
                 tree,
                 dir: dir.to_owned(),
+                data_file,
                 ids: RwLock::new(None),
                 pending,
                 compactor: Mutex::new(Some(compactor)),
@@ -497,17 +505,21 @@ impl Store {
         Ok(())
     }
 
-    /// sled's `flush` ends in `sync_file_range`, which neither syncs metadata nor the drive's
-    /// cache; an fsync of its data file afterwards does.
+    /// sled's `flush` ends in `sync_file_range`, which syncs neither metadata nor the drive's
+    /// cache, and sled 0.34 writes any node over 128 KiB (a log segment, say) to a file of its
+    /// own under `blobs/` that it never syncs. So after sled's flush the filesystem that holds
+    /// the store is synced: the data file, every new blob file and their directory entries.
     pub fn sync(&self) -> Result<(), StoreError> {
+        use std::os::fd::AsRawFd;
         self.inner.tree.flush()?;
-        let path = self.inner.dir.join("sled").join("db");
-        let file = File::open(&path).map_err(|source| StoreError::Io {
-            path: path.clone(),
-            source,
-        })?;
-        file.sync_all()
-            .map_err(|source| StoreError::Io { path, source })
+        // SAFETY: syncfs only reads the descriptor, which `data_file` keeps open.
+        if unsafe { libc::syncfs(self.inner.data_file.as_raw_fd()) } != 0 {
+            return Err(StoreError::Io {
+                path: self.inner.dir.join("sled"),
+                source: std::io::Error::last_os_error(),
+            });
+        }
+        Ok(())
     }
 
     /// Forgets every view written by a batch but not yet compacted, on disk and in memory

@@ -15,11 +15,11 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// The compactor starts a round once this many bytes of records wait...
-const COMPACT_AT_BYTES: usize = 4 << 20;
+const COMPACT_AT_BYTES: usize = 2 << 20;
 /// ...or once any have waited this long, so a restart has little to read back.
 const COMPACT_AFTER: Duration = Duration::from_secs(2);
 /// The writer waits for the compactor above this many bytes (back-pressure, bounded memory).
-const WRITER_WAITS_AT_BYTES: usize = 16 << 20;
+const WRITER_WAITS_AT_BYTES: usize = 8 << 20;
 
 /// A record as of the delta segment `delta` that carries it.
 #[derive(Clone)]
