@@ -50,7 +50,7 @@ fn main() {
     println!("raw sled batch insert (ceiling): {raw_insert:>10.0} events/s");
 
     // Append through the single writer: raw bytes in, schema and rules, one atomic write and
-    // one flush per batch. Four producers keep the writer's queue full.
+    // one flush per batch. Sixteen producers (IMPACT_BENCH_PRODUCERS) keep the writer's queue full.
     let store_dir = dir.path().join("store");
     let store = Store::open(&store_dir, impact::store::CACHE_BYTES_DEFAULT).unwrap();
     let (writer, thread) = Writer::spawn(
