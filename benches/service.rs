@@ -134,6 +134,19 @@ async fn load_at(
     )
 }
 
+/// Posts one JSON array of events; the service must accept it (`202`, durable on answer).
+async fn post_events(client: &reqwest::Client, base: &str, body: &[u8]) {
+    let response = client
+        .post(format!("{base}/v1/events"))
+        .header("Content-Type", "application/json")
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    assert_eq!(status, 202, "{}", response.text().await.unwrap());
+}
+
 async fn http_benchmarks(cores: usize) {
     let dir = tempfile::tempdir().unwrap();
     let (_service, base) = start_service(&dir.path().join("data"), None);
@@ -158,14 +171,7 @@ async fn http_benchmarks(cores: usize) {
     let started = Instant::now();
     let registrations = HTTP_ACTIONS / POST_BATCH;
     for body in &bodies[..registrations] {
-        let response = client
-            .post(format!("{base}/v1/events"))
-            .header("Content-Type", "application/json")
-            .body(body.clone())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 202);
+        post_events(&client, &base, body).await;
     }
     let rest: Arc<Vec<Vec<u8>>> = Arc::new(bodies[registrations..].to_vec());
     let mut posters = Vec::new();
@@ -173,14 +179,7 @@ async fn http_benchmarks(cores: usize) {
         let (client, base, rest) = (client.clone(), base.clone(), rest.clone());
         posters.push(tokio::spawn(async move {
             for body in rest.iter().skip(p).step_by(4) {
-                let response = client
-                    .post(format!("{base}/v1/events"))
-                    .header("Content-Type", "application/json")
-                    .body(body.clone())
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(response.status(), 202, "{}", response.text().await.unwrap());
+                post_events(&client, &base, body).await;
             }
         }));
     }
@@ -193,11 +192,9 @@ async fn http_benchmarks(cores: usize) {
     let (health_rps, health_p50, health_p99) =
         load(&base, Arc::new(|_| "/healthz".to_owned())).await;
     println!("GET /healthz (ceiling):            {health_rps:>9.0} req/s  p50 {health_p50:.2} ms  p99 {health_p99:.2} ms");
-    let (view_rps, view_p50, view_p99) = load(
-        &base,
-        Arc::new(|i| format!("/v1/actions/MIEUX-TH-{:06}", i % HTTP_ACTIONS)),
-    )
-    .await;
+    let view_path: Arc<dyn Fn(usize) -> String + Send + Sync> =
+        Arc::new(|i| format!("/v1/actions/MIEUX-TH-{:06}", i % HTTP_ACTIONS));
+    let (view_rps, view_p50, view_p99) = load(&base, view_path.clone()).await;
     println!(
         "GET /v1/actions/{{id}}:              {view_rps:>9.0} req/s  p50 {view_p50:.2} ms  p99 {view_p99:.2} ms  ({:.0}% of /healthz; target >= 50%, p99 <= 2 ms)",
         100.0 * view_rps / health_rps
@@ -205,12 +202,7 @@ async fn http_benchmarks(cores: usize) {
     // With 64 connections kept busy, a request waits behind the others on 2 cores (Little's
     // law: 64 / throughput), so the latency target is also measured at half the throughput.
     let pace = view_rps / 2.0;
-    let (paced_rps, paced_p50, paced_p99) = load_at(
-        &base,
-        Arc::new(|i| format!("/v1/actions/MIEUX-TH-{:06}", i % HTTP_ACTIONS)),
-        Some(pace),
-    )
-    .await;
+    let (paced_rps, paced_p50, paced_p99) = load_at(&base, view_path, Some(pace)).await;
     println!(
         "GET /v1/actions/{{id}} at {pace:.0}/s:     {paced_rps:>9.0} req/s  p50 {paced_p50:.2} ms  p99 {paced_p99:.2} ms  (64 connections, open loop; target p99 <= 2 ms)"
     );

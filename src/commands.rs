@@ -26,13 +26,18 @@ const IMPORT_CHUNK_EVENTS: usize = 1000;
 const IMPORT_CHUNKS_IN_FLIGHT: usize = 1;
 
 pub fn open_store(data_dir: &Path) -> anyhow::Result<Store> {
+    open_store_with_cache(data_dir, crate::store::CACHE_BYTES_DEFAULT)
+}
+
+/// `open_store` with sled's cache set to `cache_bytes`.
+fn open_store_with_cache(data_dir: &Path, cache_bytes: u64) -> anyhow::Result<Store> {
     if !data_dir.join("sled").exists() {
         bail!(
             "no impact data in {} (nothing was ever stored there)",
             data_dir.display()
         );
     }
-    Store::open(data_dir, crate::store::CACHE_BYTES_DEFAULT).with_context(|| {
+    Store::open(data_dir, cache_bytes).with_context(|| {
         format!(
             "open the store in {} (is the service still running on it?)",
             data_dir.display()
@@ -154,10 +159,7 @@ pub fn rebuild(data_dir: &Path, progress: bool) -> anyhow::Result<u64> {
 
 /// `rebuild`, holding at most about `memory_bytes` of encoded facts before writing them out.
 pub fn rebuild_within(data_dir: &Path, progress: bool, memory_bytes: usize) -> anyhow::Result<u64> {
-    let open = || {
-        Store::open(data_dir, CACHE_BYTES_OFFLINE)
-            .with_context(|| format!("open the store in {}", data_dir.display()))
-    };
+    let open = || open_store_with_cache(data_dir, CACHE_BYTES_OFFLINE);
     let mut store = open()?;
     let total = store.last_seq()?;
     store.discard_pending_views()?;
@@ -338,27 +340,14 @@ pub struct ImportCounts {
 /// Appends, in file order and through the same validation, every exported event not stored yet.
 pub fn import(data_dir: &Path, file: &Path) -> anyhow::Result<ImportCounts> {
     std::fs::create_dir_all(data_dir)?;
+    let store = Store::open(data_dir, CACHE_BYTES_OFFLINE).with_context(|| {
+        format!(
+            "open the store in {} (is the service still running on it?)",
+            data_dir.display()
+        )
+    })?;
     let schemas = Arc::new(Schemas::load());
-    let start = || -> anyhow::Result<_> {
-        let store = Store::open(data_dir, CACHE_BYTES_OFFLINE).with_context(|| {
-            format!(
-                "open the store in {} (is the service still running on it?)",
-                data_dir.display()
-            )
-        })?;
-        Ok(Writer::spawn(
-            store,
-            schemas.clone(),
-            Arc::new(Metrics::new()),
-        )?)
-    };
-    let stop = |writer: Writer, thread: std::thread::JoinHandle<()>| {
-        drop(writer);
-        thread
-            .join()
-            .map_err(|_| anyhow::anyhow!("the writer panicked"))
-    };
-    let (writer, thread) = start()?;
+    let (writer, thread) = Writer::spawn(store, schemas.clone(), Arc::new(Metrics::new()))?;
     let reader = std::io::BufReader::with_capacity(
         1 << 20,
         std::fs::File::open(file).with_context(|| format!("open {}", file.display()))?,
@@ -366,61 +355,77 @@ pub fn import(data_dir: &Path, file: &Path) -> anyhow::Result<ImportCounts> {
     let mut counts = ImportCounts::default();
     let mut chunk = Vec::with_capacity(IMPORT_CHUNK_EVENTS);
     let mut lines_of_chunk = Vec::with_capacity(IMPORT_CHUNK_EVENTS);
-    // A few chunks in flight: the next is parsed while the writer applies the last.
+    // Chunks sent and not yet answered: the next is parsed while the writer applies them.
     let mut in_flight = std::collections::VecDeque::new();
-    let settle = |answer: tokio::sync::oneshot::Receiver<crate::ingest::SubmissionResult>,
-                  lines: Vec<usize>,
-                  counts: &mut ImportCounts|
+    let mut send = |chunk: &mut Vec<Incoming>,
+                    lines: &mut Vec<usize>,
+                    counts: &mut ImportCounts|
      -> anyhow::Result<()> {
-        let outcomes = answer
-            .blocking_recv()
-            .map_err(|_| WriteError::Stopped)
-            .and_then(|result| result)
-            .map_err(|e: WriteError| anyhow::anyhow!("import: {e}"))?;
-        for (outcome, line) in outcomes.iter().zip(lines) {
-            match outcome {
-                ItemOutcome::Applied { .. } => counts.applied += 1,
-                ItemOutcome::Duplicate { .. } => counts.duplicate += 1,
-                ItemOutcome::Rejected(rejection) => {
-                    counts.rejected += 1;
-                    eprintln!("line {line}: {rejection}");
-                }
-            }
+        let answer = writer
+            .blocking_send(std::mem::take(chunk), false)
+            .map_err(|e| anyhow::anyhow!("import: {e}"))?;
+        in_flight.push_back((answer, std::mem::take(lines)));
+        while in_flight.len() > IMPORT_CHUNKS_IN_FLIGHT {
+            let (answer, lines) = in_flight.pop_front().expect("not empty");
+            settle(answer, lines, counts)?;
         }
         Ok(())
     };
-    let mut lines = reader.lines().enumerate().peekable();
-    while let Some((index, line)) = lines.next() {
+    for (index, line) in reader.lines().enumerate() {
         let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
         let line_number = index + 1;
-        if !line.trim().is_empty() {
-            match imported(&schemas, &line) {
-                Ok(incoming) => {
-                    chunk.push(incoming);
-                    lines_of_chunk.push(line_number);
-                }
-                Err(message) => {
-                    counts.rejected += 1;
-                    eprintln!("line {line_number}: {message}");
-                }
+        match imported(&schemas, &line) {
+            Ok(incoming) => {
+                chunk.push(incoming);
+                lines_of_chunk.push(line_number);
+            }
+            Err(message) => {
+                counts.rejected += 1;
+                eprintln!("line {line_number}: {message}");
             }
         }
-        if chunk.len() == IMPORT_CHUNK_EVENTS || (lines.peek().is_none() && !chunk.is_empty()) {
-            let answer = writer
-                .blocking_send(std::mem::take(&mut chunk), false)
-                .map_err(|e| anyhow::anyhow!("import: {e}"))?;
-            in_flight.push_back((answer, std::mem::take(&mut lines_of_chunk)));
-            if in_flight.len() > IMPORT_CHUNKS_IN_FLIGHT {
-                let (answer, lines) = in_flight.pop_front().expect("not empty");
-                settle(answer, lines, &mut counts)?;
-            }
+        if chunk.len() == IMPORT_CHUNK_EVENTS {
+            send(&mut chunk, &mut lines_of_chunk, &mut counts)?;
         }
+    }
+    if !chunk.is_empty() {
+        send(&mut chunk, &mut lines_of_chunk, &mut counts)?;
     }
     for (answer, lines) in in_flight {
         settle(answer, lines, &mut counts)?;
     }
-    stop(writer, thread)?;
+    drop(writer);
+    thread
+        .join()
+        .map_err(|_| anyhow::anyhow!("the writer panicked"))?;
     Ok(counts)
+}
+
+/// Counts the answer to one chunk of an import, reporting each rejected line.
+fn settle(
+    answer: tokio::sync::oneshot::Receiver<crate::ingest::SubmissionResult>,
+    lines: Vec<usize>,
+    counts: &mut ImportCounts,
+) -> anyhow::Result<()> {
+    let outcomes = answer
+        .blocking_recv()
+        .map_err(|_| WriteError::Stopped)
+        .and_then(|result| result)
+        .map_err(|e| anyhow::anyhow!("import: {e}"))?;
+    for (outcome, line) in outcomes.iter().zip(lines) {
+        match outcome {
+            ItemOutcome::Applied { .. } => counts.applied += 1,
+            ItemOutcome::Duplicate { .. } => counts.duplicate += 1,
+            ItemOutcome::Rejected(rejection) => {
+                counts.rejected += 1;
+                eprintln!("line {line}: {rejection}");
+            }
+        }
+    }
+    Ok(())
 }
 
 fn imported(schemas: &Schemas, line: &str) -> Result<Incoming, String> {

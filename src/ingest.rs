@@ -1,9 +1,10 @@
 //! The single writer: the only code that appends to the log. Submissions arrive on a bounded
 //! channel from the bus (embedded: the HTTP handlers; NATS: the stream consumer); the writer
 //! takes as many as are waiting, up to `BATCH_EVENTS_MAX` events, validates each against the
-//! schemas and its Action's record, and writes the whole batch — events, indexes, views,
-//! rejections and the stream checkpoint — as one atomic sled batch with one flush. Then it
-//! answers every submission and wakes the waiters with the new log position.
+//! schemas and its Action's record, and hands the whole batch — events, indexes, views,
+//! rejections and the stream checkpoint — to the committer thread, which writes it as one
+//! atomic sled batch with one flush and sync, then answers every submission and wakes the
+//! waiters with the new log position. The writer builds the next batch meanwhile.
 
 use crate::domain::event::{stored_json, EventKind, StoredEvent};
 use crate::domain::fold::{ActionRecord, FoldEvent};
@@ -286,7 +287,7 @@ fn run(
             .spawn(move || commit_loop(committing, done, &store, &metrics, &position))
             .expect("spawn the committer thread")
     };
-    let mut in_flight: Option<InFlight> = None;
+    let mut in_flight: Option<Changes> = None;
     while let Some(first) = rx.blocking_recv() {
         let mut event_count = first.items.len();
         let mut submissions = vec![first];
@@ -430,10 +431,11 @@ struct Undo {
     counts_duplicate: u64,
 }
 
-/// What a batch handed to the committer changed, for the next batch to build on while it is
-/// being written.
+/// What a batch changed, newer than the store until it is committed: the records it loaded
+/// and folded into, the event ids and review ids it appended. The next batch builds on it while
+/// the committer writes it.
 #[derive(Default)]
-struct InFlight {
+struct Changes {
     records: HashMap<ActionId, ActionRecord>,
     ids: HashMap<EventId, (u64, [u8; 32])>,
     reviews: HashMap<String, u64>,
@@ -445,14 +447,12 @@ struct Batch<'a> {
     schemas: &'a Schemas,
     state: WriterState,
     now: DateTime<Utc>,
-    records: HashMap<ActionId, ActionRecord>,
-    new_ids: HashMap<EventId, (u64, [u8; 32])>,
-    new_reviews: HashMap<String, u64>,
+    changes: Changes,
     commit: Commit,
     counts: Counts,
     undo: Option<Undo>,
     /// The batch being committed meanwhile, newer than the store.
-    earlier: Option<&'a InFlight>,
+    earlier: Option<&'a Changes>,
 }
 
 impl<'a> Batch<'a> {
@@ -464,9 +464,7 @@ impl<'a> Batch<'a> {
             schemas,
             state,
             now,
-            records: HashMap::new(),
-            new_ids: HashMap::new(),
-            new_reviews: HashMap::new(),
+            changes: Changes::default(),
             commit: Commit::default(),
             counts: Counts::default(),
             undo: None,
@@ -513,12 +511,12 @@ impl<'a> Batch<'a> {
         self.commit.events.truncate(undo.events);
         for (action_id, record) in undo.records {
             match record {
-                Some(record) => self.records.insert(action_id, record),
-                None => self.records.remove(&action_id),
+                Some(record) => self.changes.records.insert(action_id, record),
+                None => self.changes.records.remove(&action_id),
             };
         }
         for id in undo.new_ids {
-            self.new_ids.remove(&id);
+            self.changes.ids.remove(&id);
         }
         self.counts.applied = undo.counts_applied;
         self.counts.duplicate = undo.counts_duplicate;
@@ -526,7 +524,7 @@ impl<'a> Batch<'a> {
 
     /// Makes sure `action_id`'s stored record, if any, is in the batch.
     fn load(&mut self, action_id: &ActionId) -> Result<(), StoreError> {
-        if !self.records.contains_key(action_id) {
+        if !self.changes.records.contains_key(action_id) {
             let earlier = self
                 .earlier
                 .and_then(|earlier| earlier.records.get(action_id).cloned());
@@ -535,7 +533,7 @@ impl<'a> Batch<'a> {
                 None => self.store.record(action_id)?,
             };
             if let Some(record) = record {
-                self.records.insert(action_id.clone(), record);
+                self.changes.records.insert(action_id.clone(), record);
             }
         }
         Ok(())
@@ -543,7 +541,7 @@ impl<'a> Batch<'a> {
 
     fn seen(&self, event_id: &EventId) -> Result<Option<(u64, [u8; 32])>, StoreError> {
         let earlier = self.earlier.and_then(|earlier| earlier.ids.get(event_id));
-        match self.new_ids.get(event_id).or(earlier) {
+        match self.changes.ids.get(event_id).or(earlier) {
             Some(found) => Ok(Some(*found)),
             None => self.store.event_index(event_id),
         }
@@ -643,7 +641,7 @@ impl<'a> Batch<'a> {
             let in_flight = self
                 .earlier
                 .and_then(|earlier| earlier.reviews.get(review_id));
-            let earlier = match self.new_reviews.get(review_id).or(in_flight) {
+            let earlier = match self.changes.reviews.get(review_id).or(in_flight) {
                 Some(seq) => Some(*seq),
                 None => self.store.review_seq(review_id)?,
             };
@@ -656,7 +654,11 @@ impl<'a> Batch<'a> {
             None
         } else {
             self.load(&action_id)?;
-            match rules::check(self.records.get(&action_id), &parsed, self.now.date_naive()) {
+            match rules::check(
+                self.changes.records.get(&action_id),
+                &parsed,
+                self.now.date_naive(),
+            ) {
                 Ok(fact) => Some(fact),
                 Err(rejection) => return Ok(ItemOutcome::Rejected(rejection)),
             }
@@ -675,7 +677,7 @@ impl<'a> Batch<'a> {
         };
         self.state.last_recorded_at = self.state.last_recorded_at.max(recorded_at);
         if let Some(review_id) = &review_id {
-            self.new_reviews.insert(review_id.clone(), seq);
+            self.changes.reviews.insert(review_id.clone(), seq);
         }
         let evidence_count = parsed
             .envelope
@@ -694,11 +696,14 @@ impl<'a> Batch<'a> {
         if let Some(fact) = fact {
             if let Some(undo) = &mut self.undo {
                 if !undo.records.contains_key(&action_id) {
-                    undo.records
-                        .insert(action_id.clone(), self.records.get(&action_id).cloned());
+                    undo.records.insert(
+                        action_id.clone(),
+                        self.changes.records.get(&action_id).cloned(),
+                    );
                 }
             }
-            self.records
+            self.changes
+                .records
                 .entry(action_id.clone())
                 .or_insert_with(|| ActionRecord::new(action_id.clone(), country))
                 .push(FoldEvent {
@@ -713,7 +718,7 @@ impl<'a> Batch<'a> {
         if let Some(undo) = &mut self.undo {
             undo.new_ids.push(event_id);
         }
-        self.new_ids.insert(event_id, (seq, parsed.hash));
+        self.changes.ids.insert(event_id, (seq, parsed.hash));
         self.commit.events.push(NewEvent {
             seq,
             json,
@@ -726,7 +731,7 @@ impl<'a> Batch<'a> {
         Ok(ItemOutcome::Applied { seq })
     }
 
-    fn finish(mut self) -> (Commit, WriterState, Counts, InFlight) {
+    fn finish(mut self) -> (Commit, WriterState, Counts, Changes) {
         let mut touched: Vec<&ActionId> = self
             .commit
             .events
@@ -737,18 +742,13 @@ impl<'a> Batch<'a> {
         touched.dedup();
         let records = touched
             .into_iter()
-            .filter_map(|id| self.records.get(id).cloned())
+            .filter_map(|id| self.changes.records.get(id).cloned())
             .collect();
         self.commit.records = records;
         if self.state.checkpoint > 0 {
             self.commit.checkpoint = Some(self.state.checkpoint);
         }
-        let written = InFlight {
-            records: self.records,
-            ids: self.new_ids,
-            reviews: self.new_reviews,
-        };
-        (self.commit, self.state, self.counts, written)
+        (self.commit, self.state, self.counts, self.changes)
     }
 }
 

@@ -39,18 +39,24 @@ pub fn statuses(
     rules: &ViewRules,
     keep: impl Fn(&Country) -> bool,
 ) -> Result<Vec<ActionStatus>, StoreError> {
+    each_status(store, filters, rules, keep).collect()
+}
+
+/// `statuses` one at a time, so a caller that only counts them holds none.
+fn each_status<'a>(
+    store: &'a Store,
+    filters: &'a Filters,
+    rules: &'a ViewRules,
+    keep: impl Fn(&Country) -> bool + 'a,
+) -> impl Iterator<Item = Result<ActionStatus, StoreError>> + 'a {
     let reference = reference_date(filters);
-    let mut statuses = Vec::new();
-    for record in store.records() {
-        let record = record?;
-        if !keep(&record.country) {
-            continue;
-        }
-        if let Some(view) = record.view(filters, rules) {
-            statuses.push(ActionStatus::new(view, rules, reference));
-        }
-    }
-    Ok(statuses)
+    store.records().filter_map(move |record| match record {
+        Err(error) => Some(Err(error)),
+        Ok(record) if !keep(&record.country) => None,
+        Ok(record) => record
+            .view(filters, rules)
+            .map(|view| Ok(ActionStatus::new(view, rules, reference))),
+    })
 }
 
 /// An Action's stored events in `seq` order, each marked `retracted` as known under the filters.
@@ -106,16 +112,10 @@ pub fn compute_review(
     };
     let mut failure = None;
     // Action by Action, straight into the report: no view is kept once it is counted.
-    let statuses = store
-        .records()
-        .filter_map(|record| record.map_err(|error| failure.get_or_insert(error)).ok())
-        .filter(|record| {
-            country
-                .as_ref()
-                .is_none_or(|scope| *scope == record.country)
-        })
-        .filter_map(|record| record.view(&filters, rules))
-        .map(|view| ActionStatus::new(view, rules, as_of));
+    let statuses = each_status(store, &filters, rules, |c| {
+        country.as_ref().is_none_or(|scope| scope == c)
+    })
+    .filter_map(|status| status.map_err(|error| failure.get_or_insert(error)).ok());
     let scope = ReviewScope {
         as_of,
         until_seq,
@@ -128,7 +128,6 @@ pub fn compute_review(
     }
 }
 
-/// The stored review reports, newest first.
 /// Every stored review, newest first, with its seq and `recorded_at` for time travel.
 pub fn reviews(store: &Store) -> Result<Vec<(u64, DateTime<Utc>, ReviewReport)>, StoreError> {
     let mut seqs = store.review_seqs()?;

@@ -1,6 +1,6 @@
 //! The only module that knows sled. One tree, keys by prefix (the keyspace is documented in
 //! ARCHITECTURE.md). Every write is one `Commit` applied as ONE atomic sled batch, then flushed
-//! and fsynced once: group commit, never a flush per event.
+//! and synced once: group commit, never a flush per event.
 
 mod pending;
 
@@ -280,40 +280,36 @@ impl Store {
             .get(key(VIEW, action_id.as_str().as_bytes()))?)
     }
 
-    /// Every view record, in action_id order, as (action_id bytes, record bytes).
+    /// Every view record, in action_id order, as (action_id bytes, record bytes): the records
+    /// waiting in memory merged with the compacted ones, the waiting one winning a tie.
     fn view_entries(&self) -> impl Iterator<Item = Result<(Vec<u8>, sled::IVec), StoreError>> + '_ {
+        use std::cmp::Ordering;
         let mut pending = self.inner.pending.sorted().into_iter().peekable();
         let mut compacted = self.inner.tree.scan_prefix([VIEW]).peekable();
         std::iter::from_fn(move || {
-            let next_compacted = match compacted.peek() {
-                None => None,
-                Some(Ok((key, _))) => Some(key[1..].to_vec()),
-                Some(Err(_)) => {
-                    let error = compacted
-                        .next()
-                        .expect("peeked")
-                        .expect_err("peeked an error");
-                    return Some(Err(StoreError::from(error)));
-                }
-            };
-            let next_pending = pending
-                .peek()
-                .map(|(id, _)| id.as_str().as_bytes().to_vec());
-            match (next_pending, next_compacted) {
-                (None, None) => None,
-                (Some(p), c) if c.as_ref().is_none_or(|c| p <= *c) => {
-                    if c.as_ref() == Some(&p) {
-                        compacted.next();
+            let pending_first = match (pending.peek(), compacted.peek()) {
+                (None, None) => return None,
+                (Some((id, _)), Some(Ok((key, _)))) => {
+                    match id.as_str().as_bytes().cmp(&key[1..]) {
+                        Ordering::Less => true,
+                        Ordering::Equal => {
+                            compacted.next();
+                            true
+                        }
+                        Ordering::Greater => false,
                     }
-                    let (_, bytes) = pending.next().expect("peeked");
-                    Some(Ok((p, bytes)))
                 }
-                (_, Some(c)) => {
-                    let (_, bytes) = compacted.next().expect("peeked").expect("peeked Ok");
-                    Some(Ok((c, bytes)))
-                }
-                (Some(_), None) => unreachable!("handled by the arm above"),
+                (Some(_), None) => true,
+                (_, Some(_)) => false,
+            };
+            if pending_first {
+                let (id, bytes) = pending.next().expect("peeked");
+                return Some(Ok((id.as_str().as_bytes().to_vec(), bytes)));
             }
+            compacted.next().map(|item| {
+                item.map(|(key, bytes)| (key[1..].to_vec(), bytes))
+                    .map_err(StoreError::from)
+            })
         })
     }
 
@@ -327,11 +323,6 @@ impl Store {
 
     pub fn records(&self) -> impl Iterator<Item = Result<ActionRecord, StoreError>> + '_ {
         self.view_entries().map(|item| decode_record(&item?.1))
-    }
-
-    /// The log segment holding `seq`: its first seq and its bytes.
-    fn segment_of(&self, seq: u64) -> Result<Option<(u64, sled::IVec)>, StoreError> {
-        self.segment_at(LOG, seq)
     }
 
     /// The segment under `prefix` (log or index) that holds `seq`.
@@ -349,7 +340,7 @@ impl Store {
     }
 
     pub fn event_json(&self, seq: u64) -> Result<Option<sled::IVec>, StoreError> {
-        let Some((first, segment)) = self.segment_of(seq)? else {
+        let Some((first, segment)) = self.segment_at(LOG, seq)? else {
             return Ok(None);
         };
         Ok(Segment::new(first, segment)?.get(seq))
@@ -360,7 +351,7 @@ impl Store {
         &self,
         after: u64,
     ) -> impl Iterator<Item = Result<(u64, sled::IVec), StoreError>> + '_ {
-        let start = match self.segment_of(after.saturating_add(1)) {
+        let start = match self.segment_at(LOG, after.saturating_add(1)) {
             Ok(Some((first, _))) => first,
             _ => after.saturating_add(1),
         };
@@ -454,10 +445,15 @@ impl Store {
                 encode_segment(commit.events.iter().map(|event| event.json.as_slice())),
             );
             batch.insert(&seq_key(INDEX, first), index);
-            if !records.is_empty() {
-                batch.insert(&seq_key(DELTA, first), pending::encode_delta(&records));
-            }
         }
+        let delta = match first_seq {
+            Some(first) if !records.is_empty() => {
+                let delta = sled::IVec::from(pending::encode_delta(&records));
+                batch.insert(&seq_key(DELTA, first), delta.clone());
+                Some((first, delta))
+            }
+            _ => None,
+        };
         assert!(
             records.is_empty() || first_seq.is_some(),
             "records change only with events"
@@ -492,14 +488,11 @@ impl Store {
                     .map(|event| (event.event_id, event.seq)),
             );
         }
-        if let Some(first) = first_seq {
-            self.inner.pending.put(
-                first,
-                records
-                    .into_iter()
-                    .map(|(id, bytes)| (id, sled::IVec::from(bytes)))
-                    .collect(),
-            );
+        if let Some((first, delta)) = delta {
+            // What memory serves is what was written, read back as at open.
+            self.inner
+                .pending
+                .put(first, pending::decode_delta(first, &delta)?);
             self.inner.pending.wait_for_room();
         }
         Ok(())

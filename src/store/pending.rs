@@ -22,7 +22,6 @@ const COMPACT_AFTER: Duration = Duration::from_secs(2);
 const WRITER_WAITS_AT_BYTES: usize = 8 << 20;
 
 /// A record as of the delta segment `delta` that carries it.
-#[derive(Clone)]
 struct Record {
     delta: u64,
     bytes: IVec,
@@ -64,7 +63,10 @@ pub(super) fn encode_delta(records: &[(ActionId, Vec<u8>)]) -> Vec<u8> {
     out
 }
 
-fn decode_delta(first: u64, segment: &IVec) -> Result<Vec<(ActionId, IVec)>, StoreError> {
+pub(super) fn decode_delta(
+    first: u64,
+    segment: &IVec,
+) -> Result<Vec<(ActionId, IVec)>, StoreError> {
     let corrupt = || StoreError::Corrupt(format!("delta segment at seq {first}"));
     let take = |at: &mut usize, n: usize| -> Result<std::ops::Range<usize>, StoreError> {
         let range = *at..at.checked_add(n).ok_or_else(corrupt)?;
