@@ -50,7 +50,7 @@ fn main() {
     println!("raw sled batch insert (ceiling): {raw_insert:>10.0} events/s");
 
     // Append through the single writer: raw bytes in, schema and rules, one atomic write and
-    // one flush per batch. Sixteen producers (IMPACT_BENCH_PRODUCERS) keep the writer's queue full.
+    // one flush per batch; the producers run the schema checks, as the HTTP handlers do.
     let store_dir = dir.path().join("store");
     let store = Store::open(&store_dir, impact::store::CACHE_BYTES_DEFAULT).unwrap();
     let (writer, thread) = Writer::spawn(
@@ -60,30 +60,38 @@ fn main() {
     )
     .unwrap();
     let started = Instant::now();
-    // The registrations go first, so every later event finds its Action.
-    let submit_range = |writer: &Writer, range: std::ops::Range<usize>| {
-        for start in range.clone().step_by(BATCH_EVENTS) {
-            let items = (start..(start + BATCH_EVENTS).min(range.end))
-                .map(|n| Incoming {
-                    payload: Payload::Raw(event_json(n).into()),
-                    origin: Origin::Client,
-                    source: Source::Http,
-                    submitted_by: None,
-                })
-                .collect();
-            let outcomes = writer.blocking_submit(items, false).unwrap();
-            assert!(
-                outcomes
-                    .iter()
-                    .all(|o| matches!(o, ItemOutcome::Applied { .. })),
-                "{:?}",
-                outcomes
-                    .iter()
-                    .find(|o| !matches!(o, ItemOutcome::Applied { .. }))
-            );
-        }
+    let batch_of = |range: std::ops::Range<usize>| -> Vec<Incoming> {
+        range
+            .map(|n| Incoming {
+                payload: Payload::Raw(event_json(n).into()),
+                origin: Origin::Client,
+                source: Source::Http,
+                submitted_by: None,
+            })
+            .collect()
     };
-    submit_range(&writer, 0..ACTIONS.min(events));
+    let check = |outcomes: Vec<ItemOutcome>| {
+        assert!(
+            outcomes
+                .iter()
+                .all(|o| matches!(o, ItemOutcome::Applied { .. })),
+            "{:?}",
+            outcomes
+                .iter()
+                .find(|o| !matches!(o, ItemOutcome::Applied { .. }))
+        );
+    };
+    // The registrations go first, queued without waiting for their answers (the writer applies
+    // its queue in order, so every later event finds its Action), as a client pipelining them would.
+    let registrations: Vec<_> = (0..ACTIONS.min(events))
+        .step_by(BATCH_EVENTS)
+        .map(|start| {
+            let end = (start + BATCH_EVENTS).min(ACTIONS.min(events));
+            writer.blocking_send(batch_of(start..end), false).unwrap()
+        })
+        .collect();
+    // Then sixteen producers (IMPACT_BENCH_PRODUCERS), each waiting for its batch's answer
+    // before sending the next, keep the writer's queue full.
     let producers: usize = std::env::var("IMPACT_BENCH_PRODUCERS")
         .ok()
         .and_then(|n| n.parse().ok())
@@ -95,9 +103,17 @@ fn main() {
             let chunk = rest.div_ceil(producers);
             let start = ACTIONS + p * chunk;
             let end = (start + chunk).min(events);
-            scope.spawn(move || submit_range(&writer, start..end));
+            scope.spawn(move || {
+                for first in (start..end).step_by(BATCH_EVENTS) {
+                    let batch = batch_of(first..(first + BATCH_EVENTS).min(end));
+                    check(writer.blocking_submit(batch, false).unwrap());
+                }
+            });
         }
     });
+    for answer in registrations {
+        check(answer.blocking_recv().unwrap().unwrap());
+    }
     let append_seconds = started.elapsed().as_secs_f64();
     let append = common::rate(events, append_seconds);
     common::print_thread_cpu(append_seconds);

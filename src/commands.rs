@@ -15,7 +15,7 @@ use crate::queries;
 use crate::store::Store;
 use anyhow::{bail, Context};
 use chrono::{DateTime, NaiveDate, Utc};
-use std::collections::{HashMap, HashSet};
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use std::io::{BufRead, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -189,7 +189,6 @@ pub fn rebuild_within(data_dir: &Path, progress: bool, memory_bytes: usize) -> a
                 .map_err(|e| anyhow::anyhow!("seq {seq}: {e}"))?;
             if let Some(logged) = logged {
                 let fact = postcard::to_stdvec(&logged.event).expect("a fact encodes");
-                rebuilt.held_bytes += fact.len();
                 let entry = rebuilt
                     .building
                     .entry(logged.action_id)
@@ -198,8 +197,14 @@ pub fn rebuild_within(data_dir: &Path, progress: bool, memory_bytes: usize) -> a
                         count: 0,
                         facts: Vec::new(),
                     });
+                // Counted as allocated (a Vec grows by doubling), plus the entry's own size.
+                let before = entry.facts.capacity();
                 entry.facts.extend(fact);
                 entry.count += 1;
+                rebuilt.held_bytes += entry.facts.capacity() - before;
+                if before == 0 {
+                    rebuilt.held_bytes += BUILDING_ENTRY_BYTES;
+                }
                 if rebuilt.held_bytes > memory_bytes {
                     rebuilt.spill(&store)?;
                 }
@@ -241,6 +246,8 @@ pub fn rebuild_within(data_dir: &Path, progress: bool, memory_bytes: usize) -> a
 const REBUILD_WINDOW_EVENTS: u64 = 100_000;
 /// Encoded facts held in memory during a rebuild before they are written out: bounds its memory.
 const REBUILD_MEMORY_BYTES: usize = 32 << 20;
+/// What one Action's entry in a rebuild's map costs besides its facts (id, Vec, hash slot).
+const BUILDING_ENTRY_BYTES: usize = 96;
 /// sled's cache for the offline commands, which stream through the log once.
 const CACHE_BYTES_OFFLINE: u64 = 16 << 20;
 

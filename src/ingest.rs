@@ -16,7 +16,7 @@ use crate::store::{Commit, NewEvent, RejectionRecord, Store, StoreError};
 use base64::Engine;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -265,6 +265,9 @@ struct Committing {
     counts: Counts,
     position: Position,
     from_stream: bool,
+    /// The batch's parsed events, dropped on the committer's thread: freeing their JSON trees
+    /// is a fair share of the writer's time otherwise.
+    spent: Vec<Parsed>,
 }
 
 /// The writer's loop. It validates and folds batch N+1 while the committer thread writes and
@@ -312,7 +315,7 @@ fn run(
         }
         // Did this batch consume stream messages (its checkpoint moved)?
         let from_stream = batch.state.checkpoint != state.checkpoint;
-        let (commit, next_state, counts, written) = batch.finish();
+        let (commit, next_state, counts, written, spent) = batch.finish();
         // The batch before must be durable before this one, which was built on it, is written.
         if in_flight.take().is_some() && committed.recv() != Ok(Ok(())) {
             fail(
@@ -338,6 +341,7 @@ fn run(
                 checkpoint: next_state.checkpoint,
             },
             from_stream,
+            spent,
         });
         if handed.is_err() {
             break;
@@ -372,6 +376,7 @@ fn commit_loop(
                 }
                 position.send_replace(batch.position);
                 let _ = done.send(Ok(()));
+                drop(batch.spent);
             }
             Err(error) => {
                 tracing::error!(%error, "the batch could not be written; nothing of it was applied");
@@ -425,7 +430,7 @@ impl Counts {
 struct Undo {
     state: WriterState,
     events: usize,
-    records: HashMap<ActionId, Option<ActionRecord>>,
+    records: HashMap<ActionId, Option<Arc<ActionRecord>>>,
     new_ids: Vec<EventId>,
     counts_applied: u64,
     counts_duplicate: u64,
@@ -436,7 +441,7 @@ struct Undo {
 /// the committer writes it.
 #[derive(Default)]
 struct Changes {
-    records: HashMap<ActionId, ActionRecord>,
+    records: HashMap<ActionId, Arc<ActionRecord>>,
     ids: HashMap<EventId, (u64, [u8; 32])>,
     reviews: HashMap<String, u64>,
 }
@@ -450,6 +455,7 @@ struct Batch<'a> {
     changes: Changes,
     commit: Commit,
     counts: Counts,
+    spent: Vec<Parsed>,
     undo: Option<Undo>,
     /// The batch being committed meanwhile, newer than the store.
     earlier: Option<&'a Changes>,
@@ -467,6 +473,7 @@ impl<'a> Batch<'a> {
             changes: Changes::default(),
             commit: Commit::default(),
             counts: Counts::default(),
+            spent: Vec::new(),
             undo: None,
             earlier: None,
         }
@@ -530,7 +537,7 @@ impl<'a> Batch<'a> {
                 .and_then(|earlier| earlier.records.get(action_id).cloned());
             let record = match earlier {
                 Some(record) => Some(record),
-                None => self.store.record(action_id)?,
+                None => self.store.record(action_id)?.map(Arc::new),
             };
             if let Some(record) = record {
                 self.changes.records.insert(action_id.clone(), record);
@@ -655,7 +662,7 @@ impl<'a> Batch<'a> {
         } else {
             self.load(&action_id)?;
             match rules::check(
-                self.changes.records.get(&action_id),
+                self.changes.records.get(&action_id).map(|record| &**record),
                 &parsed,
                 self.now.date_naive(),
             ) {
@@ -702,18 +709,20 @@ impl<'a> Batch<'a> {
                     );
                 }
             }
-            self.changes
+            let record = self
+                .changes
                 .records
                 .entry(action_id.clone())
-                .or_insert_with(|| ActionRecord::new(action_id.clone(), country))
-                .push(FoldEvent {
-                    seq,
-                    event_id,
-                    occurred_on,
-                    recorded_at_us: recorded_at.timestamp_micros(),
-                    evidence_count,
-                    fact,
-                });
+                .or_insert_with(|| Arc::new(ActionRecord::new(action_id.clone(), country)));
+            // Copied only while the batch being committed (or an undo) still holds it.
+            Arc::make_mut(record).push(FoldEvent {
+                seq,
+                event_id,
+                occurred_on,
+                recorded_at_us: recorded_at.timestamp_micros(),
+                evidence_count,
+                fact,
+            });
         }
         if let Some(undo) = &mut self.undo {
             undo.new_ids.push(event_id);
@@ -727,11 +736,12 @@ impl<'a> Batch<'a> {
             action_id: (!is_review).then_some(action_id),
             review_id,
         });
+        self.spent.push(parsed);
         self.counts.applied += 1;
         Ok(ItemOutcome::Applied { seq })
     }
 
-    fn finish(mut self) -> (Commit, WriterState, Counts, Changes) {
+    fn finish(mut self) -> (Commit, WriterState, Counts, Changes, Vec<Parsed>) {
         let mut touched: Vec<&ActionId> = self
             .commit
             .events
@@ -748,7 +758,13 @@ impl<'a> Batch<'a> {
         if self.state.checkpoint > 0 {
             self.commit.checkpoint = Some(self.state.checkpoint);
         }
-        (self.commit, self.state, self.counts, self.changes)
+        (
+            self.commit,
+            self.state,
+            self.counts,
+            self.changes,
+            self.spent,
+        )
     }
 }
 

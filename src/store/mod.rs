@@ -6,9 +6,9 @@ mod pending;
 
 use crate::domain::fold::ActionRecord;
 use crate::domain::ids::{ActionId, EventId};
+use foldhash::{HashMap, HashMapExt};
 use pending::Pending;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
@@ -78,7 +78,7 @@ pub struct NewEvent {
 #[derive(Default)]
 pub struct Commit {
     pub events: Vec<NewEvent>,
-    pub records: Vec<ActionRecord>,
+    pub records: Vec<Arc<ActionRecord>>,
     pub rejections: Vec<RejectionRecord>,
     /// The last NATS stream sequence this batch consumed.
     pub checkpoint: Option<u64>,

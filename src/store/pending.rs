@@ -8,8 +8,8 @@
 
 use super::{key, read_u64, seq_key, StoreError, DELTA, META_VIEWS_AT, VIEW};
 use crate::domain::ids::ActionId;
+use foldhash::HashMap;
 use sled::IVec;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
