@@ -265,14 +265,15 @@ struct Committing {
     counts: Counts,
     position: Position,
     from_stream: bool,
-    /// The batch's parsed events, dropped on the committer's thread: freeing their JSON trees
-    /// is a fair share of the writer's time otherwise.
+    /// The batch's parsed events, freed by the syncer after the answers: freeing their JSON
+    /// trees is a fair share of the writer's time otherwise.
     spent: Vec<Parsed>,
 }
 
-/// The writer's loop. It validates and folds batch N+1 while the committer thread writes and
-/// fsyncs batch N (what N changed is kept in memory meanwhile), so the disk's latency and the
-/// CPU work overlap. At most one batch is being committed at a time.
+/// The writer's loop. It validates and folds batch N+1 while the committer thread writes batch
+/// N (what N changed is kept in memory meanwhile), and the syncer thread makes the batches
+/// written so far durable with one sync, then answers them: the disk's latency, the sled work
+/// and the validation overlap. At most one batch is being written at a time.
 fn run(
     mut rx: mpsc::Receiver<Submission>,
     store: Store,
@@ -283,12 +284,20 @@ fn run(
 ) {
     let (to_committer, committing) = std::sync::mpsc::sync_channel::<Committing>(0);
     let (done, committed) = std::sync::mpsc::channel::<Result<(), ()>>();
+    let (to_syncer, applied) = std::sync::mpsc::channel::<Committing>();
     let committer = {
         let store = store.clone();
         std::thread::Builder::new()
             .name("impact-committer".into())
-            .spawn(move || commit_loop(committing, done, &store, &metrics, &position))
+            .spawn(move || commit_loop(committing, done, to_syncer, &store))
             .expect("spawn the committer thread")
+    };
+    let syncer = {
+        let store = store.clone();
+        std::thread::Builder::new()
+            .name("impact-syncer".into())
+            .spawn(move || sync_loop(applied, &store, &metrics, &position))
+            .expect("spawn the syncer thread")
     };
     let mut in_flight: Option<Changes> = None;
     while let Some(first) = rx.blocking_recv() {
@@ -351,38 +360,66 @@ fn run(
     }
     drop(to_committer);
     let _ = committer.join();
+    let _ = syncer.join();
     if let Err(error) = store.sync() {
         tracing::error!(%error, "final flush failed");
     }
 }
 
-/// The committer thread: writes each batch as one atomic, fsynced write, then answers it.
+/// The committer thread: writes each batch as one atomic write, tells the writer, and passes
+/// it on to the syncer.
 fn commit_loop(
     batches: std::sync::mpsc::Receiver<Committing>,
     done: std::sync::mpsc::Sender<Result<(), ()>>,
+    to_syncer: std::sync::mpsc::Sender<Committing>,
     store: &Store,
-    metrics: &Metrics,
-    position: &watch::Sender<Position>,
 ) {
     for batch in batches {
-        match store.commit(&batch.commit) {
+        match store.apply(&batch.commit) {
             Ok(()) => {
-                batch.counts.record(metrics);
-                metrics.log_position.set(batch.position.last_seq as i64);
-                for (reply, result) in batch.replies {
-                    if let Some(reply) = reply {
-                        let _ = reply.send(result);
-                    }
-                }
-                position.send_replace(batch.position);
                 let _ = done.send(Ok(()));
-                drop(batch.spent);
+                if to_syncer.send(batch).is_err() {
+                    break;
+                }
             }
             Err(error) => {
                 tracing::error!(%error, "the batch could not be written; nothing of it was applied");
                 fail(batch.replies, &error.to_string(), batch.from_stream);
                 let _ = done.send(Err(()));
             }
+        }
+    }
+}
+
+/// The syncer thread: one sync for every batch written since the last (group commit), then
+/// their answers, in order. A failed sync fails the batches it covered: their clients retry,
+/// and a retry of an event a later sync made durable is answered `duplicate`.
+fn sync_loop(
+    applied: std::sync::mpsc::Receiver<Committing>,
+    store: &Store,
+    metrics: &Metrics,
+    position: &watch::Sender<Position>,
+) {
+    while let Ok(first) = applied.recv() {
+        let mut group = vec![first];
+        group.extend(applied.try_iter());
+        if let Err(error) = store.sync() {
+            tracing::error!(%error, "the store could not be synced; its batches were not answered");
+            for batch in group {
+                fail(batch.replies, &error.to_string(), batch.from_stream);
+            }
+            continue;
+        }
+        for batch in group {
+            batch.counts.record(metrics);
+            metrics.log_position.set(batch.position.last_seq as i64);
+            for (reply, result) in batch.replies {
+                if let Some(reply) = reply {
+                    let _ = reply.send(result);
+                }
+            }
+            position.send_replace(batch.position);
+            drop(batch.spent);
         }
     }
 }

@@ -413,8 +413,9 @@ impl Store {
             .collect()
     }
 
-    /// Applies `commit` as one atomic batch and makes it durable.
-    pub fn commit(&self, commit: &Commit) -> Result<(), StoreError> {
+    /// Applies `commit` as one atomic batch. It is durable once a later `sync` returns; the
+    /// in-memory indexes show it at once, so the next batch can be built on it meanwhile.
+    pub fn apply(&self, commit: &Commit) -> Result<(), StoreError> {
         if commit.is_empty() {
             return Ok(());
         }
@@ -472,8 +473,6 @@ impl Store {
             batch.insert(META_CHECKPOINT, &checkpoint.to_be_bytes());
         }
         self.inner.tree.apply_batch(batch)?;
-        self.sync()?;
-        // Durable: now the in-memory indexes may show it.
         if let Some(ids) = self
             .inner
             .ids
