@@ -24,6 +24,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 pub const BATCH_EVENTS_MAX: usize = 4096;
 /// Submissions waiting for the writer; senders wait when it is full (back-pressure).
 pub const QUEUE_SUBMISSIONS_MAX: usize = 1024;
+/// Batches written and waiting for the syncer; the committer waits beyond (bounded memory).
+const SYNC_QUEUE_BATCHES: usize = 8;
 
 /// Where a payload came from: decides how a rejection is kept and what `stream_seq` is.
 #[derive(Clone, Debug)]
@@ -265,7 +267,7 @@ struct Committing {
     counts: Counts,
     position: Position,
     from_stream: bool,
-    /// The batch's parsed events, freed by the syncer after the answers: freeing their JSON
+    /// The batch's parsed events, freed by the committer once written: freeing their JSON
     /// trees is a fair share of the writer's time otherwise.
     spent: Vec<Parsed>,
 }
@@ -284,7 +286,7 @@ fn run(
 ) {
     let (to_committer, committing) = std::sync::mpsc::sync_channel::<Committing>(0);
     let (done, committed) = std::sync::mpsc::channel::<Result<(), ()>>();
-    let (to_syncer, applied) = std::sync::mpsc::channel::<Committing>();
+    let (to_syncer, applied) = std::sync::mpsc::sync_channel::<Committing>(SYNC_QUEUE_BATCHES);
     let committer = {
         let store = store.clone();
         std::thread::Builder::new()
@@ -371,13 +373,16 @@ fn run(
 fn commit_loop(
     batches: std::sync::mpsc::Receiver<Committing>,
     done: std::sync::mpsc::Sender<Result<(), ()>>,
-    to_syncer: std::sync::mpsc::Sender<Committing>,
+    to_syncer: std::sync::mpsc::SyncSender<Committing>,
     store: &Store,
 ) {
-    for batch in batches {
+    for mut batch in batches {
         match store.apply(&batch.commit) {
             Ok(()) => {
                 let _ = done.send(Ok(()));
+                // The syncer needs only whom to answer: the events' bytes go now.
+                drop(std::mem::take(&mut batch.commit));
+                drop(std::mem::take(&mut batch.spent));
                 if to_syncer.send(batch).is_err() {
                     break;
                 }
@@ -419,7 +424,6 @@ fn sync_loop(
                 }
             }
             position.send_replace(batch.position);
-            drop(batch.spent);
         }
     }
 }

@@ -2,11 +2,12 @@
 //! ARCHITECTURE.md). Every write is one `Commit` applied as ONE atomic sled batch, then flushed
 //! and synced once: group commit, never a flush per event.
 
+mod ids;
 mod pending;
 
 use crate::domain::fold::ActionRecord;
 use crate::domain::ids::{ActionId, EventId};
-use foldhash::{HashMap, HashMapExt};
+use ids::{Found, IdMap};
 use pending::Pending;
 use serde::{Deserialize, Serialize};
 use std::fs::File;
@@ -105,7 +106,7 @@ struct Inner {
     data_file: File,
     /// event_id → seq, read from the index segments on first use, then kept up to date by
     /// `commit`. `None` until first used: reads that never look up an id never pay for it.
-    ids: RwLock<Option<HashMap<EventId, u64>>>,
+    ids: RwLock<Option<IdMap>>,
     pending: Arc<Pending>,
     compactor: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -218,38 +219,44 @@ impl Store {
 
     /// Where `event_id` is in the log, and the hash of its content.
     pub fn event_index(&self, event_id: &EventId) -> Result<Option<(u64, [u8; 32])>, StoreError> {
-        let seq = {
+        let found = {
             let ids = self.inner.ids.read().unwrap_or_else(|e| e.into_inner());
             match ids.as_ref() {
-                Some(ids) => ids.get(event_id).copied(),
+                Some(ids) => ids.get(event_id),
                 None => {
                     drop(ids);
-                    self.load_ids()?
-                        .as_ref()
-                        .and_then(|ids| ids.get(event_id))
-                        .copied()
+                    let ids = self.load_ids()?;
+                    ids.as_ref().expect("loaded").get(event_id)
                 }
             }
         };
-        let Some(seq) = seq else { return Ok(None) };
+        let (seq, exact) = match found {
+            Found::Exact(seq) => (seq, true),
+            Found::Candidate(seq) => (seq, false),
+            Found::Absent => return Ok(None),
+        };
         let (first, segment) = self
             .segment_at(INDEX, seq)?
             .ok_or_else(|| StoreError::Corrupt(format!("no index segment for seq {seq}")))?;
         let at = (seq - first) as usize * INDEX_ENTRY_BYTES;
         let entry = segment
             .get(at..at + INDEX_ENTRY_BYTES)
-            .filter(|entry| entry[..16] == *event_id.as_bytes())
             .ok_or_else(|| StoreError::Corrupt(format!("index entry of seq {seq}")))?;
+        if entry[..16] != *event_id.as_bytes() {
+            // A candidate is another id that shares this one's key; an exact hit must match.
+            return match exact {
+                false => Ok(None),
+                true => Err(StoreError::Corrupt(format!("index entry of seq {seq}"))),
+            };
+        }
         Ok(Some((seq, entry[16..].try_into().expect("32 bytes"))))
     }
 
     /// Reads every index segment into the id map, once.
-    fn load_ids(
-        &self,
-    ) -> Result<std::sync::RwLockWriteGuard<'_, Option<HashMap<EventId, u64>>>, StoreError> {
+    fn load_ids(&self) -> Result<std::sync::RwLockWriteGuard<'_, Option<IdMap>>, StoreError> {
         let mut ids = self.inner.ids.write().unwrap_or_else(|e| e.into_inner());
         if ids.is_none() {
-            let mut map = HashMap::with_capacity(self.last_seq()? as usize);
+            let mut map = IdMap::with_capacity(self.last_seq()? as usize);
             for item in self.inner.tree.scan_prefix([INDEX]) {
                 let (key, segment) = item?;
                 let first = read_u64(&key[1..])?;
@@ -480,12 +487,9 @@ impl Store {
             .unwrap_or_else(|e| e.into_inner())
             .as_mut()
         {
-            ids.extend(
-                commit
-                    .events
-                    .iter()
-                    .map(|event| (event.event_id, event.seq)),
-            );
+            for event in &commit.events {
+                ids.insert(event.event_id, event.seq);
+            }
         }
         if let Some((first, delta)) = delta {
             // What memory serves is what was written, read back as at open.
