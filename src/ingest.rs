@@ -25,7 +25,7 @@ pub const BATCH_EVENTS_MAX: usize = 4096;
 /// Submissions waiting for the writer; senders wait when it is full (back-pressure).
 pub const QUEUE_SUBMISSIONS_MAX: usize = 1024;
 /// Batches written and waiting for the syncer; the committer waits beyond (bounded memory).
-const SYNC_QUEUE_BATCHES: usize = 8;
+const SYNC_QUEUE_BATCHES: usize = 2;
 
 /// Where a payload came from: decides how a rejection is kept and what `stream_seq` is.
 #[derive(Clone, Debug)]
@@ -267,8 +267,8 @@ struct Committing {
     counts: Counts,
     position: Position,
     from_stream: bool,
-    /// The batch's parsed events, freed by the committer once written: freeing their JSON
-    /// trees is a fair share of the writer's time otherwise.
+    /// The batch's parsed events, freed by the syncer once answered: freeing their JSON trees
+    /// is a fair share of the writer's time otherwise, and the committer is on the path too.
     spent: Vec<Parsed>,
 }
 
@@ -376,13 +376,10 @@ fn commit_loop(
     to_syncer: std::sync::mpsc::SyncSender<Committing>,
     store: &Store,
 ) {
-    for mut batch in batches {
+    for batch in batches {
         match store.apply(&batch.commit) {
             Ok(()) => {
                 let _ = done.send(Ok(()));
-                // The syncer needs only whom to answer: the events' bytes go now.
-                drop(std::mem::take(&mut batch.commit));
-                drop(std::mem::take(&mut batch.spent));
                 if to_syncer.send(batch).is_err() {
                     break;
                 }
@@ -424,6 +421,7 @@ fn sync_loop(
                 }
             }
             position.send_replace(batch.position);
+            drop(batch.spent);
         }
     }
 }
