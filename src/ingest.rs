@@ -327,7 +327,7 @@ fn run(
         // Did this batch consume stream messages (its checkpoint moved)?
         let from_stream = batch.state.checkpoint != state.checkpoint;
         let (commit, next_state, counts, written, spent) = batch.finish();
-        // The batch before must be durable before this one, which was built on it, is written.
+        // The batch before must be written before this one, which was built on it, is.
         if in_flight.take().is_some() && committed.recv() != Ok(Ok(())) {
             fail(
                 replies,
@@ -406,7 +406,7 @@ fn sync_loop(
         let mut group = vec![first];
         group.extend(applied.try_iter());
         if let Err(error) = store.sync() {
-            tracing::error!(%error, "the store could not be synced; its batches were not answered");
+            tracing::error!(%error, "the store could not be synced; its batches were answered with an error");
             for batch in group {
                 fail(batch.replies, &error.to_string(), batch.from_stream);
             }

@@ -1,6 +1,7 @@
 //! The only module that knows sled. One tree, keys by prefix (the keyspace is documented in
-//! ARCHITECTURE.md). Every write is one `Commit` applied as ONE atomic sled batch, then flushed
-//! and synced once: group commit, never a flush per event.
+//! ARCHITECTURE.md). Every write is one `Commit` applied as ONE atomic sled batch; one flush and
+//! one filesystem sync then cover every batch applied before them: group commit, never a flush
+//! per event.
 
 mod ids;
 mod pending;
@@ -105,7 +106,7 @@ struct Inner {
     /// sled's data file, open for `sync`.
     data_file: File,
     /// event_id → seq, read from the index segments on first use, then kept up to date by
-    /// `commit`. `None` until first used: reads that never look up an id never pay for it.
+    /// `apply`. `None` until first used: reads that never look up an id never pay for it.
     ids: RwLock<Option<IdMap>>,
     pending: Arc<Pending>,
     compactor: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -244,10 +245,10 @@ impl Store {
             .ok_or_else(|| StoreError::Corrupt(format!("index entry of seq {seq}")))?;
         if entry[..16] != *event_id.as_bytes() {
             // A candidate is another id that shares this one's key; an exact hit must match.
-            return match exact {
-                false => Ok(None),
-                true => Err(StoreError::Corrupt(format!("index entry of seq {seq}"))),
-            };
+            if exact {
+                return Err(StoreError::Corrupt(format!("index entry of seq {seq}")));
+            }
+            return Ok(None);
         }
         Ok(Some((seq, entry[16..].try_into().expect("32 bytes"))))
     }
