@@ -412,17 +412,19 @@ fn sync_loop(
             }
             continue;
         }
+        let newest = group.last().expect("a group holds a batch").position;
         for batch in group {
             batch.counts.record(metrics);
-            metrics.log_position.set(batch.position.last_seq as i64);
             for (reply, result) in batch.replies {
                 if let Some(reply) = reply {
                     let _ = reply.send(result);
                 }
             }
-            position.send_replace(batch.position);
             drop(batch.spent);
         }
+        // Positions only grow: the group's newest wakes every waiter it covers, once.
+        metrics.log_position.set(newest.last_seq as i64);
+        position.send_replace(newest);
     }
 }
 
