@@ -33,6 +33,86 @@ fn main() {
     println!("core benchmarks: {events} events over {ACTIONS} Actions, batches of {BATCH_EVENTS}, {cores} cores");
     let dir = tempfile::tempdir().unwrap();
 
+    // IMPACT_BENCH_STORE=<dir> keeps the appended store there, and a later run that finds it
+    // skips the append figures and measures the scan, rebuild and memory on that store.
+    let kept = std::env::var_os("IMPACT_BENCH_STORE").map(std::path::PathBuf::from);
+    let store_dir = kept.clone().unwrap_or_else(|| dir.path().join("store"));
+    if kept.is_none() || !store_dir.join("sled").exists() {
+        append(&dir, &store_dir, events);
+    }
+    let store = Store::open(&store_dir, impact::store::CACHE_BYTES_DEFAULT).unwrap();
+    let events = store.last_seq().unwrap() as usize;
+
+    // Ceiling: a raw scan of the log, touching every byte.
+    let started = Instant::now();
+    let mut bytes = 0usize;
+    let mut count = 0usize;
+    for item in store.log_after(0) {
+        let (_, value) = item.unwrap();
+        bytes += value.iter().map(|b| *b as usize).sum::<usize>() & 1;
+        count += 1;
+    }
+    assert_eq!(count, events);
+    let raw_scan = common::rate(events, started.elapsed().as_secs_f64());
+    println!("raw sled scan of the log (ceiling): {raw_scan:>10.0} events/s ({bytes})");
+    drop(store);
+
+    let started = Instant::now();
+    let folded = impact::commands::rebuild(&store_dir, false).unwrap();
+    let rebuild = common::rate(folded as usize, started.elapsed().as_secs_f64());
+    println!("rebuild of every view:           {rebuild:>10.0} events/s ({:.0}% of raw scan; target >= 1,000,000 and >= 30%)", 100.0 * rebuild / raw_scan);
+
+    // Peak RSS of the CLI over the same events.
+    let export = dir.path().join("export.ndjson");
+    let binary = env!("CARGO_BIN_EXE_impact");
+    let run = |args: &[&str]| {
+        let started = Instant::now();
+        let output = std::process::Command::new(binary)
+            .args(args)
+            .env("IMPACT_REPORT_PEAK_RSS", "1")
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        let rss = stderr
+            .lines()
+            .find_map(|l| l.strip_prefix("peak RSS "))
+            .unwrap_or("?")
+            .to_owned();
+        (rss, started.elapsed().as_secs_f64())
+    };
+    run(&[
+        "export",
+        "--data-dir",
+        store_dir.to_str().unwrap(),
+        "--out",
+        export.to_str().unwrap(),
+    ]);
+    let imported = dir.path().join("imported");
+    let (rss, seconds) = run(&[
+        "import",
+        "--data-dir",
+        imported.to_str().unwrap(),
+        export.to_str().unwrap(),
+    ]);
+    println!(
+        "impact import of {events} events:  peak RSS {rss} ({:.0} events/s; target <= 256 MiB)",
+        common::rate(events, seconds)
+    );
+    let (rss, seconds) = run(&["rebuild", "--data-dir", imported.to_str().unwrap()]);
+    println!(
+        "impact rebuild of {events} events: peak RSS {rss} ({:.0} events/s; target <= 256 MiB)",
+        common::rate(events, seconds)
+    );
+}
+
+/// The append figures: a raw sled insert of the events (the ceiling), then the same events
+/// through the single writer into a new store at `store_dir`.
+fn append(dir: &tempfile::TempDir, store_dir: &std::path::Path, events: usize) {
     // Ceiling: the same bytes, inserted raw, one flush per batch.
     let raw = Store::open(&dir.path().join("raw"), impact::store::CACHE_BYTES_DEFAULT).unwrap();
     let started = Instant::now();
@@ -51,8 +131,7 @@ fn main() {
 
     // Append through the single writer: raw bytes in, schema and rules, one atomic write and
     // one flush per batch; the producers run the schema checks, as the HTTP handlers do.
-    let store_dir = dir.path().join("store");
-    let store = Store::open(&store_dir, impact::store::CACHE_BYTES_DEFAULT).unwrap();
+    let store = Store::open(store_dir, impact::store::CACHE_BYTES_DEFAULT).unwrap();
     let (writer, thread) = Writer::spawn(
         store.clone(),
         Arc::new(Schemas::load()),
@@ -121,70 +200,4 @@ fn main() {
     thread.join().unwrap();
     println!("append via the single writer:    {append:>10.0} events/s ({:.0}% of raw insert; target >= 50,000, stretch 100,000)", 100.0 * append / raw_insert);
     assert_eq!(store.last_seq().unwrap(), events as u64);
-
-    // Ceiling: a raw scan of the log, touching every byte.
-    let started = Instant::now();
-    let mut bytes = 0usize;
-    let mut count = 0usize;
-    for item in store.log_after(0) {
-        let (_, value) = item.unwrap();
-        bytes += value.iter().map(|b| *b as usize).sum::<usize>() & 1;
-        count += 1;
-    }
-    assert_eq!(count, events);
-    let raw_scan = common::rate(events, started.elapsed().as_secs_f64());
-    println!("raw sled scan of the log (ceiling): {raw_scan:>10.0} events/s ({bytes})");
-    drop(store);
-
-    let started = Instant::now();
-    let folded = impact::commands::rebuild(&store_dir, false).unwrap();
-    let rebuild = common::rate(folded as usize, started.elapsed().as_secs_f64());
-    println!("rebuild of every view:           {rebuild:>10.0} events/s ({:.0}% of raw scan; target >= 1,000,000 and >= 30%)", 100.0 * rebuild / raw_scan);
-
-    // Peak RSS of the CLI over the same events.
-    let export = dir.path().join("export.ndjson");
-    let binary = env!("CARGO_BIN_EXE_impact");
-    let run = |args: &[&str]| {
-        let started = Instant::now();
-        let output = std::process::Command::new(binary)
-            .args(args)
-            .env("IMPACT_REPORT_PEAK_RSS", "1")
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-        let rss = stderr
-            .lines()
-            .find_map(|l| l.strip_prefix("peak RSS "))
-            .unwrap_or("?")
-            .to_owned();
-        (rss, started.elapsed().as_secs_f64())
-    };
-    run(&[
-        "export",
-        "--data-dir",
-        store_dir.to_str().unwrap(),
-        "--out",
-        export.to_str().unwrap(),
-    ]);
-    let imported = dir.path().join("imported");
-    let (rss, seconds) = run(&[
-        "import",
-        "--data-dir",
-        imported.to_str().unwrap(),
-        export.to_str().unwrap(),
-    ]);
-    println!(
-        "impact import of {events} events:  peak RSS {rss} ({:.0} events/s; target <= 256 MiB)",
-        common::rate(events, seconds)
-    );
-    let (rss, seconds) = run(&["rebuild", "--data-dir", imported.to_str().unwrap()]);
-    println!(
-        "impact rebuild of {events} events: peak RSS {rss} ({:.0} events/s; target <= 256 MiB)",
-        common::rate(events, seconds)
-    );
 }

@@ -74,7 +74,7 @@ async fn load(base: &str, path_for: Arc<dyn Fn(usize) -> String + Send + Sync>) 
 
 /// As `load`, but when `total_rate` is given each connection sends on a fixed schedule
 /// (open loop) and a latency counts from when its request was due, not when it was sent, so a
-/// stall is not hidden by the requests it delayed.
+/// stall is not hidden by the requests it delayed (see the loop for the timer's own lateness).
 async fn load_at(
     base: &str,
     path_for: Arc<dyn Fn(usize) -> String + Send + Sync>,
@@ -84,14 +84,12 @@ async fn load_at(
     let deadline = Instant::now() + Duration::from_secs(LOAD_SECONDS);
     let started = Instant::now();
     let mut tasks = Vec::new();
+    let address = base.trim_start_matches("http://").to_owned();
     for c in 0..CONNECTIONS {
-        let client = reqwest::Client::builder()
-            .pool_max_idle_per_host(1)
-            .build()
-            .unwrap();
-        let base = base.to_owned();
+        let address = address.clone();
         let path_for = path_for.clone();
         tasks.push(tokio::spawn(async move {
+            let mut connection = Connection::open(&address).await;
             let mut latencies = Vec::new();
             let mut i = c * 7919;
             let mut due = Instant::now()
@@ -99,22 +97,25 @@ async fn load_at(
                     every.mul_f64(c as f64 / CONNECTIONS as f64)
                 });
             while Instant::now() < deadline {
+                let request = format!("GET {} HTTP/1.1\r\nHost: {address}\r\n\r\n", path_for(i));
                 let sent = match interval {
                     Some(every) => {
-                        tokio::time::sleep_until(due.into()).await;
-                        let sent = due;
+                        // Behind schedule: count from when the request was due. Ahead: sleep,
+                        // and count from the wake-up (tokio's timer rounds up to the next
+                        // millisecond, a lateness of the load generator, not of the service).
+                        let sent = if due > Instant::now() {
+                            tokio::time::sleep_until(due.into()).await;
+                            Instant::now()
+                        } else {
+                            due
+                        };
                         due += every;
                         sent
                     }
                     None => Instant::now(),
                 };
-                let response = client
-                    .get(format!("{base}{}", path_for(i)))
-                    .send()
-                    .await
-                    .unwrap();
-                assert!(response.status().is_success(), "{}", response.status());
-                response.bytes().await.unwrap();
+                let status = connection.get(request.as_bytes()).await;
+                assert!((200..300).contains(&status), "{status}");
                 latencies.push(sent.elapsed().as_secs_f64() * 1000.0);
                 i += 1;
             }
@@ -132,6 +133,57 @@ async fn load_at(
         quantile(&latencies, 0.5),
         quantile(&latencies, 0.99),
     )
+}
+
+/// A keep-alive HTTP/1.1 connection for the load loops: writes a ready-made request and reads
+/// the response by its `Content-Length`, the least a client can do per request (as `wrk` does),
+/// so the load generator takes as little as it can of the cores it shares with the service.
+struct Connection {
+    stream: tokio::net::TcpStream,
+    buffer: Vec<u8>,
+}
+
+impl Connection {
+    async fn open(address: &str) -> Connection {
+        let stream = tokio::net::TcpStream::connect(address).await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        Connection {
+            stream,
+            buffer: Vec::with_capacity(16 << 10),
+        }
+    }
+
+    /// Sends `request` and reads its whole response; returns the status code.
+    async fn get(&mut self, request: &[u8]) -> u16 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        self.stream.write_all(request).await.unwrap();
+        self.buffer.clear();
+        let mut chunk = [0u8; 16 << 10];
+        let (head_len, status, body_len) = loop {
+            if let Some(end) = self.buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = std::str::from_utf8(&self.buffer[..end]).unwrap();
+                let status = head[9..12].parse::<u16>().unwrap();
+                let body_len = head
+                    .lines()
+                    .find_map(|line| {
+                        let (name, value) = line.split_once(':')?;
+                        name.eq_ignore_ascii_case("content-length")
+                            .then(|| value.trim().parse::<usize>().unwrap())
+                    })
+                    .expect("a response with a Content-Length");
+                break (end + 4, status, body_len);
+            }
+            let read = self.stream.read(&mut chunk).await.unwrap();
+            assert!(read > 0, "the service closed the connection");
+            self.buffer.extend_from_slice(&chunk[..read]);
+        };
+        while self.buffer.len() < head_len + body_len {
+            let read = self.stream.read(&mut chunk).await.unwrap();
+            assert!(read > 0, "the service closed the connection");
+            self.buffer.extend_from_slice(&chunk[..read]);
+        }
+        status
+    }
 }
 
 /// Posts one JSON array of events; the service must accept it (`202`, durable on answer).

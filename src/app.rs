@@ -31,6 +31,8 @@ pub struct App {
     pub schemas: Arc<Schemas>,
     pub metrics: Arc<Metrics>,
     pub bus: Bus,
+    /// Rendered Action views, served again while their record is unchanged.
+    pub views: crate::api::ViewCache,
 }
 
 impl App {
@@ -55,6 +57,7 @@ impl App {
                 schemas,
                 metrics,
                 bus,
+                views: crate::api::ViewCache::new(crate::api::VIEW_CACHE_BYTES),
             }),
             writer_thread,
         ))

@@ -85,8 +85,15 @@ async fn submitted_events_show_in_views_histories_and_the_log() {
         "2019-01-01",
         json!({"target_event_id": target, "reason": "wrong outcome"}),
     );
-    let (status, _) = post_json(&http, &service.url("/v1/events"), &retraction).await;
+    let (_, view) = get_json(&http, &service.url(&format!("/v1/actions/{TH}"))).await;
+    assert_eq!(view["last_seq"].as_u64(), Some(last_seq));
+    let (status, retracted) =
+        post_json(&http, &service.url("/v1/events?wait=true"), &retraction).await;
     assert_eq!(status, 202);
+    // The view read before is not served again once the record changed.
+    let (_, view) = get_json(&http, &service.url(&format!("/v1/actions/{TH}"))).await;
+    assert_eq!(view["last_seq"], retracted["results"][0]["seq"]);
+    assert_eq!(view["outcomes"], json!([]), "{view}");
     let (_, history) = get_json(&http, &service.url(&format!("/v1/actions/{TH}/events"))).await;
     assert_eq!(history["events"][1]["retracted"], true);
     let (_, before) = get_json(
@@ -478,6 +485,11 @@ async fn each_role_can_do_what_it_may_and_nothing_else() {
     )
     .await;
     assert_eq!(status, 202);
+    // Read by the admin first, so the field office's read finds the view rendered already.
+    assert_eq!(
+        get(Some("admin-token"), format!("/v1/actions/{LA}")).await,
+        200
+    );
     assert_eq!(
         get(Some("fo-token"), format!("/v1/actions/{LA}")).await,
         403

@@ -7,7 +7,10 @@ use crate::domain::ids::{ActionId, Country};
 use crate::domain::tracks::Track;
 use crate::queries;
 use axum::extract::{Path, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
+use bytes::Bytes;
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -130,22 +133,45 @@ pub async fn view(
     caller: Caller,
     Path(id): Path<String>,
     query: Query,
-) -> Result<Json<ActionStatus>, ApiError> {
+) -> Result<Response, ApiError> {
     let filters = filters(&query)?;
     let action_id = action_id(&id)?;
+    let reference = queries::reference_date(&filters);
     // One record, from memory or one sled page: cheaper on this thread than handed to the
-    // blocking pool (the scans below are handed over).
-    let record = readable_record(&app, &caller, &action_id)?;
+    // blocking pool (the scans below are handed over). A view rendered from these very bytes
+    // before is served as it was.
+    let bytes = app
+        .store
+        .record_raw(&action_id)?
+        .ok_or_else(|| ApiError::NotFound(format!("no Action {action_id}")))?;
+    if let Some(hit) = app.views.get(&action_id, &filters, reference, &bytes) {
+        caller.require_country(&hit.country)?;
+        return Ok(json_body(hit.body));
+    }
+    let record = crate::store::decode_record(&bytes)?;
+    caller.require_country(&record.country)?;
     let view = record.view(&filters, &app.config.rules).ok_or_else(|| {
         ApiError::NotFound(format!(
             "Action {action_id} has no event under these filters"
         ))
     })?;
-    Ok(Json(ActionStatus::new(
-        view,
-        &app.config.rules,
-        queries::reference_date(&filters),
-    )))
+    let status = ActionStatus::new(view, &app.config.rules, reference);
+    let body =
+        Bytes::from(serde_json::to_vec(&status).map_err(|e| ApiError::Internal(e.to_string()))?);
+    app.views.put(
+        &action_id,
+        filters,
+        reference,
+        bytes,
+        record.country.clone(),
+        body.clone(),
+    );
+    Ok(json_body(body))
+}
+
+/// A response of JSON already rendered.
+fn json_body(body: Bytes) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 pub async fn history(

@@ -7,9 +7,11 @@ mod dashboard;
 mod error;
 mod events;
 mod reviews;
+mod view_cache;
 
 pub use auth::Caller;
 pub use error::ApiError;
+pub use view_cache::{ViewCache, VIEW_CACHE_BYTES};
 
 use crate::app::App;
 use crate::domain::fold::Filters;

@@ -1,0 +1,200 @@
+//! Rendered Action views, reused while the Action's record is unchanged.
+//!
+//! A view is a pure function of the Action's record, the filters, the reference date and the
+//! rules (fixed for the process). An entry keeps the record bytes it was rendered from and is
+//! served only when the record read now is byte-for-byte the same, so no write has to
+//! invalidate anything and a stale entry can never be served: a changed record simply misses.
+
+use crate::domain::fold::Filters;
+use crate::domain::ids::{ActionId, Country};
+use bytes::Bytes;
+use chrono::NaiveDate;
+use foldhash::{HashMap, HashMapExt};
+use std::sync::Mutex;
+
+/// What the rendered views may hold, record bytes included, before the cache starts over.
+pub const VIEW_CACHE_BYTES: usize = 32 << 20;
+/// What an entry costs besides its bytes (key, fields, hash slot).
+const ENTRY_BYTES: usize = 160;
+
+/// The input a view was rendered from, and what it rendered to.
+struct Rendered {
+    filters: Filters,
+    reference: NaiveDate,
+    record: sled::IVec,
+    country: Country,
+    body: Bytes,
+}
+
+impl Rendered {
+    fn size(&self) -> usize {
+        ENTRY_BYTES + self.record.len() + self.body.len()
+    }
+}
+
+pub struct ViewCache {
+    inner: Mutex<Entries>,
+    budget: usize,
+}
+
+struct Entries {
+    by_action: HashMap<ActionId, Rendered>,
+    bytes: usize,
+}
+
+/// A hit: the rendered body and the country the record names (for the caller's access check).
+pub struct Hit {
+    pub country: Country,
+    pub body: Bytes,
+}
+
+impl ViewCache {
+    pub fn new(budget: usize) -> ViewCache {
+        ViewCache {
+            inner: Mutex::new(Entries {
+                by_action: HashMap::new(),
+                bytes: 0,
+            }),
+            budget,
+        }
+    }
+
+    /// The view rendered from exactly `record` under `filters` at `reference`, if kept.
+    pub fn get(
+        &self,
+        action_id: &ActionId,
+        filters: &Filters,
+        reference: NaiveDate,
+        record: &[u8],
+    ) -> Option<Hit> {
+        let entries = self
+            .inner
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        let rendered = entries.by_action.get(action_id)?;
+        (rendered.filters == *filters
+            && rendered.reference == reference
+            && rendered.record.as_ref() == record)
+            .then(|| Hit {
+                country: rendered.country.clone(),
+                body: rendered.body.clone(),
+            })
+    }
+
+    /// Keeps `body` as the view rendered from `record`; one entry per Action, the newest.
+    /// When the budget is spent the cache starts over: simple, and bounded.
+    pub fn put(
+        &self,
+        action_id: &ActionId,
+        filters: Filters,
+        reference: NaiveDate,
+        record: sled::IVec,
+        country: Country,
+        body: Bytes,
+    ) {
+        let rendered = Rendered {
+            filters,
+            reference,
+            record,
+            country,
+            body,
+        };
+        let size = rendered.size();
+        if size > self.budget / 16 {
+            return;
+        }
+        let mut entries = self
+            .inner
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        if entries.bytes + size > self.budget {
+            entries.by_action.clear();
+            entries.bytes = 0;
+        }
+        entries.bytes += size;
+        if let Some(old) = entries.by_action.insert(action_id.clone(), rendered) {
+            entries.bytes -= old.size();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: usize) -> ActionId {
+        ActionId::parse(&format!("MIEUX-TH-{n:06}")).unwrap()
+    }
+
+    fn country() -> Country {
+        Country::parse("TH").unwrap()
+    }
+
+    #[test]
+    fn serves_only_the_same_record_filters_and_date() {
+        let cache = ViewCache::new(1 << 20);
+        let today = NaiveDate::from_ymd_opt(2026, 11, 28).unwrap();
+        let record = sled::IVec::from(vec![7u8; 100]);
+        cache.put(
+            &id(1),
+            Filters::default(),
+            today,
+            record.clone(),
+            country(),
+            Bytes::from_static(b"{\"v\":1}"),
+        );
+        let hit = cache
+            .get(&id(1), &Filters::default(), today, &record)
+            .unwrap();
+        assert_eq!(&hit.body[..], b"{\"v\":1}");
+        assert_eq!(hit.country, country());
+        let mut changed = record.to_vec();
+        changed[99] = 8;
+        assert!(cache
+            .get(&id(1), &Filters::default(), today, &changed)
+            .is_none());
+        assert!(cache
+            .get(
+                &id(1),
+                &Filters::default(),
+                today.succ_opt().unwrap(),
+                &record
+            )
+            .is_none());
+        let as_of = Filters {
+            as_of: Some(today),
+            ..Filters::default()
+        };
+        assert!(cache.get(&id(1), &as_of, today, &record).is_none());
+        assert!(cache
+            .get(&id(2), &Filters::default(), today, &record)
+            .is_none());
+    }
+
+    #[test]
+    fn stays_within_its_budget() {
+        let budget = 64 << 10;
+        let cache = ViewCache::new(budget);
+        let today = NaiveDate::from_ymd_opt(2026, 11, 28).unwrap();
+        for n in 0..1000 {
+            cache.put(
+                &id(n),
+                Filters::default(),
+                today,
+                sled::IVec::from(vec![1u8; 500]),
+                country(),
+                Bytes::from(vec![b'x'; 500]),
+            );
+            let entries = cache.inner.lock().unwrap();
+            assert!(entries.bytes <= budget);
+            assert_eq!(
+                entries.bytes,
+                entries
+                    .by_action
+                    .values()
+                    .map(Rendered::size)
+                    .sum::<usize>()
+            );
+        }
+    }
+}
