@@ -871,3 +871,25 @@ fn defaults_are_filled_so_the_same_content_hashes_the_same() {
     assert_eq!(a.hash, b.hash);
     assert_eq!(ActionId::parse(ACTION).unwrap(), a.envelope.action_id);
 }
+
+#[test]
+fn an_event_value_is_measured_as_compact_json() {
+    use crate::domain::event::EVENT_BYTES_MAX;
+    // `{"x":"…"}` is 8 bytes around the string; a quote inside is written as two.
+    let sized = |len: usize| json!({ "x": format!("{}\"", "a".repeat(len - 8 - 2)) });
+    let code = |value| {
+        schemas()
+            .parse_value(value, Origin::Client)
+            .unwrap_err()
+            .code
+    };
+    assert_eq!(
+        serde_json::to_vec(&sized(EVENT_BYTES_MAX)).unwrap().len(),
+        EVENT_BYTES_MAX
+    );
+    assert_ne!(code(sized(EVENT_BYTES_MAX)), RejectionCode::PayloadTooLarge);
+    assert_eq!(
+        code(sized(EVENT_BYTES_MAX + 1)),
+        RejectionCode::PayloadTooLarge
+    );
+}

@@ -164,9 +164,7 @@ impl Schemas {
 
     /// One element of a JSON body: its size is measured as it serializes.
     pub fn parse_value(&self, value: Value, origin: Origin) -> Result<Parsed, Rejection> {
-        let size = serde_json::to_vec(&value)
-            .map(|bytes| bytes.len())
-            .unwrap_or(usize::MAX);
+        let size = serialized_len(&value);
         if size > EVENT_BYTES_MAX {
             return Err(too_large(size));
         }
@@ -242,6 +240,25 @@ impl Schemas {
             message,
             details,
         })
+    }
+}
+
+/// The length of `value` serialized as compact JSON, counted without writing it anywhere.
+fn serialized_len(value: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    match serde_json::to_writer(&mut count, value) {
+        Ok(()) => count.0,
+        Err(_) => usize::MAX,
     }
 }
 
