@@ -227,10 +227,14 @@ async fn http_benchmarks(cores: usize) {
     }
     let rest: Arc<Vec<Vec<u8>>> = Arc::new(bodies[registrations..].to_vec());
     let mut posters = Vec::new();
-    for p in 0..4 {
+    let poster_count: usize = std::env::var("IMPACT_BENCH_POSTERS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(4);
+    for p in 0..poster_count {
         let (client, base, rest) = (client.clone(), base.clone(), rest.clone());
         posters.push(tokio::spawn(async move {
-            for body in rest.iter().skip(p).step_by(4) {
+            for body in rest.iter().skip(p).step_by(poster_count) {
                 post_events(&client, &base, body).await;
             }
         }));
