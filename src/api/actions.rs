@@ -162,7 +162,7 @@ pub async fn view(
         &action_id,
         filters,
         reference,
-        bytes,
+        &bytes,
         record.country.clone(),
         body.clone(),
     );

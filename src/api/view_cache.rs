@@ -21,7 +21,9 @@ const ENTRY_BYTES: usize = 160;
 struct Rendered {
     filters: Filters,
     reference: NaiveDate,
-    record: sled::IVec,
+    /// A copy: the bytes read may be a slice of a whole delta segment, which a kept slice
+    /// would keep in memory with it.
+    record: Box<[u8]>,
     country: Country,
     body: Bytes,
 }
@@ -74,7 +76,7 @@ impl ViewCache {
         let rendered = entries.by_action.get(action_id)?;
         (rendered.filters == *filters
             && rendered.reference == reference
-            && rendered.record.as_ref() == record)
+            && *rendered.record == *record)
             .then(|| Hit {
                 country: rendered.country.clone(),
                 body: rendered.body.clone(),
@@ -88,14 +90,14 @@ impl ViewCache {
         action_id: &ActionId,
         filters: Filters,
         reference: NaiveDate,
-        record: sled::IVec,
+        record: &[u8],
         country: Country,
         body: Bytes,
     ) {
         let rendered = Rendered {
             filters,
             reference,
-            record,
+            record: record.into(),
             country,
             body,
         };
@@ -134,12 +136,12 @@ mod tests {
     fn serves_only_the_same_record_filters_and_date() {
         let cache = ViewCache::new(1 << 20);
         let today = NaiveDate::from_ymd_opt(2026, 11, 28).unwrap();
-        let record = sled::IVec::from(vec![7u8; 100]);
+        let record = vec![7u8; 100];
         cache.put(
             &id(1),
             Filters::default(),
             today,
-            record.clone(),
+            &record,
             country(),
             Bytes::from_static(b"{\"v\":1}"),
         );
@@ -148,7 +150,7 @@ mod tests {
             .unwrap();
         assert_eq!(&hit.body[..], b"{\"v\":1}");
         assert_eq!(hit.country, country());
-        let mut changed = record.to_vec();
+        let mut changed = record.clone();
         changed[99] = 8;
         assert!(cache
             .get(&id(1), &Filters::default(), today, &changed)
@@ -181,7 +183,7 @@ mod tests {
                 &id(n),
                 Filters::default(),
                 today,
-                sled::IVec::from(vec![1u8; 500]),
+                &[1u8; 500],
                 country(),
                 Bytes::from(vec![b'x'; 500]),
             );
