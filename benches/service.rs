@@ -155,10 +155,9 @@ impl Connection {
 
     /// Sends `request` and reads its whole response; returns the status code.
     async fn get(&mut self, request: &[u8]) -> u16 {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio::io::AsyncWriteExt;
         self.stream.write_all(request).await.unwrap();
         self.buffer.clear();
-        let mut chunk = [0u8; 16 << 10];
         let (head_len, status, body_len) = loop {
             if let Some(end) = self.buffer.windows(4).position(|w| w == b"\r\n\r\n") {
                 let head = std::str::from_utf8(&self.buffer[..end]).unwrap();
@@ -173,16 +172,20 @@ impl Connection {
                     .expect("a response with a Content-Length");
                 break (end + 4, status, body_len);
             }
-            let read = self.stream.read(&mut chunk).await.unwrap();
-            assert!(read > 0, "the service closed the connection");
-            self.buffer.extend_from_slice(&chunk[..read]);
+            self.read_more().await;
         };
         while self.buffer.len() < head_len + body_len {
-            let read = self.stream.read(&mut chunk).await.unwrap();
-            assert!(read > 0, "the service closed the connection");
-            self.buffer.extend_from_slice(&chunk[..read]);
+            self.read_more().await;
         }
         status
+    }
+
+    /// Appends what the socket has to the buffer (straight into its spare capacity).
+    async fn read_more(&mut self) {
+        use tokio::io::AsyncReadExt;
+        self.buffer.reserve(4096);
+        let read = self.stream.read_buf(&mut self.buffer).await.unwrap();
+        assert!(read > 0, "the service closed the connection");
     }
 }
 

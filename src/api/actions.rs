@@ -1,14 +1,13 @@
 //! The Action list, one Action's view and its history, all with time travel.
 
-use super::{blocking, filters, ApiError, Caller, Query};
+use super::{blocking, filters, json_body, ApiError, Caller, Query};
 use crate::app::App;
 use crate::domain::fold::{ActionRecord, ActionStatus, FlagKind, OutcomeState};
 use crate::domain::ids::{ActionId, Country};
 use crate::domain::tracks::Track;
 use crate::queries;
 use axum::extract::{Path, State};
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::Json;
 use bytes::Bytes;
 use serde::Serialize;
@@ -120,10 +119,19 @@ fn readable_record(
     caller: &Caller,
     action_id: &ActionId,
 ) -> Result<ActionRecord, ApiError> {
-    let record = app
-        .store
-        .record(action_id)?
-        .ok_or_else(|| ApiError::NotFound(format!("no Action {action_id}")))?;
+    readable(caller, &record_bytes(app, action_id)?)
+}
+
+/// The Action's record as stored (from memory or one sled page), or `404`.
+fn record_bytes(app: &App, action_id: &ActionId) -> Result<sled::IVec, ApiError> {
+    app.store
+        .record_raw(action_id)?
+        .ok_or_else(|| ApiError::NotFound(format!("no Action {action_id}")))
+}
+
+/// A stored record, decoded, if the caller may read its country.
+fn readable(caller: &Caller, bytes: &[u8]) -> Result<ActionRecord, ApiError> {
+    let record = crate::store::decode_record(bytes)?;
     caller.require_country(&record.country)?;
     Ok(record)
 }
@@ -140,16 +148,16 @@ pub async fn view(
     // One record, from memory or one sled page: cheaper on this thread than handed to the
     // blocking pool (the scans below are handed over). A view rendered from these very bytes
     // before is served as it was.
-    let bytes = app
-        .store
-        .record_raw(&action_id)?
-        .ok_or_else(|| ApiError::NotFound(format!("no Action {action_id}")))?;
-    if let Some(hit) = app.views.get(&action_id, &filters, reference, &bytes) {
-        caller.require_country(&hit.country)?;
-        return Ok(json_body(hit.body));
+    let bytes = record_bytes(&app, &action_id)?;
+    let cached = app
+        .views
+        .get(&action_id, &filters, reference, &bytes, |country| {
+            caller.require_country(country)
+        })?;
+    if let Some(body) = cached {
+        return Ok(json_body(body));
     }
-    let record = crate::store::decode_record(&bytes)?;
-    caller.require_country(&record.country)?;
+    let record = readable(&caller, &bytes)?;
     let view = record.view(&filters, &app.config.rules).ok_or_else(|| {
         ApiError::NotFound(format!(
             "Action {action_id} has no event under these filters"
@@ -163,15 +171,10 @@ pub async fn view(
         filters,
         reference,
         &bytes,
-        record.country.clone(),
+        record.country,
         body.clone(),
     );
     Ok(json_body(body))
-}
-
-/// A response of JSON already rendered.
-fn json_body(body: Bytes) -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 pub async fn history(

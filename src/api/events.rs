@@ -272,7 +272,7 @@ pub async fn log(
             next_after = seq;
         }
         body.extend_from_slice(format!("],\"next_after\":{next_after}}}").as_bytes());
-        Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+        Ok(super::json_body(body))
     })
     .await
 }

@@ -91,6 +91,11 @@ pub fn filters(query: &HashMap<String, String>) -> Result<Filters, ApiError> {
 }
 
 /// Does the request's `Accept` header name `media_type`?
+/// A response of JSON already rendered.
+pub fn json_body(body: impl Into<axum::body::Body>) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body.into()).into_response()
+}
+
 pub fn accepts(headers: &axum::http::HeaderMap, media_type: &str) -> bool {
     headers
         .get(header::ACCEPT)

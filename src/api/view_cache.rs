@@ -44,12 +44,6 @@ struct Entries {
     bytes: usize,
 }
 
-/// A hit: the rendered body and the country the record names (for the caller's access check).
-pub struct Hit {
-    pub country: Country,
-    pub body: Bytes,
-}
-
 impl ViewCache {
     pub fn new(budget: usize) -> ViewCache {
         ViewCache {
@@ -61,26 +55,31 @@ impl ViewCache {
         }
     }
 
-    /// The view rendered from exactly `record` under `filters` at `reference`, if kept.
-    pub fn get(
+    /// The view rendered from exactly `record` under `filters` at `reference`, if kept and
+    /// `may_read` allows the country that record names (checked on every hit).
+    pub fn get<E>(
         &self,
         action_id: &ActionId,
         filters: &Filters,
         reference: NaiveDate,
         record: &[u8],
-    ) -> Option<Hit> {
+        may_read: impl FnOnce(&Country) -> Result<(), E>,
+    ) -> Result<Option<Bytes>, E> {
         let entries = self
             .inner
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
-        let rendered = entries.by_action.get(action_id)?;
-        (rendered.filters == *filters
-            && rendered.reference == reference
-            && *rendered.record == *record)
-            .then(|| Hit {
-                country: rendered.country.clone(),
-                body: rendered.body.clone(),
-            })
+        match entries.by_action.get(action_id) {
+            Some(rendered)
+                if rendered.filters == *filters
+                    && rendered.reference == reference
+                    && *rendered.record == *record =>
+            {
+                may_read(&rendered.country)?;
+                Ok(Some(rendered.body.clone()))
+            }
+            _ => Ok(None),
+        }
     }
 
     /// Keeps `body` as the view rendered from `record`; one entry per Action, the newest.
@@ -94,6 +93,10 @@ impl ViewCache {
         country: Country,
         body: Bytes,
     ) {
+        let size = ENTRY_BYTES + record.len() + body.len();
+        if size > self.budget / 16 {
+            return;
+        }
         let rendered = Rendered {
             filters,
             reference,
@@ -101,10 +104,6 @@ impl ViewCache {
             country,
             body,
         };
-        let size = rendered.size();
-        if size > self.budget / 16 {
-            return;
-        }
         let mut entries = self
             .inner
             .lock()
@@ -145,31 +144,39 @@ mod tests {
             country(),
             Bytes::from_static(b"{\"v\":1}"),
         );
-        let hit = cache
-            .get(&id(1), &Filters::default(), today, &record)
+        // The country the record names is handed to the access check, on every hit.
+        let get = |filters: &Filters, reference: NaiveDate, record: &[u8], id: ActionId| {
+            cache.get(&id, filters, reference, record, |named: &Country| {
+                assert_eq!(*named, country());
+                Ok::<(), ()>(())
+            })
+        };
+        let body = get(&Filters::default(), today, &record, id(1))
+            .unwrap()
             .unwrap();
-        assert_eq!(&hit.body[..], b"{\"v\":1}");
-        assert_eq!(hit.country, country());
+        assert_eq!(&body[..], b"{\"v\":1}");
+        let refused = cache.get(&id(1), &Filters::default(), today, &record, |_| Err("no"));
+        assert_eq!(refused, Err("no"));
         let mut changed = record.clone();
         changed[99] = 8;
-        assert!(cache
-            .get(&id(1), &Filters::default(), today, &changed)
+        assert!(get(&Filters::default(), today, &changed, id(1))
+            .unwrap()
             .is_none());
-        assert!(cache
-            .get(
-                &id(1),
-                &Filters::default(),
-                today.succ_opt().unwrap(),
-                &record
-            )
-            .is_none());
+        assert!(get(
+            &Filters::default(),
+            today.succ_opt().unwrap(),
+            &record,
+            id(1)
+        )
+        .unwrap()
+        .is_none());
         let as_of = Filters {
             as_of: Some(today),
             ..Filters::default()
         };
-        assert!(cache.get(&id(1), &as_of, today, &record).is_none());
-        assert!(cache
-            .get(&id(2), &Filters::default(), today, &record)
+        assert!(get(&as_of, today, &record, id(1)).unwrap().is_none());
+        assert!(get(&Filters::default(), today, &record, id(2))
+            .unwrap()
             .is_none());
     }
 
