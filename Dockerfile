@@ -1,6 +1,8 @@
 # Builds the impact binary and runs it on a small Debian base.
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
+# make: the jemalloc allocator is built from source by its -sys crate.
+RUN apt-get update && apt-get install -y --no-install-recommends make && rm -rf /var/lib/apt/lists/*
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY schemas ./schemas
