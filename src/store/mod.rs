@@ -1,8 +1,9 @@
 //! The only module that knows sled. One tree, keys by prefix (the keyspace is documented in
 //! ARCHITECTURE.md). Every write is one `Commit` applied as ONE atomic sled batch; one flush and
-//! one filesystem sync then cover every batch applied before them: group commit, never a flush
+//! one sync of its files (`durable.rs`) then cover every batch applied before them: group commit, never a flush
 //! per event.
 
+mod durable;
 mod ids;
 mod pending;
 
@@ -11,7 +12,6 @@ use crate::domain::ids::{ActionId, EventId};
 use ids::{Found, IdMap};
 use pending::Pending;
 use serde::{Deserialize, Serialize};
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -102,9 +102,8 @@ pub struct Store {
 
 struct Inner {
     tree: sled::Db,
-    dir: PathBuf,
-    /// sled's data file, open for `sync`.
-    data_file: File,
+    /// What `sync` makes durable: sled's data file and its blob files.
+    durable: durable::Durable,
     /// event_id → seq, read from the index segments on first use, then kept up to date by
     /// `apply`. `None` until first used: reads that never look up an id never pay for it.
     ids: RwLock<Option<IdMap>>,
@@ -169,11 +168,7 @@ impl Store {
                 result => break result?,
             }
         };
-        let data_path = dir.join("sled").join("db");
-        let data_file = File::open(&data_path).map_err(|source| StoreError::Io {
-            path: data_path,
-            source,
-        })?;
+        let durable = durable::Durable::open(&dir.join("sled"))?;
         let pending = Arc::new(Pending::load(&tree)?);
         let compactor = {
             let (pending, tree) = (pending.clone(), tree.clone());
@@ -188,8 +183,7 @@ impl Store {
         Ok(Store {
             inner: Arc::new(Inner {
                 tree,
-                dir: dir.to_owned(),
-                data_file,
+                durable,
                 ids: RwLock::new(None),
                 pending,
                 compactor: Mutex::new(Some(compactor)),
@@ -502,21 +496,10 @@ impl Store {
         Ok(())
     }
 
-    /// sled's `flush` ends in `sync_file_range`, which syncs neither metadata nor the drive's
-    /// cache, and sled 0.34 writes any node over 128 KiB (a log segment, say) to a file of its
-    /// own under `blobs/` that it never syncs. So after sled's flush the filesystem that holds
-    /// the store is synced: the data file, every new blob file and their directory entries.
+    /// Flushes sled and makes durable everything it had written (see `durable.rs`: sled's
+    /// own flush syncs neither its blob files nor the drive's cache).
     pub fn sync(&self) -> Result<(), StoreError> {
-        use std::os::fd::AsRawFd;
-        self.inner.tree.flush()?;
-        // SAFETY: syncfs only reads the descriptor, which `data_file` keeps open.
-        if unsafe { libc::syncfs(self.inner.data_file.as_raw_fd()) } != 0 {
-            return Err(StoreError::Io {
-                path: self.inner.dir.join("sled"),
-                source: std::io::Error::last_os_error(),
-            });
-        }
-        Ok(())
+        self.inner.durable.sync(&self.inner.tree)
     }
 
     /// Forgets every view written by a batch but not yet compacted, on disk and in memory
