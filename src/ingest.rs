@@ -17,6 +17,7 @@ use base64::Engine;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use foldhash::{HashMap, HashMapExt};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -117,6 +118,8 @@ pub struct Writer {
     tx: mpsc::Sender<Submission>,
     schemas: Arc<Schemas>,
     position: watch::Receiver<Position>,
+    /// The last seq written to the store: readers see it, though it may not be durable yet.
+    visible: Arc<AtomicU64>,
 }
 
 impl Writer {
@@ -133,16 +136,23 @@ impl Writer {
             last_seq: state.next_seq - 1,
             checkpoint: state.checkpoint,
         });
+        let visible = Arc::new(AtomicU64::new(state.next_seq - 1));
         let writer_schemas = schemas.clone();
+        let outputs = Outputs {
+            position: position_tx,
+            visible: visible.clone(),
+            metrics,
+        };
         let thread = std::thread::Builder::new()
             .name("impact-writer".into())
-            .spawn(move || run(rx, store, writer_schemas, metrics, state, position_tx))
+            .spawn(move || run(rx, store, writer_schemas, state, outputs))
             .expect("spawn the writer thread");
         Ok((
             Writer {
                 tx,
                 schemas,
                 position,
+                visible,
             },
             thread,
         ))
@@ -206,8 +216,14 @@ impl Writer {
         Ok(answer)
     }
 
+    /// How far the log is durable (what answers and `wait_for` go by).
     pub fn position(&self) -> Position {
         *self.position.borrow()
+    }
+
+    /// The last seq readers can see: written to the store, perhaps not yet synced.
+    pub fn visible_seq(&self) -> u64 {
+        self.visible.load(Ordering::Acquire)
     }
 
     /// Waits until the log reaches `seq` (or the stream checkpoint reaches `stream_seq`).
@@ -272,6 +288,15 @@ struct Committing {
     spent: Vec<Parsed>,
 }
 
+/// Where the writer's threads report progress.
+struct Outputs {
+    /// The durable position, published by the syncer.
+    position: watch::Sender<Position>,
+    /// The written position, stored by the committer.
+    visible: Arc<AtomicU64>,
+    metrics: Arc<Metrics>,
+}
+
 /// The writer's loop. It validates and folds batch N+1 while the committer thread writes batch
 /// N (what N changed is kept in memory meanwhile), and the syncer thread makes the batches
 /// written so far durable with one sync, then answers them: the disk's latency, the sled work
@@ -280,10 +305,14 @@ fn run(
     mut rx: mpsc::Receiver<Submission>,
     store: Store,
     schemas: Arc<Schemas>,
-    metrics: Arc<Metrics>,
     mut state: WriterState,
-    position: watch::Sender<Position>,
+    outputs: Outputs,
 ) {
+    let Outputs {
+        position,
+        visible,
+        metrics,
+    } = outputs;
     let (to_committer, committing) = std::sync::mpsc::sync_channel::<Committing>(0);
     let (done, committed) = std::sync::mpsc::channel::<Result<(), ()>>();
     let (to_syncer, applied) = std::sync::mpsc::sync_channel::<Committing>(SYNC_QUEUE_BATCHES);
@@ -291,7 +320,7 @@ fn run(
         let store = store.clone();
         std::thread::Builder::new()
             .name("impact-committer".into())
-            .spawn(move || commit_loop(committing, done, to_syncer, &store))
+            .spawn(move || commit_loop(committing, done, to_syncer, &store, &visible))
             .expect("spawn the committer thread")
     };
     let syncer = {
@@ -375,10 +404,12 @@ fn commit_loop(
     done: std::sync::mpsc::Sender<Result<(), ()>>,
     to_syncer: std::sync::mpsc::SyncSender<Committing>,
     store: &Store,
+    visible: &AtomicU64,
 ) {
     for batch in batches {
         match store.apply(&batch.commit) {
             Ok(()) => {
+                visible.store(batch.position.last_seq, Ordering::Release);
                 let _ = done.send(Ok(()));
                 if to_syncer.send(batch).is_err() {
                     break;

@@ -136,7 +136,7 @@ async fn healthz() -> Json<Value> {
 async fn readyz(State(app): State<Arc<App>>) -> Response {
     let bus_ready = app.bus.is_ready();
     let body = Json(
-        json!({"store": "open", "bus": if bus_ready { "ready" } else { "unavailable" }, "log_position": app.writer.position().last_seq}),
+        json!({"store": "open", "bus": if bus_ready { "ready" } else { "unavailable" }, "log_position": app.writer.position().last_seq, "visible_position": app.writer.visible_seq()}),
     );
     if bus_ready {
         (StatusCode::OK, body).into_response()
