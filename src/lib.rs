@@ -19,6 +19,7 @@ pub mod store;
 /// jemalloc, not glibc's malloc: under load glibc's allocator was ~38% of the service's CPU
 /// (cross-thread frees, `malloc_consolidate`), and with jemalloc the POST rate rose ~30% while
 /// the import's and rebuild's peak RSS went down (BENCHMARKS.md). Declared in the library so
-/// the binary, the benchmarks and the tests all run on the allocator that ships.
+/// the binary and the benchmarks run on the allocator that ships (feature `jemalloc`, default).
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
