@@ -137,15 +137,20 @@ impl Writer {
             checkpoint: state.checkpoint,
         });
         let visible = Arc::new(AtomicU64::new(state.next_seq - 1));
-        let writer_schemas = schemas.clone();
-        let outputs = Outputs {
-            position: position_tx,
-            visible: visible.clone(),
-            metrics,
-        };
+        let (writer_schemas, written) = (schemas.clone(), visible.clone());
         let thread = std::thread::Builder::new()
             .name("impact-writer".into())
-            .spawn(move || run(rx, store, writer_schemas, state, outputs))
+            .spawn(move || {
+                run(
+                    rx,
+                    store,
+                    writer_schemas,
+                    metrics,
+                    state,
+                    position_tx,
+                    written,
+                )
+            })
             .expect("spawn the writer thread");
         Ok((
             Writer {
@@ -288,15 +293,6 @@ struct Committing {
     spent: Vec<Parsed>,
 }
 
-/// Where the writer's threads report progress.
-struct Outputs {
-    /// The durable position, published by the syncer.
-    position: watch::Sender<Position>,
-    /// The written position, stored by the committer.
-    visible: Arc<AtomicU64>,
-    metrics: Arc<Metrics>,
-}
-
 /// The writer's loop. It validates and folds batch N+1 while the committer thread writes batch
 /// N (what N changed is kept in memory meanwhile), and the syncer thread makes the batches
 /// written so far durable with one sync, then answers them: the disk's latency, the sled work
@@ -305,14 +301,12 @@ fn run(
     mut rx: mpsc::Receiver<Submission>,
     store: Store,
     schemas: Arc<Schemas>,
+    metrics: Arc<Metrics>,
     mut state: WriterState,
-    outputs: Outputs,
+    // The durable position (the syncer publishes it) and the written one (the committer's).
+    position: watch::Sender<Position>,
+    visible: Arc<AtomicU64>,
 ) {
-    let Outputs {
-        position,
-        visible,
-        metrics,
-    } = outputs;
     let (to_committer, committing) = std::sync::mpsc::sync_channel::<Committing>(0);
     let (done, committed) = std::sync::mpsc::channel::<Result<(), ()>>();
     let (to_syncer, applied) = std::sync::mpsc::sync_channel::<Committing>(SYNC_QUEUE_BATCHES);

@@ -90,12 +90,12 @@ pub fn filters(query: &HashMap<String, String>) -> Result<Filters, ApiError> {
     })
 }
 
-/// Does the request's `Accept` header name `media_type`?
 /// A response of JSON already rendered.
 pub fn json_body(body: impl Into<axum::body::Body>) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], body.into()).into_response()
 }
 
+/// Does the request's `Accept` header name `media_type`?
 pub fn accepts(headers: &axum::http::HeaderMap, media_type: &str) -> bool {
     headers
         .get(header::ACCEPT)

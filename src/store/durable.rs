@@ -13,6 +13,8 @@
 //! writes that the next sync covers; the batches this sync answers were all written before it
 //! began. Only the store's own files are synced: `syncfs` (the earlier way) also wrote out every
 //! other process's dirty pages on the same filesystem, a co-located nats-server's among them.
+//! The listing is cheap: sled folds blobs into the nodes it rewrites and removes the old files
+//! (66 files in the 1M-event bench store; listing them takes ~50 µs).
 
 use super::StoreError;
 use std::collections::HashSet;
@@ -35,10 +37,7 @@ impl Durable {
     /// `sled_dir` is the directory sled was opened on.
     pub(super) fn open(sled_dir: &Path) -> Result<Durable, StoreError> {
         let data_path = sled_dir.join("db");
-        let data_file = File::open(&data_path).map_err(|source| StoreError::Io {
-            path: data_path.clone(),
-            source,
-        })?;
+        let data_file = File::open(&data_path).map_err(StoreError::io(&data_path))?;
         Ok(Durable {
             data_file,
             data_path,
@@ -59,49 +58,37 @@ impl Durable {
             }
             let path = self.blobs.join(lsn.to_string());
             match File::open(&path) {
-                Ok(file) => file
-                    .sync_data()
-                    .map_err(|source| StoreError::Io { path, source })?,
+                Ok(file) => file.sync_data().map_err(StoreError::io(&path))?,
                 // Removed since the listing: sled no longer needs it.
                 Err(error) if error.kind() == ErrorKind::NotFound => {}
-                Err(source) => return Err(StoreError::Io { path, source }),
+                Err(error) => return Err(StoreError::io(&path)(error)),
             }
             new_entries = true;
         }
         if new_entries {
             File::open(&self.blobs)
                 .and_then(|dir| dir.sync_all())
-                .map_err(|source| StoreError::Io {
-                    path: self.blobs.clone(),
-                    source,
-                })?;
+                .map_err(StoreError::io(&self.blobs))?;
         }
         self.data_file
             .sync_data()
-            .map_err(|source| StoreError::Io {
-                path: self.data_path.clone(),
-                source,
-            })?;
+            .map_err(StoreError::io(&self.data_path))?;
         // What was listed is synced now; files removed since drop out of the set.
         *synced = listed;
         Ok(())
     }
 
     fn list_blobs(&self) -> Result<HashSet<u64>, StoreError> {
-        let io = |source| StoreError::Io {
-            path: self.blobs.clone(),
-            source,
-        };
         let entries = match std::fs::read_dir(&self.blobs) {
             Ok(entries) => entries,
             Err(error) if error.kind() == ErrorKind::NotFound => return Ok(HashSet::new()),
-            Err(error) => return Err(io(error)),
+            Err(error) => return Err(StoreError::io(&self.blobs)(error)),
         };
         let mut listed = HashSet::new();
         for entry in entries {
             // sled names each blob file by its log sequence number; it ignores anything else.
             if let Some(lsn) = entry
-                .map_err(io)?
+                .map_err(StoreError::io(&self.blobs))?
                 .file_name()
                 .to_str()
                 .and_then(|n| n.parse().ok())

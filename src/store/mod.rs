@@ -1,7 +1,7 @@
 //! The only module that knows sled. One tree, keys by prefix (the keyspace is documented in
 //! ARCHITECTURE.md). Every write is one `Commit` applied as ONE atomic sled batch; one flush and
-//! one sync of its files (`durable.rs`) then cover every batch applied before them: group commit, never a flush
-//! per event.
+//! one sync of its files (`durable.rs`) then cover every batch applied before them: group
+//! commit, never a flush per event.
 
 mod durable;
 mod ids;
@@ -46,6 +46,16 @@ pub enum StoreError {
     },
     #[error("corrupt store: {0}")]
     Corrupt(String),
+}
+
+impl StoreError {
+    /// For `map_err`: an I/O error on `path`.
+    fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+        move |source| StoreError::Io {
+            path: path.to_owned(),
+            source,
+        }
+    }
 }
 
 /// A rejected message, kept with its raw bytes (CONTRACT.md §2.5, `GET /v1/rejections`).
@@ -143,10 +153,7 @@ fn read_u64(bytes: &[u8]) -> Result<u64, StoreError> {
 
 impl Store {
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
-            path: dir.to_owned(),
-            source,
-        })?;
+        std::fs::create_dir_all(dir).map_err(StoreError::io(dir))?;
         let config = sled::Config::new()
             .path(dir.join("sled"))
             .cache_capacity(cache_bytes)
@@ -175,10 +182,7 @@ impl Store {
             std::thread::Builder::new()
                 .name("impact-compactor".into())
                 .spawn(move || pending.run_compactor(&tree))
-                .map_err(|source| StoreError::Io {
-                    path: dir.to_owned(),
-                    source,
-                })?
+                .map_err(StoreError::io(dir))?
         };
         Ok(Store {
             inner: Arc::new(Inner {
