@@ -839,3 +839,82 @@ async fn reviews_are_created_listed_and_read_as_json_and_markdown() {
     .await;
     assert_eq!(status, 400);
 }
+
+#[tokio::test]
+async fn a_query_parameter_an_endpoint_does_not_take_is_refused_not_ignored() {
+    let service = Service::start(&["--demo"]);
+    let http = client();
+    let (status, report) = post_json(&http, &service.url("/v1/reviews"), &json!({})).await;
+    assert_eq!(status, 201, "{report}");
+    let review = report["review_id"].as_str().unwrap().to_owned();
+    let demo_action = "MIEUX-TH-2014-01";
+    // A mistyped time-travel filter would otherwise answer for today instead of the date meant.
+    for path in [
+        "/v1/actions?asof=2016-01-01".to_owned(),
+        format!("/v1/actions/{demo_action}?as-of=2016-01-01"),
+        format!("/v1/actions/{demo_action}/events?untilseq=3"),
+        "/v1/events?since=3".to_owned(),
+        "/v1/rejections?after=0&max=5".to_owned(),
+        "/v1/reviews?knownat=2020-01-01T00:00:00Z".to_owned(),
+        format!("/v1/reviews/{review}?fmt=markdown"),
+        "/?as_of=2016-01-01&country=TH".to_owned(),
+    ] {
+        let response = http.get(service.url(&path)).send().await.unwrap();
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(
+            (status, code_of(&body)),
+            (400, "bad_query"),
+            "{path}: {body}"
+        );
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("unknown query parameter"),
+            "{path}: {message}"
+        );
+    }
+    let (status, body) = post_json(&http, &service.url("/v1/events?wiat=true"), &json!([])).await;
+    assert_eq!((status, code_of(&body)), (400, "bad_query"), "{body}");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("\"wiat\""));
+    let (status, body) = post_json(
+        &http,
+        &service.url("/v1/reviews?as_of=2020-01-01"),
+        &json!({}),
+    )
+    .await;
+    assert_eq!((status, code_of(&body)), (400, "bad_query"), "{body}");
+
+    // The parameters each endpoint does take still work, together.
+    for path in [
+        "/v1/actions?as_of=2016-01-01&until_seq=30&known_at=2100-01-01T00:00:00Z&country=TH&track=network&state=achieved&flag=stale".to_owned(),
+        format!("/v1/actions/{demo_action}?as_of=2020-01-01&until_seq=30&known_at=2100-01-01T00:00:00Z"),
+        format!("/v1/actions/{demo_action}/events?as_of=2020-01-01&until_seq=30"),
+        "/v1/events?after=3&limit=2".to_owned(),
+        "/v1/rejections?after=0&limit=5".to_owned(),
+        "/v1/reviews?as_of=2030-01-01&format=json".to_owned(),
+        "/?as_of=2020-01-01".to_owned(),
+    ] {
+        let response = http.get(service.url(&path)).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{path}: {}", response.text().await.unwrap());
+    }
+    // A format is json or markdown; named, it wins over Accept.
+    let (status, body) = get_json(
+        &http,
+        &service.url(&format!("/v1/reviews/{review}?format=xml")),
+    )
+    .await;
+    assert_eq!((status, code_of(&body)), (400, "bad_query"), "{body}");
+    let response = http
+        .get(service.url(&format!("/v1/reviews/{review}?format=json")))
+        .header("Accept", "text/markdown")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.json::<Value>().await.unwrap()["review_id"],
+        review.as_str()
+    );
+}

@@ -1,6 +1,6 @@
 //! The Action list, one Action's view and its history, all with time travel.
 
-use super::{blocking, filters, json_body, ApiError, Caller, Query};
+use super::{blocking, filters, json_body, only_params, ApiError, Caller, Query, FILTER_PARAMS};
 use crate::app::App;
 use crate::domain::fold::{ActionRecord, ActionStatus, FlagKind, OutcomeState};
 use crate::domain::ids::{ActionId, Country};
@@ -51,6 +51,9 @@ struct ListFilter {
     flag: Option<FlagKind>,
 }
 
+/// The list's own filters, beside those of §3.1.
+const LIST_PARAMS: &[&str] = &["country", "track", "state", "flag"];
+
 impl ListFilter {
     fn parse(query: &HashMap<String, String>) -> Result<ListFilter, ApiError> {
         let bad = |name: &str, text: &str| ApiError::BadQuery(format!("unknown {name} {text:?}"));
@@ -92,6 +95,7 @@ pub async fn list(
     caller: Caller,
     query: Query,
 ) -> Result<Json<Value>, ApiError> {
+    only_params(&query, &[FILTER_PARAMS, LIST_PARAMS])?;
     let filters = filters(&query)?;
     let list_filter = ListFilter::parse(&query)?;
     blocking(move || {
@@ -142,6 +146,7 @@ pub async fn view(
     Path(id): Path<String>,
     query: Query,
 ) -> Result<Response, ApiError> {
+    only_params(&query, &[FILTER_PARAMS])?;
     let filters = filters(&query)?;
     let action_id = action_id(&id)?;
     let reference = queries::reference_date(&filters);
@@ -183,6 +188,7 @@ pub async fn history(
     Path(id): Path<String>,
     query: Query,
 ) -> Result<Json<Value>, ApiError> {
+    only_params(&query, &[FILTER_PARAMS])?;
     let filters = filters(&query)?;
     let action_id = action_id(&id)?;
     blocking(move || {

@@ -1,6 +1,6 @@
 //! The dashboard: plain HTML pages over the same reads as the API, no script needed.
 
-use super::{blocking, filters, ApiError, Caller, Query};
+use super::{blocking, filters, only_params, ApiError, Caller, Query, FILTER_PARAMS};
 use crate::app::App;
 use crate::domain::fold::ActionStatus;
 use crate::domain::ids::ActionId;
@@ -34,6 +34,7 @@ pub async fn index(
     caller: Caller,
     query: Query,
 ) -> Result<Html<String>, ApiError> {
+    only_params(&query, &[FILTER_PARAMS])?;
     let filters = filters(&query)?;
     blocking(move || {
         let statuses = queries::statuses(&app.store, &filters, &app.config.rules, |country| caller.sees(country))?;
@@ -75,6 +76,7 @@ pub async fn action(
     Path(id): Path<String>,
     query: Query,
 ) -> Result<Html<String>, ApiError> {
+    only_params(&query, &[FILTER_PARAMS])?;
     let filters = filters(&query)?;
     let action_id =
         ActionId::parse(&id).map_err(|_| ApiError::NotFound(format!("no Action {id:?}")))?;

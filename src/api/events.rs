@@ -1,6 +1,8 @@
 //! `POST /v1/events`, the global log and the rejections.
 
-use super::{blocking, parse_u64, ApiError, Caller, Query, BODY_BYTES_MAX, BODY_EVENTS_MAX};
+use super::{
+    blocking, only_params, parse_u64, ApiError, Caller, Query, BODY_BYTES_MAX, BODY_EVENTS_MAX,
+};
 use crate::app::App;
 use crate::bus::{Bus, Status};
 use crate::domain::validate::{Origin, Rejection, RejectionCode};
@@ -25,6 +27,7 @@ pub async fn post_events(
     query: Query,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    only_params(&query, &[&["wait"]])?;
     let wait = match query.get("wait").map(String::as_str) {
         None | Some("false") => false,
         Some("true") => true,
@@ -223,6 +226,9 @@ fn rejected(app: &App, failures: Vec<(usize, Rejection)>) -> ApiError {
     ApiError::Rejected(failures)
 }
 
+/// What a page of the log or of the rejections takes.
+const PAGE_PARAMS: &[&str] = &["after", "limit"];
+
 /// The `after` of a page: the seq (or rejection id) the page starts after, 0 by default.
 fn after(query: &Query) -> Result<u64, ApiError> {
     query
@@ -254,6 +260,7 @@ pub async fn log(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     caller.require_reviewer()?;
+    only_params(&query, &[PAGE_PARAMS])?;
     let after = after(&query)?;
     if super::accepts(&headers, "application/x-ndjson") {
         return Ok(stream_ndjson(app, after));
@@ -321,6 +328,7 @@ pub async fn rejections(
     query: Query,
 ) -> Result<Response, ApiError> {
     caller.require_reviewer()?;
+    only_params(&query, &[PAGE_PARAMS])?;
     let after = after(&query)?;
     let limit = page_limit(&query)?;
     blocking(move || {

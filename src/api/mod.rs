@@ -64,6 +64,32 @@ pub fn parse_u64(name: &str, text: &str) -> Result<u64, ApiError> {
         .map_err(|_| ApiError::BadQuery(format!("{name} must be a whole number, not {text:?}")))
 }
 
+/// The time-travel filters of CONTRACT.md §3.1, which every read of a view, history or review
+/// takes.
+pub const FILTER_PARAMS: &[&str] = &["as_of", "until_seq", "known_at"];
+
+/// Refuses a query parameter the endpoint does not take (`400 bad_query`), naming the ones it
+/// does: a mistyped filter (`asof=`, `as-of=`) ignored would answer another question than the
+/// one asked, the view as known today instead of on the date the evaluator meant.
+pub fn only_params(query: &HashMap<String, String>, groups: &[&[&str]]) -> Result<(), ApiError> {
+    let known = |name: &str| groups.iter().any(|group| group.contains(&name));
+    let Some(unknown) = query.keys().filter(|name| !known(name)).min() else {
+        return Ok(());
+    };
+    let taken: Vec<&str> = groups
+        .iter()
+        .flat_map(|group| group.iter().copied())
+        .collect();
+    Err(ApiError::BadQuery(if taken.is_empty() {
+        format!("unknown query parameter {unknown:?}: this endpoint takes none")
+    } else {
+        format!(
+            "unknown query parameter {unknown:?}: this endpoint takes {}",
+            taken.join(", ")
+        )
+    }))
+}
+
 /// The time-travel filters of CONTRACT.md §3.1 from a query string.
 pub fn filters(query: &HashMap<String, String>) -> Result<Filters, ApiError> {
     Ok(Filters {

@@ -1,6 +1,6 @@
 //! Reviews over HTTP: run one now, list them, read one as JSON or Markdown.
 
-use super::{blocking, filters, parse_date, ApiError, Caller, Query};
+use super::{blocking, filters, only_params, parse_date, ApiError, Caller, Query, FILTER_PARAMS};
 use crate::app::App;
 use crate::domain::ids::Country;
 use crate::domain::review::{render_markdown, ReviewReport};
@@ -21,11 +21,19 @@ struct ReviewRequest {
     country: Option<String>,
 }
 
-fn wants_markdown(query: &super::Query, headers: &HeaderMap) -> bool {
-    query
-        .get("format")
-        .is_some_and(|format| format == "markdown")
-        || super::accepts(headers, "text/markdown")
+/// `format=markdown` (or `json`, the default).
+const FORMAT_PARAMS: &[&str] = &["format"];
+
+/// Markdown when `format=markdown`, or when no format is named and `Accept` asks for it.
+fn wants_markdown(query: &super::Query, headers: &HeaderMap) -> Result<bool, ApiError> {
+    match query.get("format").map(String::as_str) {
+        Some("markdown") => Ok(true),
+        Some("json") => Ok(false),
+        Some(other) => Err(ApiError::BadQuery(format!(
+            "format must be json or markdown, not {other:?}"
+        ))),
+        None => Ok(super::accepts(headers, "text/markdown")),
+    }
 }
 
 fn markdown(text: String) -> Response {
@@ -44,6 +52,8 @@ pub async fn create(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     caller.require_reviewer()?;
+    only_params(&query, &[FORMAT_PARAMS])?;
+    let markdown_wanted = wants_markdown(&query, &headers)?;
     let request: ReviewRequest = if body.iter().all(u8::is_ascii_whitespace) {
         ReviewRequest::default()
     } else {
@@ -64,7 +74,7 @@ pub async fn create(
         })
         .transpose()?;
     let report = app.run_review(as_of, country, None).await?;
-    if wants_markdown(&query, &headers) {
+    if markdown_wanted {
         return Ok((StatusCode::CREATED, markdown(render_markdown(&report))).into_response());
     }
     Ok((StatusCode::CREATED, Json(report)).into_response())
@@ -77,7 +87,9 @@ pub async fn list(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     caller.require_reviewer()?;
+    only_params(&query, &[FILTER_PARAMS, FORMAT_PARAMS])?;
     let filters = filters(&query)?;
+    let markdown_wanted = wants_markdown(&query, &headers)?;
     // Time travel on reviews: transaction time by the review's own place in the log, valid
     // time by the date it was read as of.
     let reports: Vec<ReviewReport> = blocking(move || Ok(queries::reviews(&app.store)?))
@@ -89,7 +101,7 @@ pub async fn list(
         })
         .map(|(_, _, report)| report)
         .collect();
-    if wants_markdown(&query, &headers) {
+    if markdown_wanted {
         let mut text = String::from("# Impact reviews\n\n| review | as of | log position | country | slot | outcomes | findings |\n|---|---|---:|---|---|---:|---:|\n");
         for r in &reports {
             text.push_str(&format!(
@@ -120,11 +132,13 @@ pub async fn one(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     caller.require_reviewer()?;
+    only_params(&query, &[FORMAT_PARAMS])?;
+    let markdown_wanted = wants_markdown(&query, &headers)?;
     let review_id = id.clone();
     let report = blocking(move || Ok(queries::review(&app.store, &review_id)?))
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no review {id:?}")))?;
-    if wants_markdown(&query, &headers) {
+    if markdown_wanted {
         return Ok(markdown(render_markdown(&report)));
     }
     Ok(Json(report).into_response())
