@@ -4,7 +4,9 @@
 //!   concurrent connections; `POST /v1/events` in batches of 1,000, durable on answer;
 //! - NATS: raw JetStream publish of N ready-made events with PubAcks awaited in a window, vs the
 //!   same N events published while the service runs, timed until the last is applied and
-//!   durable in sled; then publish-to-visible latency at half that end-to-end rate.
+//!   durable in sled; between them, the broker's own end to end (the same events published
+//!   while a consumer that only counts them drains the stream); then publish-to-visible
+//!   latency at half the service's end-to-end rate.
 //!
 //! Run: `cargo bench --bench service` (needs nats-server on PATH or NATS_SERVER_BIN;
 //! IMPACT_BENCH_NATS_EVENTS sets N, default 200,000).
@@ -400,6 +402,46 @@ async fn nats_benchmarks(cores: usize) {
     let raw_rate = rate(events, started.elapsed().as_secs_f64());
     println!("raw JetStream publish (ceiling):   {raw_rate:>9.0} events/s");
 
+    // (a2) The broker's own end to end: the same events published while a consumer that only
+    // counts them (an ordered pull consumer, as the service uses) drains a fresh stream. What
+    // the broker does for any consumer, with no service work at all.
+    js.get_or_create_stream(async_nats::jetstream::stream::Config {
+        name: "COUNTED".into(),
+        subjects: vec!["counted.>".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let counted: Vec<(String, String, Vec<u8>)> = payloads
+        .iter()
+        .map(|(id, tail, json)| (format!("counted.events.{tail}"), id.clone(), json.clone()))
+        .collect();
+    let counter = {
+        let js = js.clone();
+        tokio::spawn(async move {
+            use futures::StreamExt;
+            let stream = js.get_stream("COUNTED").await.unwrap();
+            let consumer = stream
+                .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig::default())
+                .await
+                .unwrap();
+            let mut messages = consumer.messages().await.unwrap();
+            let mut seen = 0;
+            while seen < events {
+                messages.next().await.unwrap().unwrap();
+                seen += 1;
+            }
+        })
+    };
+    let started = Instant::now();
+    publish_all(&js, &counted, None).await;
+    counter.await.unwrap();
+    let counted_rate = rate(events, started.elapsed().as_secs_f64());
+    println!(
+        "publish + a consumer that only counts: {counted_rate:>9.0} events/s ({:.0}% of raw publish: the broker's own end to end)",
+        100.0 * counted_rate / raw_rate
+    );
+
     // (b) End to end: the same events, to the service's subjects, until applied and durable.
     let dir = tempfile::tempdir().unwrap();
     let (_service, base) = start_service(&dir.path().join("data"), Some(&nats.url));
@@ -423,7 +465,11 @@ async fn nats_benchmarks(cores: usize) {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let e2e_rate = rate(events, started.elapsed().as_secs_f64());
-    println!("end to end, applied and durable:   {e2e_rate:>9.0} events/s ({:.0}% of raw publish; target >= 50%, stretch 70%)", 100.0 * e2e_rate / raw_rate);
+    println!(
+        "end to end, applied and durable:   {e2e_rate:>9.0} events/s ({:.0}% of raw publish; target >= 50%, stretch 70%; {:.0}% of the broker's own)",
+        100.0 * e2e_rate / raw_rate,
+        100.0 * e2e_rate / counted_rate
+    );
 
     // (c) Latency at half the end-to-end rate: new events for the same Actions.
     let pace = e2e_rate / 2.0;
