@@ -873,6 +873,15 @@ async fn a_query_parameter_an_endpoint_does_not_take_is_refused_not_ignored() {
             "{path}: {message}"
         );
     }
+    let (_, body) = get_json(
+        &http,
+        &service.url(&format!("/v1/actions/{demo_action}?as-of=2016-01-01")),
+    )
+    .await;
+    assert_eq!(
+        body["error"]["message"],
+        "unknown query parameter \"as-of\": this endpoint takes as_of, until_seq, known_at"
+    );
     let (status, body) = post_json(&http, &service.url("/v1/events?wiat=true"), &json!([])).await;
     assert_eq!((status, code_of(&body)), (400, "bad_query"), "{body}");
     assert!(body["error"]["message"]
