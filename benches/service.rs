@@ -337,6 +337,27 @@ async fn publish_all(
     sent_at
 }
 
+/// Creates stream `name` over `<prefix>.>` and returns the events addressed to it, as
+/// `(subject, event_id, payload)`.
+async fn fresh_stream(
+    js: &async_nats::jetstream::Context,
+    name: &str,
+    prefix: &str,
+    payloads: &[(String, String, Vec<u8>)],
+) -> Vec<(String, String, Vec<u8>)> {
+    js.get_or_create_stream(async_nats::jetstream::stream::Config {
+        name: name.into(),
+        subjects: vec![format!("{prefix}.>")],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    payloads
+        .iter()
+        .map(|(id, tail, json)| (format!("{prefix}.events.{tail}"), id.clone(), json.clone()))
+        .collect()
+}
+
 /// An event as published: `(country.action_id subject tail, event_id, payload)`.
 fn message(value: serde_json::Value) -> (String, String, Vec<u8>) {
     let tail = format!(
@@ -386,17 +407,7 @@ async fn nats_benchmarks(cores: usize) {
     // (a) The ceiling: raw publish to a fresh stream.
     let nats = start_nats();
     let js = async_nats::jetstream::new(async_nats::connect(&nats.url).await.unwrap());
-    js.get_or_create_stream(async_nats::jetstream::stream::Config {
-        name: "RAW".into(),
-        subjects: vec!["raw.>".into()],
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let raw: Vec<(String, String, Vec<u8>)> = payloads
-        .iter()
-        .map(|(id, tail, json)| (format!("raw.events.{tail}"), id.clone(), json.clone()))
-        .collect();
+    let raw = fresh_stream(&js, "RAW", "raw", &payloads).await;
     let started = Instant::now();
     publish_all(&js, &raw, None).await;
     let raw_rate = rate(events, started.elapsed().as_secs_f64());
@@ -405,17 +416,7 @@ async fn nats_benchmarks(cores: usize) {
     // (a2) The broker's own end to end: the same events published while a consumer that only
     // counts them (an ordered pull consumer, as the service uses) drains a fresh stream. What
     // the broker does for any consumer, with no service work at all.
-    js.get_or_create_stream(async_nats::jetstream::stream::Config {
-        name: "COUNTED".into(),
-        subjects: vec!["counted.>".into()],
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let counted: Vec<(String, String, Vec<u8>)> = payloads
-        .iter()
-        .map(|(id, tail, json)| (format!("counted.events.{tail}"), id.clone(), json.clone()))
-        .collect();
+    let counted = fresh_stream(&js, "COUNTED", "counted", &payloads).await;
     let counter = {
         let js = js.clone();
         tokio::spawn(async move {
