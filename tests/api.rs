@@ -909,6 +909,14 @@ async fn a_query_parameter_an_endpoint_does_not_take_is_refused_not_ignored() {
         let response = http.get(service.url(&path)).send().await.unwrap();
         assert_eq!(response.status(), 200, "{path}: {}", response.text().await.unwrap());
     }
+    // The NDJSON stream has no page size, but a limit sent with it is checked all the same.
+    let response = http
+        .get(service.url("/v1/events?limit=zero"))
+        .header("Accept", "application/x-ndjson")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
     // A format is json or markdown; named, it wins over Accept.
     let (status, body) = get_json(
         &http,

@@ -252,7 +252,8 @@ fn page_limit(query: &Query) -> Result<usize, ApiError> {
     Ok(limit as usize)
 }
 
-/// `GET /v1/events`: a JSON page, or every event after `after` as NDJSON.
+/// `GET /v1/events`: a JSON page, or every event after `after` as NDJSON. The stream has no
+/// page size (CONTRACT §4), but a `limit` sent with it is still checked, not passed over.
 pub async fn log(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -262,10 +263,10 @@ pub async fn log(
     caller.require_reviewer()?;
     only_params(&query, &[PAGE_PARAMS])?;
     let after = after(&query)?;
+    let limit = page_limit(&query)?;
     if super::accepts(&headers, "application/x-ndjson") {
         return Ok(stream_ndjson(app, after));
     }
-    let limit = page_limit(&query)?;
     blocking(move || {
         let mut body = Vec::with_capacity(limit * 512);
         body.extend_from_slice(b"{\"events\":[");
