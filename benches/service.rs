@@ -5,8 +5,10 @@
 //! - NATS: raw JetStream publish of N ready-made events with PubAcks awaited in a window, vs the
 //!   same N events published while the service runs, timed until the last is applied and
 //!   durable in sled; between them, the broker's own end to end (the same events published
-//!   while a consumer that only counts them drains the stream); then publish-to-visible
-//!   latency at half the service's end-to-end rate.
+//!   while a consumer that only counts them drains the stream) and the same with a consumer
+//!   that does only the least the service must (schema checks, one sled write and flush per
+//!   chunk); then publish-to-visible latency at half the service's end-to-end rate. The CPU
+//!   each process used per event is printed for the service's two phases.
 //!
 //! Run: `cargo bench --bench service` (needs nats-server on PATH or NATS_SERVER_BIN;
 //! IMPACT_BENCH_NATS_EVENTS sets N, default 200,000).
@@ -14,7 +16,8 @@
 #[path = "common/mod.rs"]
 mod common;
 
-use common::{event_json_over, quantile, rate};
+use common::{event_json_over, idle_cpu, process_cpu, quantile, rate, thread_cpu};
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -33,6 +36,53 @@ impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+/// CPU used so far: the service's threads (by name), the broker's and this process's in all,
+/// and what the cores left idle.
+struct CpuSnapshot {
+    service: f64,
+    threads: BTreeMap<String, f64>,
+    broker: f64,
+    bench: f64,
+    idle: f64,
+}
+
+impl CpuSnapshot {
+    fn take(service: &Proc, broker: &Proc) -> CpuSnapshot {
+        CpuSnapshot {
+            service: process_cpu(&service.0.id().to_string()),
+            threads: thread_cpu(&service.0.id().to_string()),
+            broker: process_cpu(&broker.0.id().to_string()),
+            bench: process_cpu("self"),
+            idle: idle_cpu(),
+        }
+    }
+
+    /// µs of CPU per event since `before`, by process (the service's threads grouped by name:
+    /// sled's I/O pool as one), and the share of the cores left idle over `wall` seconds.
+    fn since(&self, before: &CpuSnapshot, events: usize, wall: f64, cores: usize) -> String {
+        let per_event = |seconds: f64| seconds * 1e6 / events as f64;
+        let mut threads: BTreeMap<String, f64> = BTreeMap::new();
+        for (name, cpu) in &self.threads {
+            let group = name.trim_end_matches(|c: char| c.is_ascii_digit() || c == '-');
+            *threads.entry(group.to_owned()).or_default() +=
+                cpu - before.threads.get(name).copied().unwrap_or(0.0);
+        }
+        let threads: Vec<String> = threads
+            .iter()
+            .filter(|(_, cpu)| per_event(**cpu) >= 0.5)
+            .map(|(name, cpu)| format!("{name} {:.1}", per_event(*cpu)))
+            .collect();
+        format!(
+            "CPU per event: service {:.1} µs ({}), nats-server {:.1}, bench {:.1}; cores idle {:.0}%",
+            per_event(self.service - before.service),
+            threads.join(", "),
+            per_event(self.broker - before.broker),
+            per_event(self.bench - before.bench),
+            100.0 * (self.idle - before.idle) / (wall * cores as f64)
+        )
     }
 }
 
@@ -443,9 +493,77 @@ async fn nats_benchmarks(cores: usize) {
         100.0 * counted_rate / raw_rate
     );
 
+    // (a3) The least the service must do, as an upper bound on what it can reach: the same
+    // events published while a consumer schema-checks each message and writes each chunk's
+    // canonical events and its checkpoint in one sled batch, flushed (sled's flush; no
+    // fdatasync, no duplicate check, rules, views or rejection store).
+    let logged = fresh_stream(&js, "LOGGED", "logged", &payloads).await;
+    let sled_dir = tempfile::tempdir().unwrap();
+    let logger = {
+        let js = js.clone();
+        let db = sled::Config::new()
+            .path(sled_dir.path())
+            .cache_capacity(64 << 20)
+            .flush_every_ms(None)
+            .open()
+            .unwrap();
+        let schemas = Arc::new(impact::domain::validate::Schemas::load());
+        tokio::spawn(async move {
+            use futures::StreamExt;
+            let stream = js.get_stream("LOGGED").await.unwrap();
+            let consumer = stream
+                .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig::default())
+                .await
+                .unwrap();
+            let mut chunks = consumer.messages().await.unwrap().ready_chunks(2048);
+            let mut seen = 0;
+            while seen < events {
+                let chunk: Vec<(u64, bytes::Bytes)> = chunks
+                    .next()
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|message| {
+                        let message = message.unwrap();
+                        let seq = message.info().unwrap().stream_sequence;
+                        (seq, message.payload.clone())
+                    })
+                    .collect();
+                seen += chunk.len();
+                let (db, schemas) = (db.clone(), schemas.clone());
+                tokio::task::spawn_blocking(move || {
+                    let mut segment = Vec::new();
+                    for (_, raw) in &chunk {
+                        let parsed = schemas
+                            .parse_bytes(raw, impact::domain::validate::Origin::Client)
+                            .unwrap();
+                        segment.extend_from_slice(&(parsed.canonical.len() as u32).to_be_bytes());
+                        segment.extend_from_slice(&parsed.canonical);
+                    }
+                    let last = chunk.last().unwrap().0;
+                    let mut batch = sled::Batch::default();
+                    batch.insert(&chunk[0].0.to_be_bytes(), segment);
+                    batch.insert("checkpoint", &last.to_be_bytes());
+                    db.apply_batch(batch).unwrap();
+                    db.flush().unwrap();
+                })
+                .await
+                .unwrap();
+            }
+        })
+    };
+    let started = Instant::now();
+    publish_all(&js, &logged, None).await;
+    logger.await.unwrap();
+    let logged_rate = rate(events, started.elapsed().as_secs_f64());
+    println!(
+        "publish + a consumer that checks and logs only: {logged_rate:>9.0} events/s ({:.0}% of raw publish: the bound for the service)",
+        100.0 * logged_rate / raw_rate
+    );
+
     // (b) End to end: the same events, to the service's subjects, until applied and durable.
     let dir = tempfile::tempdir().unwrap();
-    let (_service, base) = start_service(&dir.path().join("data"), Some(&nats.url));
+    let (service, base) = start_service(&dir.path().join("data"), Some(&nats.url));
     let client = reqwest::Client::new();
     while client
         .get(format!("{base}/readyz"))
@@ -460,16 +578,23 @@ async fn nats_benchmarks(cores: usize) {
         .iter()
         .map(|(id, tail, json)| (format!("impact.events.{tail}"), id.clone(), json.clone()))
         .collect();
+    let before = CpuSnapshot::take(&service, &nats._process);
     let started = Instant::now();
     publish_all(&js, &to_service, None).await;
     while log_position(&client, &base).await < events as u64 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let e2e_rate = rate(events, started.elapsed().as_secs_f64());
+    let e2e_seconds = started.elapsed().as_secs_f64();
+    let e2e_rate = rate(events, e2e_seconds);
     println!(
-        "end to end, applied and durable:   {e2e_rate:>9.0} events/s ({:.0}% of raw publish; target >= 50%, stretch 70%; {:.0}% of the broker's own)",
+        "end to end, applied and durable:   {e2e_rate:>9.0} events/s ({:.0}% of raw publish; target >= 50%, stretch 70%; {:.0}% of the broker's own, {:.0}% of the check-and-log bound)",
         100.0 * e2e_rate / raw_rate,
-        100.0 * e2e_rate / counted_rate
+        100.0 * e2e_rate / counted_rate,
+        100.0 * e2e_rate / logged_rate
+    );
+    println!(
+        "  {}",
+        CpuSnapshot::take(&service, &nats._process).since(&before, events, e2e_seconds, cores)
     );
 
     // (c) Latency at half the end-to-end rate: new events for the same Actions.
@@ -505,8 +630,16 @@ async fn nats_benchmarks(cores: usize) {
         .into_iter()
         .map(|(id, tail, json)| (format!("impact.events.{tail}"), id, json))
         .collect();
+    let before = CpuSnapshot::take(&service, &nats._process);
+    let started = Instant::now();
     let sent_at = publish_all(&js, &more, Some(pace)).await;
     let seen = watcher.await.unwrap();
+    let cpu = CpuSnapshot::take(&service, &nats._process).since(
+        &before,
+        extra,
+        started.elapsed().as_secs_f64(),
+        cores,
+    );
     // Visible: readers see the event (written to sled, served from memory or its key);
     // durable: synced, as every answer waits for.
     let latencies = |durable: bool| {
@@ -536,6 +669,7 @@ async fn nats_benchmarks(cores: usize) {
         quantile(&durable, 0.5),
         quantile(&durable, 0.99)
     );
+    println!("  {cpu} (the bench here: publisher and /readyz watcher)");
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

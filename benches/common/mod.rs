@@ -54,9 +54,23 @@ pub fn quantile(sorted: &[f64], q: f64) -> f64 {
 /// CPU seconds each thread of this process has used, by thread name, beside `wall` seconds:
 /// shows which thread bounds a figure.
 pub fn print_thread_cpu(wall: f64) {
+    let line: Vec<String> = thread_cpu("self")
+        .iter()
+        .filter(|(_, cpu)| **cpu > 0.05)
+        .map(|(name, cpu)| format!("{name} {cpu:.1}s"))
+        .collect();
+    println!(
+        "  cpu by thread since start (wall {wall:.1}s): {}",
+        line.join(", ")
+    );
+}
+
+/// CPU seconds (user + system) each thread of process `pid` ("self" for this one) has used so
+/// far, summed by thread name.
+pub fn thread_cpu(pid: &str) -> std::collections::BTreeMap<String, f64> {
     let ticks = 100.0; // USER_HZ
     let mut by_name: std::collections::BTreeMap<String, f64> = Default::default();
-    for task in std::fs::read_dir("/proc/self/task")
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
         .into_iter()
         .flatten()
         .flatten()
@@ -84,13 +98,33 @@ pub fn print_thread_cpu(wall: f64) {
                 .unwrap_or(0.0);
         *by_name.entry(name.trim().to_owned()).or_default() += cpu / ticks;
     }
-    let line: Vec<String> = by_name
-        .iter()
-        .filter(|(_, cpu)| **cpu > 0.05)
-        .map(|(name, cpu)| format!("{name} {cpu:.1}s"))
+    by_name
+}
+
+/// CPU seconds (user + system) process `pid` ("self" for this one) has used so far, its
+/// finished threads included.
+pub fn process_cpu(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<f64> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0.0))
         .collect();
-    println!(
-        "  cpu by thread since start (wall {wall:.1}s): {}",
-        line.join(", ")
-    );
+    (fields.get(11).unwrap_or(&0.0) + fields.get(12).unwrap_or(&0.0)) / 100.0
+}
+
+/// The machine's idle CPU seconds so far, over all cores (`/proc/stat`: idle + iowait).
+pub fn idle_cpu() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let fields: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().unwrap_or(0.0))
+        .collect();
+    (fields.get(3).unwrap_or(&0.0) + fields.get(4).unwrap_or(&0.0)) / 100.0
 }
