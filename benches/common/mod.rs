@@ -68,35 +68,16 @@ pub fn print_thread_cpu(wall: f64) {
 /// CPU seconds (user + system) each thread of process `pid` ("self" for this one) has used so
 /// far, summed by thread name.
 pub fn thread_cpu(pid: &str) -> std::collections::BTreeMap<String, f64> {
-    let ticks = 100.0; // USER_HZ
     let mut by_name: std::collections::BTreeMap<String, f64> = Default::default();
     for task in std::fs::read_dir(format!("/proc/{pid}/task"))
         .into_iter()
         .flatten()
         .flatten()
     {
-        let path = task.path();
-        let (Ok(name), Ok(stat)) = (
-            std::fs::read_to_string(path.join("comm")),
-            std::fs::read_to_string(path.join("stat")),
-        ) else {
-            continue;
-        };
-        let fields: Vec<&str> = stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .split_whitespace()
-            .collect();
-        let cpu = fields
-            .get(11)
-            .and_then(|u| u.parse::<f64>().ok())
-            .unwrap_or(0.0)
-            + fields
-                .get(12)
-                .and_then(|s| s.parse::<f64>().ok())
-                .unwrap_or(0.0);
-        *by_name.entry(name.trim().to_owned()).or_default() += cpu / ticks;
+        if let Ok(name) = std::fs::read_to_string(task.path().join("comm")) {
+            *by_name.entry(name.trim().to_owned()).or_default() +=
+                stat_cpu(&task.path().join("stat"));
+        }
     }
     by_name
 }
@@ -104,7 +85,14 @@ pub fn thread_cpu(pid: &str) -> std::collections::BTreeMap<String, f64> {
 /// CPU seconds (user + system) process `pid` ("self" for this one) has used so far, its
 /// finished threads included.
 pub fn process_cpu(pid: &str) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat_cpu(std::path::Path::new(&format!("/proc/{pid}/stat")))
+}
+
+/// The user + system CPU seconds of a `/proc` `stat` file (fields 14 and 15, in ticks).
+fn stat_cpu(path: &std::path::Path) -> f64 {
+    let ticks = 100.0; // USER_HZ
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
+    // The fields after the command name, which is in parentheses and may hold spaces.
     let fields: Vec<f64> = stat
         .rsplit(')')
         .next()
@@ -112,7 +100,7 @@ pub fn process_cpu(pid: &str) -> f64 {
         .split_whitespace()
         .map(|f| f.parse().unwrap_or(0.0))
         .collect();
-    (fields.get(11).unwrap_or(&0.0) + fields.get(12).unwrap_or(&0.0)) / 100.0
+    (fields.get(11).unwrap_or(&0.0) + fields.get(12).unwrap_or(&0.0)) / ticks
 }
 
 /// The machine's idle CPU seconds so far, over all cores (`/proc/stat`: idle + iowait).
