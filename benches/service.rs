@@ -408,6 +408,37 @@ async fn fresh_stream(
         .collect()
 }
 
+/// Publishes `payloads` to a fresh stream `name` while `consume` drains it through an ordered
+/// pull consumer (as the service reads the stream); returns the rate until both are done.
+/// The stream is deleted after: the broker then holds the service's stream only, as deployed
+/// (600,000 more messages kept in it lengthened the latency phase's tail).
+async fn publish_while_consuming<F, Done>(
+    js: &async_nats::jetstream::Context,
+    name: &str,
+    payloads: &[(String, String, Vec<u8>)],
+    consume: F,
+) -> f64
+where
+    F: FnOnce(async_nats::jetstream::consumer::pull::Ordered) -> Done,
+    Done: std::future::Future<Output = ()> + Send + 'static,
+{
+    let messages = fresh_stream(js, name, &name.to_lowercase(), payloads).await;
+    let consumer = js
+        .get_stream(name)
+        .await
+        .unwrap()
+        .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig::default())
+        .await
+        .unwrap();
+    let consumer = tokio::spawn(consume(consumer.messages().await.unwrap()));
+    let started = Instant::now();
+    publish_all(js, &messages, None).await;
+    consumer.await.unwrap();
+    let rate = rate(payloads.len(), started.elapsed().as_secs_f64());
+    js.delete_stream(name).await.unwrap();
+    rate
+}
+
 /// An event as published: `(country.action_id subject tail, event_id, payload)`.
 fn message(value: serde_json::Value) -> (String, String, Vec<u8>) {
     let tail = format!(
@@ -461,37 +492,22 @@ async fn nats_benchmarks(cores: usize) {
     let started = Instant::now();
     publish_all(&js, &raw, None).await;
     let raw_rate = rate(events, started.elapsed().as_secs_f64());
-    // Each bench-only stream is deleted once measured: the broker then holds the service's
-    // stream only, as deployed (600,000 more messages kept in it lengthened the latency tail).
-    js.delete_stream("RAW").await.unwrap();
+    js.delete_stream("RAW").await.unwrap(); // As `publish_while_consuming` does.
     println!("raw JetStream publish (ceiling):   {raw_rate:>9.0} events/s");
 
     // (a2) The broker's own end to end: the same events published while a consumer that only
     // counts them (an ordered pull consumer, as the service uses) drains a fresh stream. What
     // the broker does for any consumer, with no service work at all.
-    let counted = fresh_stream(&js, "COUNTED", "counted", &payloads).await;
-    let counter = {
-        let js = js.clone();
-        tokio::spawn(async move {
+    let counted_rate =
+        publish_while_consuming(&js, "COUNTED", &payloads, |mut messages| async move {
             use futures::StreamExt;
-            let stream = js.get_stream("COUNTED").await.unwrap();
-            let consumer = stream
-                .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig::default())
-                .await
-                .unwrap();
-            let mut messages = consumer.messages().await.unwrap();
             let mut seen = 0;
             while seen < events {
                 messages.next().await.unwrap().unwrap();
                 seen += 1;
             }
         })
-    };
-    let started = Instant::now();
-    publish_all(&js, &counted, None).await;
-    counter.await.unwrap();
-    let counted_rate = rate(events, started.elapsed().as_secs_f64());
-    js.delete_stream("COUNTED").await.unwrap();
+        .await;
     println!(
         "publish + a consumer that only counts: {counted_rate:>9.0} events/s ({:.0}% of raw publish: the broker's own end to end)",
         100.0 * counted_rate / raw_rate
@@ -501,66 +517,53 @@ async fn nats_benchmarks(cores: usize) {
     // events published while a consumer schema-checks each message and writes each chunk's
     // canonical events and its checkpoint in one sled batch, flushed (sled's flush; no
     // fdatasync, no duplicate check, rules, views or rejection store).
-    let logged = fresh_stream(&js, "LOGGED", "logged", &payloads).await;
     let sled_dir = tempfile::tempdir().unwrap();
-    let logger = {
-        let js = js.clone();
-        let db = sled::Config::new()
-            .path(sled_dir.path())
-            .cache_capacity(64 << 20)
-            .flush_every_ms(None)
-            .open()
-            .unwrap();
-        let schemas = Arc::new(impact::domain::validate::Schemas::load());
-        tokio::spawn(async move {
-            use futures::StreamExt;
-            let stream = js.get_stream("LOGGED").await.unwrap();
-            let consumer = stream
-                .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig::default())
+    let db = sled::Config::new()
+        .path(sled_dir.path())
+        .cache_capacity(64 << 20)
+        .flush_every_ms(None)
+        .open()
+        .unwrap();
+    let schemas = Arc::new(impact::domain::validate::Schemas::load());
+    let logged_rate = publish_while_consuming(&js, "LOGGED", &payloads, |messages| async move {
+        use futures::StreamExt;
+        let mut chunks = messages.ready_chunks(2048);
+        let mut seen = 0;
+        while seen < events {
+            let chunk: Vec<(u64, bytes::Bytes)> = chunks
+                .next()
                 .await
-                .unwrap();
-            let mut chunks = consumer.messages().await.unwrap().ready_chunks(2048);
-            let mut seen = 0;
-            while seen < events {
-                let chunk: Vec<(u64, bytes::Bytes)> = chunks
-                    .next()
-                    .await
-                    .unwrap()
-                    .into_iter()
-                    .map(|message| {
-                        let message = message.unwrap();
-                        let seq = message.info().unwrap().stream_sequence;
-                        (seq, message.payload.clone())
-                    })
-                    .collect();
-                seen += chunk.len();
-                let (db, schemas) = (db.clone(), schemas.clone());
-                tokio::task::spawn_blocking(move || {
-                    let mut segment = Vec::new();
-                    for (_, raw) in &chunk {
-                        let parsed = schemas
-                            .parse_bytes(raw, impact::domain::validate::Origin::Client)
-                            .unwrap();
-                        segment.extend_from_slice(&(parsed.canonical.len() as u32).to_be_bytes());
-                        segment.extend_from_slice(&parsed.canonical);
-                    }
-                    let last = chunk.last().unwrap().0;
-                    let mut batch = sled::Batch::default();
-                    batch.insert(&chunk[0].0.to_be_bytes(), segment);
-                    batch.insert("checkpoint", &last.to_be_bytes());
-                    db.apply_batch(batch).unwrap();
-                    db.flush().unwrap();
+                .unwrap()
+                .into_iter()
+                .map(|message| {
+                    let message = message.unwrap();
+                    let seq = message.info().unwrap().stream_sequence;
+                    (seq, message.payload.clone())
                 })
-                .await
-                .unwrap();
-            }
-        })
-    };
-    let started = Instant::now();
-    publish_all(&js, &logged, None).await;
-    logger.await.unwrap();
-    let logged_rate = rate(events, started.elapsed().as_secs_f64());
-    js.delete_stream("LOGGED").await.unwrap();
+                .collect();
+            seen += chunk.len();
+            let (db, schemas) = (db.clone(), schemas.clone());
+            tokio::task::spawn_blocking(move || {
+                let mut segment = Vec::new();
+                for (_, raw) in &chunk {
+                    let parsed = schemas
+                        .parse_bytes(raw, impact::domain::validate::Origin::Client)
+                        .unwrap();
+                    segment.extend_from_slice(&(parsed.canonical.len() as u32).to_be_bytes());
+                    segment.extend_from_slice(&parsed.canonical);
+                }
+                let last = chunk.last().unwrap().0;
+                let mut batch = sled::Batch::default();
+                batch.insert(&chunk[0].0.to_be_bytes(), segment);
+                batch.insert("checkpoint", &last.to_be_bytes());
+                db.apply_batch(batch).unwrap();
+                db.flush().unwrap();
+            })
+            .await
+            .unwrap();
+        }
+    })
+    .await;
     println!(
         "publish + a consumer that checks and logs only: {logged_rate:>9.0} events/s ({:.0}% of raw publish: the bound for the service)",
         100.0 * logged_rate / raw_rate
