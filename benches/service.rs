@@ -326,7 +326,7 @@ async fn http_benchmarks(cores: usize) {
 }
 
 struct Nats {
-    _process: Proc,
+    process: Proc,
     url: String,
     _store: tempfile::TempDir,
 }
@@ -346,7 +346,7 @@ fn start_nats() -> Nats {
         std::thread::sleep(Duration::from_millis(20));
     }
     Nats {
-        _process: Proc(child),
+        process: Proc(child),
         url: format!("nats://127.0.0.1:{port}"),
         _store: store,
     }
@@ -515,15 +515,12 @@ async fn nats_benchmarks(cores: usize) {
 
     // (a3) The least the service must do, as an upper bound on what it can reach: the same
     // events published while a consumer schema-checks each message and writes each chunk's
-    // canonical events and its checkpoint in one sled batch, flushed (sled's flush; no
-    // fdatasync, no duplicate check, rules, views or rejection store).
-    let sled_dir = tempfile::tempdir().unwrap();
-    let db = sled::Config::new()
-        .path(sled_dir.path())
-        .cache_capacity(64 << 20)
-        .flush_every_ms(None)
-        .open()
-        .unwrap();
+    // canonical events and its checkpoint in one batch to a store opened as the service opens
+    // it, flushed (sled's flush; no fdatasync, no duplicate check, rules, views or rejection
+    // store).
+    let store_dir = tempfile::tempdir().unwrap();
+    let store =
+        impact::store::Store::open(store_dir.path(), impact::store::CACHE_BYTES_DEFAULT).unwrap();
     let schemas = Arc::new(impact::domain::validate::Schemas::load());
     let logged_rate = publish_while_consuming(&js, "LOGGED", &payloads, |messages| async move {
         use futures::StreamExt;
@@ -542,7 +539,7 @@ async fn nats_benchmarks(cores: usize) {
                 })
                 .collect();
             seen += chunk.len();
-            let (db, schemas) = (db.clone(), schemas.clone());
+            let (store, schemas) = (store.clone(), schemas.clone());
             tokio::task::spawn_blocking(move || {
                 let mut segment = Vec::new();
                 for (_, raw) in &chunk {
@@ -556,8 +553,8 @@ async fn nats_benchmarks(cores: usize) {
                 let mut batch = sled::Batch::default();
                 batch.insert(&chunk[0].0.to_be_bytes(), segment);
                 batch.insert("checkpoint", &last.to_be_bytes());
-                db.apply_batch(batch).unwrap();
-                db.flush().unwrap();
+                store.raw().apply_batch(batch).unwrap();
+                store.raw().flush().unwrap();
             })
             .await
             .unwrap();
@@ -586,7 +583,7 @@ async fn nats_benchmarks(cores: usize) {
         .iter()
         .map(|(id, tail, json)| (format!("impact.events.{tail}"), id.clone(), json.clone()))
         .collect();
-    let before = CpuSnapshot::take(&service, &nats._process);
+    let before = CpuSnapshot::take(&service, &nats.process);
     let started = Instant::now();
     publish_all(&js, &to_service, None).await;
     while log_position(&client, &base).await < events as u64 {
@@ -602,7 +599,7 @@ async fn nats_benchmarks(cores: usize) {
     );
     println!(
         "  {}",
-        CpuSnapshot::take(&service, &nats._process).since(&before, events, e2e_seconds, cores)
+        CpuSnapshot::take(&service, &nats.process).since(&before, events, e2e_seconds, cores)
     );
 
     // (c) Latency at half the end-to-end rate: new events for the same Actions.
@@ -638,11 +635,11 @@ async fn nats_benchmarks(cores: usize) {
         .into_iter()
         .map(|(id, tail, json)| (format!("impact.events.{tail}"), id, json))
         .collect();
-    let before = CpuSnapshot::take(&service, &nats._process);
+    let before = CpuSnapshot::take(&service, &nats.process);
     let started = Instant::now();
     let sent_at = publish_all(&js, &more, Some(pace)).await;
     let seen = watcher.await.unwrap();
-    let cpu = CpuSnapshot::take(&service, &nats._process).since(
+    let cpu = CpuSnapshot::take(&service, &nats.process).since(
         &before,
         extra,
         started.elapsed().as_secs_f64(),
