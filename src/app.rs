@@ -37,8 +37,9 @@ pub struct App {
 
 impl App {
     pub async fn start(config: Config) -> anyhow::Result<(Arc<App>, std::thread::JoinHandle<()>)> {
-        let store = Store::open(&config.data_dir, config.cache_bytes)
-            .with_context(|| format!("open the store in {}", config.data_dir.display()))?;
+        let store =
+            Store::open_reserved(&config.data_dir, config.cache_bytes, config.min_free_bytes)
+                .with_context(|| format!("open the store in {}", config.data_dir.display()))?;
         let schemas = Arc::new(Schemas::load());
         let metrics = Arc::new(Metrics::new());
         let (writer, writer_thread) =
@@ -147,11 +148,21 @@ fn review_event_id(review_id: &str) -> uuid::Uuid {
 
 /// `impact serve`: runs until SIGINT/SIGTERM, then drains and exits cleanly.
 pub async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(config.http_addr)
-        .await
-        .with_context(|| format!("bind {}", config.http_addr))?;
+    let listener = match crate::restart::inherited_listener()? {
+        Some(inherited) => tokio::net::TcpListener::from_std(inherited)?,
+        None => tokio::net::TcpListener::bind(config.http_addr)
+            .await
+            .with_context(|| format!("bind {}", config.http_addr))?,
+    };
     let addr = listener.local_addr()?;
     let (app, writer_thread) = App::start(config).await?;
+    // Crash-only: a failed write restarts the process, on the same socket (`restart.rs`).
+    let listener_fd = std::os::fd::AsRawFd::as_raw_fd(&listener);
+    app.store.health().on_failure(move |error| {
+        let error = error.to_owned();
+        std::thread::spawn(move || crate::restart::restart_after_failure(listener_fd, &error));
+    });
+    crate::restart::forget_restarts_after(Duration::from_secs(60));
     if demo {
         crate::demo::load_if_empty(&app).await?;
     }

@@ -62,6 +62,9 @@ pub enum Command {
     Rebuild {
         #[arg(long, env = "IMPACT_DATA_DIR")]
         data_dir: PathBuf,
+        /// The configuration whose `server.min_free_mib` applies (default 64).
+        #[arg(long, env = "IMPACT_CONFIG")]
+        config: Option<PathBuf>,
     },
     /// Write the whole log as NDJSON.
     Export {
@@ -74,6 +77,9 @@ pub enum Command {
     Import {
         #[arg(long, env = "IMPACT_DATA_DIR")]
         data_dir: PathBuf,
+        /// The configuration whose `server.min_free_mib` applies (default 64).
+        #[arg(long, env = "IMPACT_CONFIG")]
+        config: Option<PathBuf>,
         file: PathBuf,
     },
 }

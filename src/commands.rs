@@ -20,24 +20,27 @@ use std::io::{BufRead, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// The reserve `rebuild` and `import` keep when no configuration says otherwise.
+const MIN_FREE_BYTES_DEFAULT: u64 = crate::config::MIN_FREE_MIB_DEFAULT << 20;
 /// Events per writer submission during an import.
 const IMPORT_CHUNK_EVENTS: usize = 1000;
 /// Chunks sent to the writer and not yet answered during an import.
 const IMPORT_CHUNKS_IN_FLIGHT: usize = 1;
 
 pub fn open_store(data_dir: &Path) -> anyhow::Result<Store> {
-    open_store_with_cache(data_dir, crate::store::CACHE_BYTES_DEFAULT)
+    open_existing(data_dir, crate::store::CACHE_BYTES_DEFAULT, 0)
 }
 
-/// `open_store` with sled's cache set to `cache_bytes`.
-fn open_store_with_cache(data_dir: &Path, cache_bytes: u64) -> anyhow::Result<Store> {
+/// `open_store` with sled's cache set to `cache_bytes`, refusing (and changing nothing) while
+/// the store's filesystem has less than `reserve_bytes` free.
+fn open_existing(data_dir: &Path, cache_bytes: u64, reserve_bytes: u64) -> anyhow::Result<Store> {
     if !data_dir.join("sled").exists() {
         bail!(
             "no impact data in {} (nothing was ever stored there)",
             data_dir.display()
         );
     }
-    Store::open(data_dir, cache_bytes).with_context(|| {
+    Store::open_reserved(data_dir, cache_bytes, reserve_bytes).with_context(|| {
         format!(
             "open the store in {} (is the service still running on it?)",
             data_dir.display()
@@ -154,12 +157,23 @@ const REBUILD_WRITE_RECORDS: usize = 10_000;
 /// dropping any record the log does not give. Each Action's facts are
 /// kept in their encoded form (tens of bytes each) until the end, then written in key order.
 pub fn rebuild(data_dir: &Path, progress: bool) -> anyhow::Result<u64> {
-    rebuild_within(data_dir, progress, REBUILD_MEMORY_BYTES)
+    rebuild_within(
+        data_dir,
+        progress,
+        REBUILD_MEMORY_BYTES,
+        MIN_FREE_BYTES_DEFAULT,
+    )
 }
 
-/// `rebuild`, holding at most about `memory_bytes` of encoded facts before writing them out.
-pub fn rebuild_within(data_dir: &Path, progress: bool, memory_bytes: usize) -> anyhow::Result<u64> {
-    let open = || open_store_with_cache(data_dir, CACHE_BYTES_OFFLINE);
+/// `rebuild`, holding at most about `memory_bytes` of encoded facts before writing them out,
+/// and refusing to start while the filesystem has less than `reserve_bytes` free.
+pub fn rebuild_within(
+    data_dir: &Path,
+    progress: bool,
+    memory_bytes: usize,
+    reserve_bytes: u64,
+) -> anyhow::Result<u64> {
+    let open = || open_existing(data_dir, CACHE_BYTES_OFFLINE, reserve_bytes);
     let mut store = open()?;
     let total = store.last_seq()?;
     store.discard_pending_views()?;
@@ -245,7 +259,7 @@ pub fn rebuild_within(data_dir: &Path, progress: bool, memory_bytes: usize) -> a
 /// Events a rebuild reads before it closes and reopens the store (see `rebuild_within`).
 const REBUILD_WINDOW_EVENTS: u64 = 100_000;
 /// Encoded facts held in memory during a rebuild before they are written out: bounds its memory.
-const REBUILD_MEMORY_BYTES: usize = 32 << 20;
+pub const REBUILD_MEMORY_BYTES: usize = 32 << 20;
 /// What one Action's entry in a rebuild's map costs besides its facts (id, Vec, hash slot).
 const BUILDING_ENTRY_BYTES: usize = 96;
 /// sled's cache for the offline commands, which stream through the log once.
@@ -346,13 +360,22 @@ pub struct ImportCounts {
 
 /// Appends, in file order and through the same validation, every exported event not stored yet.
 pub fn import(data_dir: &Path, file: &Path) -> anyhow::Result<ImportCounts> {
-    std::fs::create_dir_all(data_dir)?;
-    let store = Store::open(data_dir, CACHE_BYTES_OFFLINE).with_context(|| {
-        format!(
-            "open the store in {} (is the service still running on it?)",
-            data_dir.display()
-        )
-    })?;
+    import_reserved(data_dir, file, MIN_FREE_BYTES_DEFAULT)
+}
+
+/// `import`, refusing to open the store while its filesystem has less than `reserve_bytes` free.
+pub fn import_reserved(
+    data_dir: &Path,
+    file: &Path,
+    reserve_bytes: u64,
+) -> anyhow::Result<ImportCounts> {
+    let store =
+        Store::open_reserved(data_dir, CACHE_BYTES_OFFLINE, reserve_bytes).with_context(|| {
+            format!(
+                "open the store in {} (is the service still running on it?)",
+                data_dir.display()
+            )
+        })?;
     let schemas = Arc::new(Schemas::load());
     let (writer, thread) = Writer::spawn(store, schemas.clone(), Arc::new(Metrics::new()))?;
     let reader = std::io::BufReader::with_capacity(

@@ -12,6 +12,8 @@ pub const HTTP_ADDR_DEFAULT: &str = "127.0.0.1:8080";
 pub const DATA_DIR_DEFAULT: &str = "./impact-data";
 pub const STREAM_DEFAULT: &str = "IMPACT";
 pub const SCHEDULE_DEFAULT: &str = "0 3 1 */3 *";
+/// The free space the store's filesystem keeps: below it, writes are refused (CONTRACT §11).
+pub const MIN_FREE_MIB_DEFAULT: u64 = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -47,6 +49,7 @@ struct ServerSection {
     http_addr: Option<String>,
     data_dir: Option<PathBuf>,
     cache_mib: Option<u64>,
+    min_free_mib: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -110,6 +113,8 @@ pub struct Config {
     pub http_addr: SocketAddr,
     pub data_dir: PathBuf,
     pub cache_bytes: u64,
+    /// `server.min_free_mib` in bytes: the free-space reserve of the store's filesystem.
+    pub min_free_bytes: u64,
     pub nats: Option<NatsConfig>,
     /// `None`: scheduled reviews are off.
     pub review_schedule: Option<String>,
@@ -189,6 +194,7 @@ impl Config {
                 .server
                 .cache_mib
                 .map_or(crate::store::CACHE_BYTES_DEFAULT, |mib| mib * 1024 * 1024),
+            min_free_bytes: file.server.min_free_mib.unwrap_or(MIN_FREE_MIB_DEFAULT) << 20,
             nats,
             review_schedule,
             rules,

@@ -12,6 +12,7 @@ use crate::domain::ids::{ActionId, EventId, REVIEW_ACTION};
 use crate::domain::rules;
 use crate::domain::validate::{Origin, Parsed, Rejection, RejectionCode, Schemas};
 use crate::metrics::Metrics;
+use crate::store::health::WritesDown;
 use crate::store::{Commit, NewEvent, RejectionRecord, Store, StoreError};
 use base64::Engine;
 use bytes::Bytes;
@@ -92,6 +93,9 @@ pub enum WriteError {
     Rejected(Vec<(usize, Rejection)>),
     #[error("store: {0}")]
     Store(String),
+    /// The store cannot take writes now (no space, a failed write): nothing was stored.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("the writer has stopped")]
     Stopped,
 }
@@ -120,6 +124,8 @@ pub struct Writer {
     position: watch::Receiver<Position>,
     /// The last seq written to the store: readers see it, though it may not be durable yet.
     visible: Arc<AtomicU64>,
+    /// For the health of the store: a submission is refused at once while it cannot write.
+    store: Store,
 }
 
 impl Writer {
@@ -137,13 +143,14 @@ impl Writer {
             checkpoint: state.checkpoint,
         });
         let visible = Arc::new(AtomicU64::new(state.next_seq - 1));
-        let (writer_schemas, written) = (schemas.clone(), visible.clone());
+        let (writer_schemas, written, writer_store) =
+            (schemas.clone(), visible.clone(), store.clone());
         let thread = std::thread::Builder::new()
             .name("impact-writer".into())
             .spawn(move || {
                 run(
                     rx,
-                    store,
+                    writer_store,
                     writer_schemas,
                     metrics,
                     state,
@@ -158,12 +165,14 @@ impl Writer {
                 schemas,
                 position,
                 visible,
+                store,
             },
             thread,
         ))
     }
 
     pub async fn submit(&self, items: Vec<Incoming>, all_or_nothing: bool) -> SubmissionResult {
+        self.check_writable()?;
         let (reply, answer) = oneshot::channel();
         let submission = Submission {
             items,
@@ -204,6 +213,7 @@ impl Writer {
         items: Vec<Incoming>,
         all_or_nothing: bool,
     ) -> Result<oneshot::Receiver<SubmissionResult>, WriteError> {
+        self.check_writable()?;
         let items = items
             .into_iter()
             .map(|item| item.prepare(&self.schemas))
@@ -219,6 +229,18 @@ impl Writer {
             .blocking_send(submission)
             .map_err(|_| WriteError::Stopped)?;
         Ok(answer)
+    }
+
+    /// Why the store cannot take writes now, if it cannot (no space, a failed write).
+    pub fn writes_down(&self) -> Option<WritesDown> {
+        self.store.health().writes_down()
+    }
+
+    fn check_writable(&self) -> Result<(), WriteError> {
+        match self.writes_down() {
+            Some(down) => Err(WriteError::Unavailable(down.to_string())),
+            None => Ok(()),
+        }
     }
 
     /// How far the log is durable (what answers and `wait_for` go by).
@@ -287,7 +309,6 @@ struct Committing {
     replies: Vec<(Option<oneshot::Sender<SubmissionResult>>, SubmissionResult)>,
     counts: Counts,
     position: Position,
-    from_stream: bool,
     /// The batch's parsed events, freed by the syncer once answered: freeing their JSON trees
     /// is a fair share of the writer's time otherwise, and the committer is on the path too.
     spent: Vec<Parsed>,
@@ -337,6 +358,12 @@ fn run(
                 Err(_) => break,
             }
         }
+        if store.health().writes_down().is_some() {
+            submissions = hold_while_down(&store, submissions);
+            if submissions.is_empty() {
+                continue;
+            }
+        }
         let mut batch = Batch::new(&store, &schemas, state.clone());
         batch.earlier = in_flight.as_ref();
         let mut replies = Vec::with_capacity(submissions.len());
@@ -347,23 +374,21 @@ fn run(
             }
             replies.push((submission.reply, result));
         }
-        // Did this batch consume stream messages (its checkpoint moved)?
-        let from_stream = batch.state.checkpoint != state.checkpoint;
+        // A store read that failed while the batch was built leaves it half-built: crash-only,
+        // nothing of it is written (and no checkpoint moves past the messages after the error).
+        let read_error = replies.iter().find_map(|(_, result)| match result {
+            Err(WriteError::Store(error)) => Some(error.clone()),
+            _ => None,
+        });
+        if let Some(error) = read_error {
+            store.health().fail(&error);
+            fail(replies, &store);
+            continue;
+        }
         let (commit, next_state, counts, written, spent) = batch.finish();
         // The batch before must be written before this one, which was built on it, is.
         if in_flight.take().is_some() && committed.recv() != Ok(Ok(())) {
-            fail(
-                replies,
-                "an earlier batch could not be written",
-                from_stream,
-            );
-            match WriterState::load(&store) {
-                Ok(reloaded) => state = reloaded,
-                Err(error) => {
-                    tracing::error!(%error, "the writer cannot read its state back; stopping");
-                    break;
-                }
-            }
+            fail(replies, &store);
             continue;
         }
         let handed = to_committer.send(Committing {
@@ -374,7 +399,6 @@ fn run(
                 last_seq: next_state.next_seq - 1,
                 checkpoint: next_state.checkpoint,
             },
-            from_stream,
             spent,
         });
         if handed.is_err() {
@@ -386,8 +410,38 @@ fn run(
     drop(to_committer);
     let _ = committer.join();
     let _ = syncer.join();
+    if store.health().has_failed() {
+        return; // Crash-only: a store that failed a write is not flushed again.
+    }
     if let Err(error) = store.sync() {
         tracing::error!(%error, "final flush failed");
+    }
+}
+
+/// Writes are down: answers at once what has someone waiting (`503`: nothing was stored,
+/// retry) and returns what must not be dropped, the stream's messages, once writes are back.
+/// Those have no one to answer, and the consumer has moved past them: while the disk is short
+/// of space, the writer holds them (the consumer waits behind them); after a failed write the
+/// process restarts and reads them again from the checkpoint, so they are let go.
+fn hold_while_down(store: &Store, submissions: Vec<Submission>) -> Vec<Submission> {
+    let (from_stream, answered): (Vec<_>, Vec<_>) = submissions
+        .into_iter()
+        .partition(|submission| submission.reply.is_none() && submission.checkpoint.is_some());
+    if let Some(down) = store.health().writes_down() {
+        for submission in answered {
+            if let Some(reply) = submission.reply {
+                let _ = reply.send(Err(WriteError::Unavailable(down.to_string())));
+            }
+        }
+    }
+    loop {
+        match store.health().writes_down() {
+            None => return from_stream,
+            Some(WritesDown::Failed(_)) => return Vec::new(),
+            Some(WritesDown::LowSpace { .. }) => std::thread::sleep(
+                std::time::Duration::from_millis(crate::store::health::SPACE_CHECK_INTERVAL_MS),
+            ),
+        }
     }
 }
 
@@ -401,7 +455,14 @@ fn commit_loop(
     visible: &AtomicU64,
 ) {
     for batch in batches {
-        match store.apply(&batch.commit) {
+        // Crash-only: after a failed write nothing more is written to this store.
+        let applied = match store.health().has_failed() {
+            true => Err(()),
+            false => store.apply(&batch.commit).map_err(|error| {
+                store.health().fail(&error.to_string());
+            }),
+        };
+        match applied {
             Ok(()) => {
                 visible.store(batch.position.last_seq, Ordering::Release);
                 let _ = done.send(Ok(()));
@@ -409,9 +470,8 @@ fn commit_loop(
                     break;
                 }
             }
-            Err(error) => {
-                tracing::error!(%error, "the batch could not be written; nothing of it was applied");
-                fail(batch.replies, &error.to_string(), batch.from_stream);
+            Err(()) => {
+                fail(batch.replies, store);
                 let _ = done.send(Err(()));
             }
         }
@@ -419,8 +479,8 @@ fn commit_loop(
 }
 
 /// The syncer thread: one sync for every batch written since the last (group commit), then
-/// their answers, in order. A failed sync fails the batches it covered: their clients retry,
-/// and a retry of an event a later sync made durable is answered `duplicate`.
+/// their answers, in order. A failed sync fails the batches it covered and every one after it
+/// (crash-only, `store::health`): their clients retry once the store is open again.
 fn sync_loop(
     applied: std::sync::mpsc::Receiver<Committing>,
     store: &Store,
@@ -430,10 +490,18 @@ fn sync_loop(
     while let Ok(first) = applied.recv() {
         let mut group = vec![first];
         group.extend(applied.try_iter());
-        if let Err(error) = store.sync() {
-            tracing::error!(%error, "the store could not be synced; its batches were answered with an error");
+        // A failed sync is never followed by an acknowledgement: once one failed (or a write
+        // did), every batch after it is answered `503`, synced or not.
+        let synced = match store.health().has_failed() {
+            true => false,
+            false => store
+                .sync()
+                .map_err(|error| store.health().fail(&error.to_string()))
+                .is_ok(),
+        };
+        if !synced {
             for batch in group {
-                fail(batch.replies, &error.to_string(), batch.from_stream);
+                fail(batch.replies, store);
             }
             continue;
         }
@@ -453,24 +521,21 @@ fn sync_loop(
     }
 }
 
-/// Answers a batch that was not written. A batch that consumed stream messages stops the
-/// process instead: the consumer has moved past them, and carrying on would let a later
-/// checkpoint skip them; a restart resumes from the stored checkpoint.
+/// Answers a batch that was not written, or written and not made durable: `503`, nothing was
+/// stored, retry. Only ever after the store's health says why (a failed write, or no space).
+/// A batch that consumed stream messages has no one to answer; the restart that follows a
+/// failed write resumes the stream from the stored checkpoint, so none of them is skipped.
 fn fail(
     replies: Vec<(Option<oneshot::Sender<SubmissionResult>>, SubmissionResult)>,
-    error: &str,
-    from_stream: bool,
+    store: &Store,
 ) {
-    if from_stream {
-        tracing::error!(
-            error,
-            "a batch from the stream could not be written; stopping to resume from the checkpoint"
-        );
-        std::process::exit(70);
-    }
+    let message = store.health().writes_down().map_or_else(
+        || "the store could not write".to_owned(),
+        |down| down.to_string(),
+    );
     for (reply, _) in replies {
         if let Some(reply) = reply {
-            let _ = reply.send(Err(WriteError::Store(error.to_owned())));
+            let _ = reply.send(Err(WriteError::Unavailable(message.clone())));
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod domain;
 pub mod ingest;
 pub mod metrics;
 pub mod queries;
+pub mod restart;
 pub mod review;
 pub mod store;
 

@@ -130,9 +130,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        Command::Rebuild { data_dir } => {
-            let folded =
-                tokio::task::spawn_blocking(move || commands::rebuild(&data_dir, true)).await??;
+        Command::Rebuild { data_dir, config } => {
+            let reserve = commands::offline_config(config, Some(data_dir.clone()))?.min_free_bytes;
+            let folded = tokio::task::spawn_blocking(move || {
+                commands::rebuild_within(&data_dir, true, commands::REBUILD_MEMORY_BYTES, reserve)
+            })
+            .await??;
             eprintln!("rebuilt every view from {folded} events");
         }
         Command::Export { data_dir, out } => {
@@ -141,9 +144,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .await??;
             eprintln!("exported {count} events");
         }
-        Command::Import { data_dir, file } => {
-            let counts =
-                tokio::task::spawn_blocking(move || commands::import(&data_dir, &file)).await??;
+        Command::Import {
+            data_dir,
+            config,
+            file,
+        } => {
+            let reserve = commands::offline_config(config, Some(data_dir.clone()))?.min_free_bytes;
+            let counts = tokio::task::spawn_blocking(move || {
+                commands::import_reserved(&data_dir, &file, reserve)
+            })
+            .await??;
             eprintln!(
                 "imported {} events, {} already stored, {} rejected",
                 counts.applied, counts.duplicate, counts.rejected

@@ -18,6 +18,9 @@ pub struct Metrics {
     pub duplicate: Counter,
     rejected: Family<CodeLabel, Counter>,
     pub log_position: Gauge,
+    /// 1 while the store takes writes, 0 while they are refused (reads go on either way).
+    pub writes_up: Gauge,
+    pub store_free_bytes: Gauge,
     registry: Registry,
 }
 
@@ -27,6 +30,8 @@ impl Metrics {
         let duplicate = Counter::default();
         let rejected = Family::<CodeLabel, Counter>::default();
         let log_position = Gauge::default();
+        let writes_up = Gauge::default();
+        let store_free_bytes = Gauge::default();
         let mut registry = Registry::default();
         let impact = registry.sub_registry_with_prefix("impact");
         impact.register(
@@ -49,6 +54,16 @@ impl Metrics {
             "The seq of the last event in the log",
             log_position.clone(),
         );
+        impact.register(
+            "writes_up",
+            "1 while the store takes writes; 0 while they are refused (no space, a failed write)",
+            writes_up.clone(),
+        );
+        impact.register(
+            "store_free_bytes",
+            "Free space on the store's filesystem, as last measured",
+            store_free_bytes.clone(),
+        );
         // Every code is present from the start, so a dashboard sees zeros rather than gaps.
         for code in RejectionCode::ALL {
             let _ = rejected.get_or_create(&CodeLabel {
@@ -60,6 +75,8 @@ impl Metrics {
             duplicate,
             rejected,
             log_position,
+            writes_up,
+            store_free_bytes,
             registry,
         }
     }

@@ -204,7 +204,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     // So is a rebuild that may hold almost nothing and writes its records after every fact,
     // appending to what it wrote before (the path a log too big for its memory takes).
     drop(store);
-    impact::commands::rebuild_within(dir.path(), false, 1).unwrap();
+    impact::commands::rebuild_within(dir.path(), false, 1, 0).unwrap();
     let store = Store::open(dir.path(), 8 << 20).unwrap();
     let spilled: Vec<_> = store.record_bytes().map(Result::unwrap).collect();
     prop_assert!(

@@ -152,19 +152,38 @@ async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
+/// `200` when reads and writes both work; `503` when either does not, saying which and why:
+/// writes can be down (free space below the reserve, a failed write) while reads go on.
 async fn readyz(State(app): State<Arc<App>>) -> Response {
     let bus_ready = app.bus.is_ready();
-    let body = Json(
-        json!({"store": "open", "bus": if bus_ready { "ready" } else { "unavailable" }, "log_position": app.writer.position().last_seq, "visible_position": app.writer.visible_seq()}),
-    );
-    if bus_ready {
-        (StatusCode::OK, body).into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
+    let writes_down = app.writer.writes_down();
+    let mut body = json!({
+        "store": "open",
+        "reads": "up",
+        "writes": if writes_down.is_some() { "down" } else { "up" },
+        "bus": if bus_ready { "ready" } else { "unavailable" },
+        "log_position": app.writer.position().last_seq,
+        "visible_position": app.writer.visible_seq(),
+        "free_mib": app.store.health().free_bytes() >> 20,
+    });
+    if let Some(down) = &writes_down {
+        body["writes_down_because"] = json!(down.to_string());
     }
+    let status = if bus_ready && writes_down.is_none() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> Response {
+    app.metrics
+        .writes_up
+        .set(i64::from(app.writer.writes_down().is_none()));
+    app.metrics
+        .store_free_bytes
+        .set(app.store.health().free_bytes() as i64);
     (
         [(
             header::CONTENT_TYPE,

@@ -41,6 +41,7 @@ impl From<WriteError> for BusError {
         match error {
             WriteError::Rejected(failures) => BusError::Rejected(failures),
             WriteError::Store(message) => BusError::Internal(message),
+            WriteError::Unavailable(message) => BusError::Unavailable(message),
             WriteError::Stopped => BusError::Unavailable("the writer has stopped".into()),
         }
     }
@@ -59,6 +60,11 @@ impl Bus {
         origin: Origin,
         submitted_by: Option<String>,
     ) -> Result<Vec<Published>, BusError> {
+        // Below the free-space reserve (or after a failed write) nothing is taken, on either
+        // bus: an event NATS accepted now could not be applied until space is freed.
+        if let Some(down) = self.writer().writes_down() {
+            return Err(BusError::Unavailable(down.to_string()));
+        }
         match self {
             Bus::Embedded(writer) => {
                 let ids: Vec<_> = events
@@ -102,6 +108,13 @@ impl Bus {
                     .collect())
             }
             Bus::Nats(bus) => bus.publish(events, submitted_by).await,
+        }
+    }
+
+    fn writer(&self) -> &Writer {
+        match self {
+            Bus::Embedded(writer) => writer,
+            Bus::Nats(bus) => bus.writer(),
         }
     }
 

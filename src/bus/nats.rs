@@ -24,6 +24,7 @@ pub struct NatsBus {
     jetstream: jetstream::Context,
     config: NatsConfig,
     consuming: Arc<AtomicBool>,
+    writer: Writer,
 }
 
 pub fn subject_for(parsed: &Parsed) -> String {
@@ -69,7 +70,7 @@ impl NatsBus {
         tokio::spawn(consume(
             jetstream.clone(),
             config.clone(),
-            writer,
+            writer.clone(),
             consuming.clone(),
         ));
         Ok(NatsBus {
@@ -77,7 +78,12 @@ impl NatsBus {
             jetstream,
             config,
             consuming,
+            writer,
         })
+    }
+
+    pub fn writer(&self) -> &Writer {
+        &self.writer
     }
 
     pub fn is_ready(&self) -> bool {

@@ -4,11 +4,16 @@
 //! commit, never a flush per event.
 
 mod durable;
+#[cfg(feature = "fault-injection")]
+mod fault;
+pub mod health;
 mod ids;
 mod pending;
+mod snapshots;
 
 use crate::domain::fold::ActionRecord;
 use crate::domain::ids::{ActionId, EventId};
+use health::Health;
 use ids::{Found, IdMap};
 use pending::Pending;
 use serde::{Deserialize, Serialize};
@@ -46,6 +51,21 @@ pub enum StoreError {
     },
     #[error("corrupt store: {0}")]
     Corrupt(String),
+    #[error(
+        "the filesystem of {dir} has {free_mib} MiB free, below the reserve of {reserve_mib} MiB \
+         (server.min_free_mib): the store was not opened and nothing in it was changed; free \
+         some space (or lower server.min_free_mib) and start again"
+    )]
+    LowSpace {
+        dir: PathBuf,
+        free_mib: u64,
+        reserve_mib: u64,
+    },
+    #[error(
+        "a rebuild of the views in {0} did not finish (it was stopped half-way): run \
+         `impact rebuild --data-dir {0}` again before serving"
+    )]
+    RebuildUnfinished(PathBuf),
 }
 
 impl StoreError {
@@ -112,6 +132,11 @@ pub struct Store {
 
 struct Inner {
     tree: sled::Db,
+    /// The data directory (the store's files are in `sled/` under it).
+    #[cfg_attr(not(feature = "fault-injection"), allow(dead_code))]
+    dir: PathBuf,
+    /// Whether writes are possible now (free space, an earlier failed write).
+    health: Arc<Health>,
     /// What `sync` makes durable: sled's data file and its blob files.
     durable: durable::Durable,
     /// event_id → seq, read from the index segments on first use, then kept up to date by
@@ -123,6 +148,7 @@ struct Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        self.health.stop();
         self.pending.stop();
         if let Some(compactor) = self.compactor.lock().ok().and_then(|mut c| c.take()) {
             let _ = compactor.join();
@@ -152,8 +178,31 @@ fn read_u64(bytes: &[u8]) -> Result<u64, StoreError> {
 }
 
 impl Store {
+    /// Opens (or creates) the store in `dir` without a free-space reserve.
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<Store, StoreError> {
+        Store::open_reserved(dir, cache_bytes, 0)
+    }
+
+    /// Opens the store in `dir`, refusing to touch it while its filesystem has less than
+    /// `reserve_bytes` free, and refusing writes later whenever it falls below that again.
+    pub fn open_reserved(
+        dir: &Path,
+        cache_bytes: u64,
+        reserve_bytes: u64,
+    ) -> Result<Store, StoreError> {
+        let existing = std::iter::successors(Some(dir), |dir| dir.parent())
+            .find(|dir| dir.exists())
+            .unwrap_or(Path::new("."));
+        let free = health::free_bytes(existing).map_err(StoreError::io(existing))?;
+        if free < reserve_bytes {
+            return Err(StoreError::LowSpace {
+                dir: dir.to_owned(),
+                free_mib: free >> 20,
+                reserve_mib: reserve_bytes >> 20,
+            });
+        }
         std::fs::create_dir_all(dir).map_err(StoreError::io(dir))?;
+        snapshots::protect(&dir.join("sled"), &dir.join("snapshot-keep"))?;
         let config = sled::Config::new()
             .path(dir.join("sled"))
             .cache_capacity(cache_bytes)
@@ -184,15 +233,23 @@ impl Store {
                 .spawn(move || pending.run_compactor(&tree))
                 .map_err(StoreError::io(dir))?
         };
+        let health = Health::start(dir, reserve_bytes).map_err(StoreError::io(dir))?;
         Ok(Store {
             inner: Arc::new(Inner {
                 tree,
+                dir: dir.to_owned(),
+                health,
                 durable,
                 ids: RwLock::new(None),
                 pending,
                 compactor: Mutex::new(Some(compactor)),
             }),
         })
+    }
+
+    /// Whether writes are possible now, and the hook for a failed write.
+    pub fn health(&self) -> &Health {
+        &self.inner.health
     }
 
     fn meta(&self, name: &[u8]) -> Result<Option<u64>, StoreError> {
@@ -478,6 +535,8 @@ impl Store {
         if let Some(checkpoint) = commit.checkpoint {
             batch.insert(META_CHECKPOINT, &checkpoint.to_be_bytes());
         }
+        #[cfg(feature = "fault-injection")]
+        fault::point(&self.inner.dir, "apply")?;
         self.inner.tree.apply_batch(batch)?;
         if let Some(ids) = self
             .inner
@@ -503,6 +562,8 @@ impl Store {
     /// Flushes sled and makes durable everything it had written (see `durable.rs`: sled's
     /// own flush syncs neither its blob files nor the drive's cache).
     pub fn sync(&self) -> Result<(), StoreError> {
+        #[cfg(feature = "fault-injection")]
+        fault::point(&self.inner.dir, "sync")?;
         self.inner.durable.sync(&self.inner.tree)
     }
 

@@ -1,0 +1,18 @@
+//! Fault points for the tests, compiled only with the `fault-injection` feature (the suite
+//! builds with it; a release build has no such code). A test makes the store's next write or
+//! sync fail by creating the file `fault-<point>` in the data directory; the fault fires once
+//! and removes the file.
+
+use super::StoreError;
+use std::path::Path;
+
+pub(super) fn point(dir: &Path, name: &str) -> Result<(), StoreError> {
+    let path = dir.join(format!("fault-{name}"));
+    if std::fs::remove_file(&path).is_ok() {
+        return Err(StoreError::Io {
+            path,
+            source: std::io::Error::other(format!("injected {name} failure")),
+        });
+    }
+    Ok(())
+}
