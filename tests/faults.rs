@@ -331,3 +331,75 @@ async fn a_failed_sync_is_never_acknowledged_and_writes_come_back() {
 async fn a_failed_batch_write_is_never_acknowledged_and_writes_come_back() {
     a_failed_store_write_is_crash_only("apply").await;
 }
+
+/// Without a reserve the disk really fills: sled's own writes fail. That is a failed write like
+/// any other (crash-only: `503`, the service replaces itself), and the start on the still-full
+/// disk must not destroy the store (the bug this guards against: an unfinished snapshot left
+/// by that start made every later open fail with "Read corrupted data").
+#[tokio::test]
+async fn a_disk_that_fills_without_a_reserve_loses_nothing_acknowledged() {
+    let disk = SmallDisk::mount(32);
+    let data_dir = disk.path().join("data");
+    let config = config_file(disk.path(), 0);
+    let config_arg = config.to_str().unwrap();
+    let mut service = Service::start_in(&data_dir, &["--config", config_arg]);
+    let http = client();
+    let action = "MIEUX-TH-2022-01";
+    let registration = registered(action, "TH");
+    assert_eq!(post_one(&http, &service, &registration).await.0, 202);
+    let mut accepted = vec![registration["event_id"].as_str().unwrap().to_owned()];
+
+    disk.fill_to("filler", 3);
+    let mut refused = false;
+    for n in 0..20_000 {
+        let event = padded(action, n, 4000);
+        let response = http
+            .post(service.url("/v1/events"))
+            .timeout(Duration::from_secs(20))
+            .json(&event)
+            .send()
+            .await;
+        let Ok(response) = response else {
+            break; // the process is replacing itself, or its restart on the full disk failed
+        };
+        match response.status().as_u16() {
+            202 => accepted.push(event["event_id"].as_str().unwrap().to_owned()),
+            503 => {
+                refused = true;
+                break;
+            }
+            other => panic!(
+                "a post on a full disk got {other}: {}",
+                response.text().await.unwrap()
+            ),
+        }
+    }
+    assert!(refused, "a full disk is answered 503");
+
+    // Give it space again: writes come back (the restarted process may have given up opening
+    // the store on the full disk; then it is started again, as a supervisor would).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    std::fs::remove_file(disk.path().join("filler")).unwrap();
+    let event = padded(action, 50_000, 16);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if service.exited().is_some() {
+            service.restart();
+        }
+        let sent = http
+            .post(service.url("/v1/events"))
+            .timeout(Duration::from_secs(5))
+            .json(&event)
+            .send()
+            .await;
+        if sent.is_ok_and(|response| response.status() == 202) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "writes did not come back");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    accepted.push(event["event_id"].as_str().unwrap().to_owned());
+    assert_each_once(&log_counts(&http, &service).await, &accepted);
+    service.terminate();
+    assert_views_equal_a_rebuild(&data_dir);
+}

@@ -93,3 +93,82 @@ fn ids_sharing_the_lookup_key_are_each_applied_once() {
     drop(writer);
     thread.join().unwrap();
 }
+
+/// Writes `count` registrations and closes the store.
+fn store_with(dir: &std::path::Path, count: usize) {
+    let (writer, thread) = open(dir);
+    let events: Vec<Vec<u8>> = (0..count)
+        .map(|n| registration(&uuid::Uuid::new_v4().to_string(), n))
+        .collect();
+    submit(&writer, &events);
+    drop(writer);
+    thread.join().unwrap();
+}
+
+fn snapshots(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("snap."))
+        .collect();
+    names.sort();
+    names
+}
+
+/// sled reads the newest file named `snap.*`, an unfinished `.generating` one included: the
+/// leftover of a snapshot write that ran out of space made every later open fail with "Read
+/// corrupted data".
+#[test]
+fn an_unfinished_snapshot_left_by_a_full_disk_does_not_stop_the_store_opening() {
+    let dir = tempfile::tempdir().unwrap();
+    store_with(dir.path(), 50);
+    store_with(dir.path(), 0); // sled writes a snapshot at an open that finds the log advanced
+    let sled_dir = dir.path().join("sled");
+    assert!(!snapshots(&sled_dir).is_empty(), "sled wrote a snapshot");
+    std::fs::write(sled_dir.join("snap.FFFFFFFFFFFFFFFF.generating"), b"").unwrap();
+
+    let store = Store::open(dir.path(), 8 << 20).expect("the store opens");
+    assert_eq!(store.last_seq().unwrap(), 50);
+    assert!(snapshots(&sled_dir)
+        .iter()
+        .all(|name| !name.ends_with(".generating")));
+}
+
+/// Before sled opens a store, a hard link of its last complete snapshot is kept beside it; a
+/// store whose snapshot files were lost opens from the kept one.
+#[test]
+fn a_store_whose_snapshots_were_lost_opens_from_the_kept_one() {
+    let dir = tempfile::tempdir().unwrap();
+    store_with(dir.path(), 30);
+    store_with(dir.path(), 0); // this open writes a snapshot (the log advanced since)
+    store_with(dir.path(), 0); // and this one keeps it before sled opens
+    let (sled_dir, keep_dir) = (dir.path().join("sled"), dir.path().join("snapshot-keep"));
+    let kept = snapshots(&keep_dir);
+    assert!(!kept.is_empty(), "a snapshot is kept");
+    for name in snapshots(&sled_dir) {
+        std::fs::remove_file(sled_dir.join(name)).unwrap();
+    }
+
+    let store = Store::open(dir.path(), 8 << 20).expect("the store opens");
+    assert_eq!(store.last_seq().unwrap(), 30);
+    let record = store
+        .record(&impact::domain::ids::ActionId::parse("MIEUX-TH-0029").unwrap())
+        .unwrap();
+    assert!(record.is_some(), "the views are there");
+    assert!(!snapshots(&sled_dir).is_empty(), "the snapshot is back");
+}
+
+/// `serve`, `rebuild` and `import` open through the reserve: below it, the store is not
+/// opened and not a file of it changes.
+#[test]
+fn a_store_below_the_free_space_reserve_is_not_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    store_with(dir.path(), 5);
+    let free = impact::store::health::free_bytes(dir.path()).unwrap();
+    let error = Store::open_reserved(dir.path(), 8 << 20, free + (1 << 30))
+        .err()
+        .expect("refused below the reserve")
+        .to_string();
+    assert!(error.contains("server.min_free_mib"), "{error}");
+    assert!(Store::open_reserved(dir.path(), 8 << 20, 1 << 20).is_ok());
+}
