@@ -34,13 +34,22 @@ pub fn open_store(data_dir: &Path) -> anyhow::Result<Store> {
 /// `open_store` with sled's cache set to `cache_bytes`, refusing (and changing nothing) while
 /// the store's filesystem has less than `reserve_bytes` free.
 fn open_existing(data_dir: &Path, cache_bytes: u64, reserve_bytes: u64) -> anyhow::Result<Store> {
+    open_existing_with(data_dir, || {
+        Store::open_reserved(data_dir, cache_bytes, reserve_bytes)
+    })
+}
+
+fn open_existing_with(
+    data_dir: &Path,
+    open: impl FnOnce() -> Result<Store, crate::store::StoreError>,
+) -> anyhow::Result<Store> {
     if !data_dir.join("sled").exists() {
         bail!(
             "no impact data in {} (nothing was ever stored there)",
             data_dir.display()
         );
     }
-    Store::open_reserved(data_dir, cache_bytes, reserve_bytes).with_context(|| {
+    open().with_context(|| {
         format!(
             "open the store in {} (is the service still running on it?)",
             data_dir.display()
@@ -173,9 +182,15 @@ pub fn rebuild_within(
     memory_bytes: usize,
     reserve_bytes: u64,
 ) -> anyhow::Result<u64> {
-    let open = || open_existing(data_dir, CACHE_BYTES_OFFLINE, reserve_bytes);
+    let open = || {
+        open_existing_with(data_dir, || {
+            Store::open_for_rebuild(data_dir, CACHE_BYTES_OFFLINE, reserve_bytes)
+        })
+    };
     let mut store = open()?;
     let total = store.last_seq()?;
+    // Killed from here on, the store is refused until a rebuild finishes.
+    store.begin_rebuild()?;
     store.discard_pending_views()?;
     let bar = if progress {
         indicatif::ProgressBar::new(total)
@@ -250,7 +265,7 @@ pub fn rebuild_within(
             .and_then(|id| ActionId::parse(id).ok())
             .is_some_and(|id| written.contains(&id))
     })?;
-    store.sync()?;
+    store.finish_rebuild()?;
     bar.set_position(folded);
     bar.finish();
     Ok(folded)

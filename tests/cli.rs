@@ -273,3 +273,115 @@ fn an_import_of_100k_events_then_a_rebuild_gives_byte_identical_views() {
         "a rebuild gives byte-identical views"
     );
 }
+
+/// Copies a stopped store's data directory (sled's files and the kept snapshot links).
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_rebuild_killed_at_any_point_is_refused_by_serve_then_finished_by_running_it_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("generated.ndjson");
+    std::fs::write(&file, generated_export(60_000)).unwrap();
+    let data_dir = dir.path().join("data");
+    let data = data_dir.to_str().unwrap();
+    ok(impact(&[
+        "import",
+        "--data-dir",
+        data,
+        file.to_str().unwrap(),
+    ]));
+
+    // The reference: a clean rebuild of a copy, timed to know where to kill.
+    let clean_dir = dir.path().join("clean");
+    copy_dir(&data_dir, &clean_dir);
+    let started = std::time::Instant::now();
+    ok(impact(&[
+        "rebuild",
+        "--data-dir",
+        clean_dir.to_str().unwrap(),
+    ]));
+    let took = started.elapsed();
+    let clean = records(&clean_dir);
+    assert_eq!(clean.len(), 10_000);
+
+    let config = dir.path().join("impact.toml");
+    std::fs::write(&config, "[review]\nschedule = \"off\"\n").unwrap();
+    let mut refused = 0;
+    // Kill points spread over the clean run's time, in an order no run could predict.
+    let mut point = (std::process::id() as u64 * 2_654_435_761) % 1000;
+    for _ in 0..6 {
+        point = (point * 7919 + 104_729) % 1000;
+        let mut rebuild = Command::new(binary())
+            .args(["rebuild", "--data-dir", data])
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(took.mul_f64(point as f64 / 1000.0));
+        let _ = rebuild.kill();
+        let finished = rebuild.wait().unwrap().success();
+        let served = Command::new(binary())
+            .args(["serve", "--http", "127.0.0.1:0", "--data-dir", data])
+            .args(["--config", config.to_str().unwrap()])
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let served = wait_a_moment(served);
+        match served {
+            Some(output) => {
+                assert!(!finished, "serve refused a store whose rebuild finished");
+                let message = String::from_utf8_lossy(&output.stderr);
+                assert!(
+                    message.contains("did not finish") && message.contains("impact rebuild"),
+                    "{message}"
+                );
+                let export = impact(&["export", "--data-dir", data]);
+                assert!(!export.status.success(), "export refuses it too");
+                refused += 1;
+            }
+            None => {
+                // Serving: the rebuild had finished, or was killed before it marked the store.
+                let views = records(&data_dir);
+                assert!(views == clean, "a store that serves has the log's views");
+            }
+        }
+    }
+    assert!(
+        refused > 0,
+        "no kill landed inside a rebuild ({took:?} each)"
+    );
+
+    ok(impact(&["rebuild", "--data-dir", data]));
+    assert!(
+        records(&data_dir) == clean,
+        "a rebuild run again after kills gives byte-identical views"
+    );
+}
+
+/// The output of a `serve` that exits within two seconds, or `None` (after stopping it) when
+/// it is still running then, which means it opened the store and serves.
+fn wait_a_moment(mut child: std::process::Child) -> Option<std::process::Output> {
+    for _ in 0..100 {
+        if child.try_wait().unwrap().is_some() {
+            return Some(child.wait_with_output().unwrap());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}

@@ -30,6 +30,9 @@ const META_LAST_SEQ: &[u8] = b"m:last_seq";
 const META_CHECKPOINT: &[u8] = b"m:stream_checkpoint";
 const META_LAST_REJECTION: &[u8] = b"m:last_rejection_id";
 const META_VIEWS_AT: &[u8] = b"m:views_at";
+/// Present while a rebuild is rewriting the views: set (and synced) before it changes
+/// anything, removed after everything it wrote is durable.
+const META_REBUILDING: &[u8] = b"m:rebuilding";
 /// An index segment's entry: the event_id (16 bytes) and the SHA-256 of its content.
 const INDEX_ENTRY_BYTES: usize = 48;
 
@@ -185,7 +188,23 @@ impl Store {
 
     /// Opens the store in `dir`, refusing to touch it while its filesystem has less than
     /// `reserve_bytes` free, and refusing writes later whenever it falls below that again.
+    /// A store whose rebuild was stopped half-way is refused (`StoreError::RebuildUnfinished`):
+    /// its views are partly old and partly new.
     pub fn open_reserved(
+        dir: &Path,
+        cache_bytes: u64,
+        reserve_bytes: u64,
+    ) -> Result<Store, StoreError> {
+        let store = Store::open_for_rebuild(dir, cache_bytes, reserve_bytes)?;
+        if store.inner.tree.contains_key(META_REBUILDING)? {
+            return Err(StoreError::RebuildUnfinished(dir.to_owned()));
+        }
+        Ok(store)
+    }
+
+    /// `open_reserved` without the refusal of an unfinished rebuild: for `rebuild` itself,
+    /// which writes every view anew.
+    pub fn open_for_rebuild(
         dir: &Path,
         cache_bytes: u64,
         reserve_bytes: u64,
@@ -565,6 +584,19 @@ impl Store {
         #[cfg(feature = "fault-injection")]
         fault::point(&self.inner.dir, "sync")?;
         self.inner.durable.sync(&self.inner.tree)
+    }
+
+    /// Marks the store as being rebuilt, durably, before the rebuild changes anything.
+    pub fn begin_rebuild(&self) -> Result<(), StoreError> {
+        self.inner.tree.insert(META_REBUILDING, &[])?;
+        self.sync()
+    }
+
+    /// Makes what the rebuild wrote durable, then removes its mark, durably.
+    pub fn finish_rebuild(&self) -> Result<(), StoreError> {
+        self.sync()?;
+        self.inner.tree.remove(META_REBUILDING)?;
+        self.sync()
     }
 
     /// Forgets every view written by a batch but not yet compacted, on disk and in memory
