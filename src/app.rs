@@ -33,6 +33,8 @@ pub struct App {
     pub bus: Bus,
     /// Rendered Action views, served again while their record is unchanged.
     pub views: crate::api::ViewCache,
+    /// The NDJSON streams of the log open now, at most `server.max_streams`.
+    pub streams: Arc<tokio::sync::Semaphore>,
 }
 
 impl App {
@@ -50,6 +52,7 @@ impl App {
                 NatsBus::start(nats.clone(), writer.clone()).await?,
             )),
         };
+        let streams = Arc::new(tokio::sync::Semaphore::new(config.max_streams));
         Ok((
             Arc::new(App {
                 config,
@@ -59,9 +62,24 @@ impl App {
                 metrics,
                 bus,
                 views: crate::api::ViewCache::new(crate::api::VIEW_CACHE_BYTES),
+                streams,
             }),
             writer_thread,
         ))
+    }
+
+    /// The newest seq a read may show: what the writer has made durable (CONTRACT.md §11).
+    pub fn durable_seq(&self) -> u64 {
+        self.writer.position().last_seq
+    }
+
+    /// Waits until the log is durable up to `seq` (a duplicate's seq is shown only then).
+    pub async fn wait_durable(&self, seq: u64) -> bool {
+        let wait = self.writer.wait_for(|position| position.last_seq >= seq);
+        matches!(
+            tokio::time::timeout(Duration::from_millis(APPLY_WAIT_MS_MAX), wait).await,
+            Ok(Ok(_))
+        )
     }
 
     /// Waits until the writer has applied the stream up to `stream_seq` (NATS mode).
@@ -87,7 +105,10 @@ impl App {
             Some(slot) => review::slot_review_id(slot),
             None => format!("review-{}", uuid::Uuid::now_v7()),
         };
-        if let Some(existing) = queries::review(&self.store, &review_id).map_err(internal)? {
+        // A decision of the write side: a slot's review written and not yet synced counts.
+        if let Some(existing) =
+            queries::review(&self.store, u64::MAX, &review_id).map_err(internal)?
+        {
             return Ok(existing);
         }
         let as_of = as_of
@@ -97,7 +118,15 @@ impl App {
         let slot_text = slot.map(review::slot_text);
         let id = review_id.clone();
         let report = tokio::task::spawn_blocking(move || {
-            queries::compute_review(&app.store, &app.config.rules, id, as_of, country, slot_text)
+            queries::compute_review(
+                &app.store,
+                app.durable_seq(),
+                &app.config.rules,
+                id,
+                as_of,
+                country,
+                slot_text,
+            )
         })
         .await
         .map_err(internal)?
@@ -128,7 +157,7 @@ impl App {
             }
         }
         // Another replica may have written this slot's review first: the log's copy is the one.
-        Ok(queries::review(&self.store, &review_id)
+        Ok(queries::review(&self.store, self.durable_seq(), &review_id)
             .map_err(internal)?
             .unwrap_or(report))
     }
@@ -148,6 +177,10 @@ fn review_event_id(review_id: &str) -> uuid::Uuid {
 
 /// `impact serve`: runs until SIGINT/SIGTERM, then drains and exits cleanly.
 pub async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
+    // Every connection is a descriptor: take all the kernel allows, then cap connections
+    // within it, so that a flood of sockets can never leave the store without one.
+    let open_files = crate::server::raise_open_files_limit().context("raise RLIMIT_NOFILE")?;
+    let max_connections = config.connection_cap(open_files)?;
     let listener = match crate::restart::inherited_listener()? {
         Some(inherited) => tokio::net::TcpListener::from_std(inherited)?,
         None => tokio::net::TcpListener::bind(config.http_addr)
@@ -195,9 +228,8 @@ pub async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     println!("impact listening on http://{addr}/ (dashboard at http://{addr}/, API at http://{addr}/v1), {bus}, data in {}", app.config.data_dir.display());
     tracing::info!(%addr, "serving");
     let router = crate::api::router(app.clone());
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    tracing::info!(max_connections, open_files, "connection cap");
+    crate::server::serve(listener, router, max_connections, shutdown_signal()).await?;
     tracing::info!("HTTP drained; flushing");
     if let Some(scheduler) = scheduler {
         scheduler.abort();

@@ -96,15 +96,21 @@ pub fn offline_config(
 pub fn status_json(config: &Config, action_id: &str, filters: &Filters) -> anyhow::Result<String> {
     let store = open_store(&config.data_dir)?;
     let action_id = ActionId::parse(action_id)?;
-    let status = queries::status(&store, &action_id, filters, &config.rules)?
-        .with_context(|| format!("no Action {action_id} (under these filters)"))?;
+    let status = queries::status(
+        &store,
+        store.last_seq()?,
+        &action_id,
+        filters,
+        &config.rules,
+    )?
+    .with_context(|| format!("no Action {action_id} (under these filters)"))?;
     Ok(serde_json::to_string(&status)?)
 }
 
 pub fn history_json(config: &Config, action_id: &str, filters: &Filters) -> anyhow::Result<String> {
     let store = open_store(&config.data_dir)?;
     let action_id = ActionId::parse(action_id)?;
-    let events = queries::history(&store, &action_id, filters)?
+    let events = queries::history(&store, store.last_seq()?, &action_id, filters)?
         .with_context(|| format!("no Action {action_id}"))?;
     Ok(serde_json::to_string(
         &serde_json::json!({"action_id": action_id, "events": events}),

@@ -14,6 +14,14 @@ pub const STREAM_DEFAULT: &str = "IMPACT";
 pub const SCHEDULE_DEFAULT: &str = "0 3 1 */3 *";
 /// The free space the store's filesystem keeps: below it, writes are refused (CONTRACT §11).
 pub const MIN_FREE_MIB_DEFAULT: u64 = 64;
+/// Connections served at once, unless the open-files limit allows fewer (`server.max_connections`).
+pub const MAX_CONNECTIONS_DEFAULT: usize = 10_000;
+/// NDJSON streams of the log open at once (`server.max_streams`).
+pub const MAX_STREAMS_DEFAULT: usize = 64;
+
+/// Descriptors kept for everything but client connections: sled's files, the broker, the
+/// over-cap answers, the restart's exec.
+const FILES_BESIDES_CONNECTIONS: u64 = 256;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -50,6 +58,8 @@ struct ServerSection {
     data_dir: Option<PathBuf>,
     cache_mib: Option<u64>,
     min_free_mib: Option<u64>,
+    max_connections: Option<usize>,
+    max_streams: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -115,6 +125,10 @@ pub struct Config {
     pub cache_bytes: u64,
     /// `server.min_free_mib` in bytes: the free-space reserve of the store's filesystem.
     pub min_free_bytes: u64,
+    /// `server.max_connections`; `None`: the default, within the open-files limit.
+    pub max_connections: Option<usize>,
+    /// `server.max_streams`.
+    pub max_streams: usize,
     pub nats: Option<NatsConfig>,
     /// `None`: scheduled reviews are off.
     pub review_schedule: Option<String>,
@@ -195,6 +209,8 @@ impl Config {
                 .cache_mib
                 .map_or(crate::store::CACHE_BYTES_DEFAULT, |mib| mib * 1024 * 1024),
             min_free_bytes: file.server.min_free_mib.unwrap_or(MIN_FREE_MIB_DEFAULT) << 20,
+            max_connections: file.server.max_connections,
+            max_streams: file.server.max_streams.unwrap_or(MAX_STREAMS_DEFAULT),
             nats,
             review_schedule,
             rules,
@@ -213,10 +229,40 @@ impl Config {
                 self.http_addr
             )));
         }
+        if self.max_connections == Some(0) {
+            return Err(ConfigError::Invalid(
+                "server.max_connections must be at least 1".into(),
+            ));
+        }
+        if self.max_streams == 0 {
+            return Err(ConfigError::Invalid(
+                "server.max_streams must be at least 1".into(),
+            ));
+        }
         if let Some(schedule) = &self.review_schedule {
             crate::review::parse_schedule(schedule).map_err(ConfigError::Invalid)?;
         }
         Ok(())
+    }
+
+    /// The connections to serve at once, given that the process may open `open_files`: a
+    /// configured cap that does not fit is an error naming the key; the default shrinks to fit.
+    pub fn connection_cap(&self, open_files: u64) -> Result<usize, ConfigError> {
+        let fits = open_files.saturating_sub(FILES_BESIDES_CONNECTIONS) as usize;
+        match self.max_connections {
+            Some(cap) if cap > fits => Err(ConfigError::Invalid(format!(
+                "server.max_connections = {cap} does not fit the open-files limit of {open_files} \
+                 (RLIMIT_NOFILE; {FILES_BESIDES_CONNECTIONS} are kept for the store and the \
+                 broker): lower server.max_connections to {fits} or less, or raise the limit"
+            ))),
+            Some(cap) => Ok(cap),
+            None if fits == 0 => Err(ConfigError::Invalid(format!(
+                "the open-files limit of {open_files} (RLIMIT_NOFILE) leaves no descriptor for \
+                 a connection once {FILES_BESIDES_CONNECTIONS} are kept for the store and the \
+                 broker: raise the limit (server.max_connections cannot help)"
+            ))),
+            None => Ok(MAX_CONNECTIONS_DEFAULT.min(fits)),
+        }
     }
 
     pub fn auth_enabled(&self) -> bool {

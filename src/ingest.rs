@@ -114,6 +114,8 @@ pub struct Submission {
 pub struct Position {
     pub last_seq: u64,
     pub checkpoint: u64,
+    /// The id of the last rejection stored.
+    pub last_rejection: u64,
 }
 
 /// The handle the rest of the service holds.
@@ -135,13 +137,13 @@ impl Writer {
         schemas: Arc<Schemas>,
         metrics: Arc<Metrics>,
     ) -> Result<(Writer, std::thread::JoinHandle<()>), StoreError> {
+        // What the store holds at start is where reads begin: make it durable first (after a
+        // crash of the process, sled's file may hold writes the drive has not kept yet).
+        store.sync()?;
         let state = WriterState::load(&store)?;
         metrics.log_position.set(state.next_seq as i64 - 1);
         let (tx, rx) = mpsc::channel(QUEUE_SUBMISSIONS_MAX);
-        let (position_tx, position) = watch::channel(Position {
-            last_seq: state.next_seq - 1,
-            checkpoint: state.checkpoint,
-        });
+        let (position_tx, position) = watch::channel(state.position());
         let visible = Arc::new(AtomicU64::new(state.next_seq - 1));
         let (writer_schemas, written, writer_store) =
             (schemas.clone(), visible.clone(), store.clone());
@@ -284,6 +286,15 @@ struct WriterState {
 }
 
 impl WriterState {
+    /// The position this state's writes reach.
+    fn position(&self) -> Position {
+        Position {
+            last_seq: self.next_seq - 1,
+            checkpoint: self.checkpoint,
+            last_rejection: self.next_rejection_id - 1,
+        }
+    }
+
     fn load(store: &Store) -> Result<WriterState, StoreError> {
         let last_seq = store.last_seq()?;
         let last_recorded_at = match store.event_json(last_seq)? {
@@ -395,10 +406,7 @@ fn run(
             commit,
             replies,
             counts,
-            position: Position {
-                last_seq: next_state.next_seq - 1,
-                checkpoint: next_state.checkpoint,
-            },
+            position: next_state.position(),
             spent,
         });
         if handed.is_err() {
@@ -506,6 +514,10 @@ fn sync_loop(
             continue;
         }
         let newest = group.last().expect("a group holds a batch").position;
+        // Positions only grow: the group's newest wakes every waiter it covers, once. Before
+        // the answers, so a client that reads right after its `202` reads what it wrote.
+        metrics.log_position.set(newest.last_seq as i64);
+        position.send_replace(newest);
         for batch in group {
             batch.counts.record(metrics);
             for (reply, result) in batch.replies {
@@ -515,9 +527,6 @@ fn sync_loop(
             }
             drop(batch.spent);
         }
-        // Positions only grow: the group's newest wakes every waiter it covers, once.
-        metrics.log_position.set(newest.last_seq as i64);
-        position.send_replace(newest);
     }
 }
 

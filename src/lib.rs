@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod queries;
 pub mod restart;
 pub mod review;
+pub mod server;
 pub mod store;
 
 /// jemalloc, not glibc's malloc: under load glibc's allocator was ~38% of the service's CPU

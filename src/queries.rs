@@ -1,5 +1,9 @@
 //! Reads shared by the HTTP API and the offline CLI: views under filters, histories, the
 //! review computation. Knows the store and the domain, nothing of HTTP.
+//!
+//! Every read takes `durable`, the newest seq it may show (CONTRACT.md §11: a seq once shown is
+//! never reused): the service passes its writer's durable position, which trails what is
+//! written to the store by the sync in progress; the offline commands pass the store's last.
 
 use crate::domain::event::StoredEvent;
 use crate::domain::fold::{ActionRecord, ActionStatus, Filters, ViewRules};
@@ -20,6 +24,7 @@ pub fn reference_date(filters: &Filters) -> NaiveDate {
 
 pub fn status(
     store: &Store,
+    durable: u64,
     action_id: &ActionId,
     filters: &Filters,
     rules: &ViewRules,
@@ -28,23 +33,25 @@ pub fn status(
         return Ok(None);
     };
     Ok(record
-        .view(filters, rules)
+        .view(&filters.within(&record, durable), rules)
         .map(|view| ActionStatus::new(view, rules, reference_date(filters))))
 }
 
 /// Every Action's status under `filters`, in `action_id` order; `keep` picks countries early.
 pub fn statuses(
     store: &Store,
+    durable: u64,
     filters: &Filters,
     rules: &ViewRules,
     keep: impl Fn(&Country) -> bool,
 ) -> Result<Vec<ActionStatus>, StoreError> {
-    each_status(store, filters, rules, keep).collect()
+    each_status(store, durable, filters, rules, keep).collect()
 }
 
 /// `statuses` one at a time, so a caller that only counts them holds none.
 fn each_status<'a>(
     store: &'a Store,
+    durable: u64,
     filters: &'a Filters,
     rules: &'a ViewRules,
     keep: impl Fn(&Country) -> bool + 'a,
@@ -54,7 +61,7 @@ fn each_status<'a>(
         Err(error) => Some(Err(error)),
         Ok(record) if !keep(&record.country) => None,
         Ok(record) => record
-            .view(filters, rules)
+            .view(&filters.within(&record, durable), rules)
             .map(|view| Ok(ActionStatus::new(view, rules, reference))),
     })
 }
@@ -63,21 +70,24 @@ fn each_status<'a>(
 /// `None` when the Action has no event at all.
 pub fn history(
     store: &Store,
+    durable: u64,
     action_id: &ActionId,
     filters: &Filters,
 ) -> Result<Option<Vec<Value>>, StoreError> {
     let Some(record) = store.record(action_id)? else {
         return Ok(None);
     };
-    history_of(store, &record, filters).map(Some)
+    history_of(store, durable, &record, filters).map(Some)
 }
 
 /// The history of an Action whose record is at hand.
 pub fn history_of(
     store: &Store,
+    durable: u64,
     record: &ActionRecord,
     filters: &Filters,
 ) -> Result<Vec<Value>, StoreError> {
+    let filters = &filters.within(record, durable);
     let retracted = record.retracted(filters);
     let mut events = Vec::new();
     for fact in &record.events {
@@ -98,13 +108,14 @@ pub fn history_of(
 /// Computes a review over every view at `as_of` and the current log position.
 pub fn compute_review(
     store: &Store,
+    durable: u64,
     rules: &ViewRules,
     review_id: String,
     as_of: NaiveDate,
     country: Option<Country>,
     schedule_slot: Option<String>,
 ) -> Result<ReviewReport, StoreError> {
-    let until_seq = store.last_seq()?;
+    let until_seq = durable;
     let filters = Filters {
         as_of: Some(as_of),
         until_seq: Some(until_seq),
@@ -112,7 +123,7 @@ pub fn compute_review(
     };
     let mut failure = None;
     // Action by Action, straight into the report: no view is kept once it is counted.
-    let statuses = each_status(store, &filters, rules, |c| {
+    let statuses = each_status(store, durable, &filters, rules, |c| {
         country.as_ref().is_none_or(|scope| scope == c)
     })
     .filter_map(|status| status.map_err(|error| failure.get_or_insert(error)).ok());
@@ -129,17 +140,26 @@ pub fn compute_review(
 }
 
 /// Every stored review, newest first, with its seq and `recorded_at` for time travel.
-pub fn reviews(store: &Store) -> Result<Vec<(u64, DateTime<Utc>, ReviewReport)>, StoreError> {
+pub fn reviews(
+    store: &Store,
+    durable: u64,
+) -> Result<Vec<(u64, DateTime<Utc>, ReviewReport)>, StoreError> {
     let mut seqs = store.review_seqs()?;
+    seqs.retain(|&seq| seq <= durable);
     seqs.sort_unstable_by(|a, b| b.cmp(a));
     seqs.into_iter()
         .map(|seq| review_event(store, seq).map(|(recorded_at, report)| (seq, recorded_at, report)))
         .collect()
 }
 
-pub fn review(store: &Store, review_id: &str) -> Result<Option<ReviewReport>, StoreError> {
+pub fn review(
+    store: &Store,
+    durable: u64,
+    review_id: &str,
+) -> Result<Option<ReviewReport>, StoreError> {
     store
         .review_seq(review_id)?
+        .filter(|&seq| seq <= durable)
         .map(|seq| review_event(store, seq).map(|(_, report)| report))
         .transpose()
 }

@@ -403,3 +403,145 @@ async fn a_disk_that_fills_without_a_reserve_loses_nothing_acknowledged() {
     service.terminate();
     assert_views_equal_a_rebuild(&data_dir);
 }
+
+/// What a reader of `/v1/events` saw: each seq and the event it named, and the highest
+/// `log_position` `/readyz` gave.
+#[derive(Default)]
+struct Seen {
+    events: HashMap<u64, String>,
+    position: u64,
+}
+
+/// Reads the log from `after` and `/readyz` as fast as it can until told to stop, keeping
+/// what it was shown. Errors (the service is being killed) only end a read.
+async fn follow(
+    base: String,
+    seen: std::sync::Arc<std::sync::Mutex<Seen>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    let http = client();
+    let mut after = 0;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let page = async {
+            let url = format!("{base}/v1/events?after={after}&limit=10000");
+            let page: Value = http.get(url).send().await.ok()?.json().await.ok()?;
+            let ready: Value = http
+                .get(format!("{base}/readyz"))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            Some((page, ready))
+        };
+        let Some((page, ready)) = page.await else {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            continue;
+        };
+        let mut seen = seen.lock().unwrap();
+        for event in page["events"].as_array().unwrap() {
+            let seq = event["seq"].as_u64().unwrap();
+            seen.events
+                .insert(seq, event["event_id"].as_str().unwrap().to_owned());
+            after = after.max(seq);
+        }
+        seen.position = seen
+            .position
+            .max(ready["log_position"].as_u64().unwrap_or(0));
+    }
+}
+
+/// Posts batches of registrations as fast as it can until told to stop, ignoring failures.
+async fn post_until(
+    base: String,
+    writer: usize,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    let http = client();
+    let mut n = 0;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let batch: Vec<Value> = (0..20)
+            .map(|i| registered(&format!("MIEUX-TH-{:06}", writer * 100_000 + n + i), "TH"))
+            .collect();
+        n += 20;
+        let _ = http
+            .post(format!("{base}/v1/events"))
+            .json(&batch)
+            .send()
+            .await;
+    }
+}
+
+/// CONTRACT.md §11, "a seq once shown is never reused": a reader follows the log and
+/// `/readyz` while writers post and the service is killed (-9) again and again. The drive is
+/// made slow (every sync waits 30 ms before sled's flush, a fault point), so batches written
+/// and not yet synced are in sled's memory only, for readers to see and a crash to lose.
+/// Every seq the reader was shown names the same event afterwards, and no position it was
+/// shown is ever taken back.
+#[tokio::test]
+async fn a_seq_a_reader_was_shown_names_the_same_event_after_any_crash() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let mut service = Service::start(&[]);
+    std::fs::write(service.data_dir.join("fault-slow-sync"), "30").unwrap();
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    for round in 0..8u64 {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut tasks = Vec::new();
+        for writer in 0..4 {
+            tasks.push(tokio::spawn(post_until(
+                service.base.clone(),
+                (round as usize) * 4 + writer,
+                stop.clone(),
+            )));
+        }
+        tasks.push(tokio::spawn(follow(
+            service.base.clone(),
+            seen.clone(),
+            stop.clone(),
+        )));
+        tokio::time::sleep(Duration::from_millis(300 + (round * 137) % 400)).await;
+        service.kill9();
+        stop.store(true, Ordering::Relaxed);
+        for task in tasks {
+            task.await.unwrap();
+        }
+        service.restart();
+    }
+    let http = client();
+    let log: HashMap<u64, String> = all_events(&http, &service)
+        .await
+        .into_iter()
+        .map(|event| {
+            (
+                event["seq"].as_u64().unwrap(),
+                event["event_id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let seen = seen.lock().unwrap();
+    assert!(
+        seen.events.len() > 1000,
+        "the reader saw {} events",
+        seen.events.len()
+    );
+    let moved: Vec<_> = seen
+        .events
+        .iter()
+        .filter(|(seq, id)| log.get(seq) != Some(id))
+        .map(|(seq, id)| format!("seq {seq}: shown {id}, now {:?}", log.get(seq)))
+        .collect();
+    assert!(
+        moved.is_empty(),
+        "{} seqs changed: {:?}",
+        moved.len(),
+        &moved[..moved.len().min(5)]
+    );
+    assert!(
+        log.len() as u64 >= seen.position,
+        "the log ({} events) is behind a position shown ({})",
+        log.len(),
+        seen.position
+    );
+}

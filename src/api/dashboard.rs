@@ -37,7 +37,7 @@ pub async fn index(
     only_params(&query, &[FILTER_PARAMS])?;
     let filters = filters(&query)?;
     blocking(move || {
-        let statuses = queries::statuses(&app.store, &filters, &app.config.rules, |country| caller.sees(country))?;
+        let statuses = queries::statuses(&app.store, app.durable_seq(), &filters, &app.config.rules, |country| caller.sees(country))?;
         let mut body = String::from("<h1>impact: longer-term results of Actions</h1>");
         let _ = write!(
             body,
@@ -81,7 +81,7 @@ pub async fn action(
     let action_id =
         ActionId::parse(&id).map_err(|_| ApiError::NotFound(format!("no Action {id:?}")))?;
     blocking(move || {
-        let status: ActionStatus = queries::status(&app.store, &action_id, &filters, &app.config.rules)?
+        let status: ActionStatus = queries::status(&app.store, app.durable_seq(), &action_id, &filters, &app.config.rules)?
             .ok_or_else(|| ApiError::NotFound(format!("no Action {action_id}")))?;
         caller.require_country(&status.view.country)?;
         let view = &status.view;

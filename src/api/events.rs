@@ -18,8 +18,8 @@ use std::sync::Arc;
 
 const PAGE_EVENTS_DEFAULT: usize = 1000;
 const PAGE_EVENTS_MAX: usize = 10_000;
-/// NDJSON streams are read from the store in chunks of this many events.
-const STREAM_CHUNK_EVENTS: usize = 1000;
+/// NDJSON streams are read from the store in chunks of about this size.
+const STREAM_CHUNK_BYTES: usize = 64 << 10;
 
 pub async fn post_events(
     State(app): State<Arc<App>>,
@@ -117,6 +117,14 @@ pub async fn post_events(
         for (slot, outcome) in stored_seq.iter_mut().zip(outcomes) {
             if let ItemOutcome::Duplicate { seq } = outcome {
                 *slot = Some(seq);
+            }
+        }
+        // A duplicate names its stored seq: only once a crash cannot give it to another event.
+        if let Some(newest) = stored_seq.iter().flatten().max() {
+            if !app.wait_durable(*newest).await {
+                return Err(ApiError::Unavailable(
+                    "the log could not be made durable in time; retry".into(),
+                ));
             }
         }
     }
@@ -265,62 +273,91 @@ pub async fn log(
     let after = after(&query)?;
     let limit = page_limit(&query)?;
     if super::accepts(&headers, "application/x-ndjson") {
-        return Ok(stream_ndjson(app, after));
+        return stream_ndjson(app, after);
     }
     blocking(move || {
         let mut body = Vec::with_capacity(limit * 512);
         body.extend_from_slice(b"{\"events\":[");
-        let mut next_after = after;
-        for (i, item) in app.store.log_after(after).take(limit).enumerate() {
-            let (seq, json) = item?;
-            if i > 0 {
+        let (next_after, _) = durable_events(&app, after, app.durable_seq(), limit, |json| {
+            if body.len() > b"{\"events\":[".len() {
                 body.push(b',');
             }
-            body.extend_from_slice(&json);
-            next_after = seq;
-        }
+            body.extend_from_slice(json);
+            0
+        })?;
+        let next_after = next_after.unwrap_or(after);
         body.extend_from_slice(format!("],\"next_after\":{next_after}}}").as_bytes());
         Ok(super::json_body(body))
     })
     .await
 }
 
-fn stream_ndjson(app: Arc<App>, after: u64) -> Response {
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
-    tokio::task::spawn_blocking(move || {
-        let mut chunk = Vec::new();
-        let mut in_chunk = 0;
-        for item in app.store.log_after(after) {
-            match item {
-                Ok((_, json)) => {
-                    chunk.extend_from_slice(&json);
+/// Hands `take` each event after `after` up to `durable` (CONTRACT.md §11: nothing a crash
+/// could take back), at most `limit` of them, until `take` returns a size of
+/// `STREAM_CHUNK_BYTES` or more (0 takes them all). Returns the last seq handed over and whether the log goes on past it.
+fn durable_events(
+    app: &App,
+    after: u64,
+    durable: u64,
+    limit: usize,
+    mut take: impl FnMut(&[u8]) -> usize,
+) -> Result<(Option<u64>, bool), ApiError> {
+    let mut last = None;
+    for item in app.store.log_after(after).take(limit) {
+        let (seq, json) = item?;
+        if seq > durable {
+            return Ok((last, false));
+        }
+        last = Some(seq);
+        if take(&json) >= STREAM_CHUNK_BYTES {
+            return Ok((last, seq < durable));
+        }
+    }
+    Ok((last, last.is_some_and(|seq| seq < durable)))
+}
+
+/// The NDJSON stream: every durable event after `after` as of the request, read a chunk at a
+/// time when the client has taken the one before. A slow reader holds no thread and at most
+/// one chunk of memory (besides the socket's buffers).
+fn stream_ndjson(app: Arc<App>, after: u64) -> Result<Response, ApiError> {
+    let Ok(permit) = app.streams.clone().try_acquire_owned() else {
+        return Err(ApiError::Unavailable(format!(
+            "{} streams of the log are open, the most this service serves at once \
+             (server.max_streams); retry later, or read pages of the log",
+            app.config.max_streams
+        )));
+    };
+    let durable = app.durable_seq();
+    // The permit goes with the stream, and comes back when the response ends or is dropped.
+    let permit = Arc::new(permit);
+    let stream = futures::stream::try_unfold(Some(after), move |from| {
+        let (app, _permit) = (app.clone(), permit.clone());
+        async move {
+            let Some(from) = from else {
+                return Ok::<_, std::io::Error>(None);
+            };
+            let (chunk, last, more) = blocking(move || {
+                let mut chunk = Vec::with_capacity(STREAM_CHUNK_BYTES + 4096);
+                let (last, more) = durable_events(&app, from, durable, usize::MAX, |json| {
+                    chunk.extend_from_slice(json);
                     chunk.push(b'\n');
-                    in_chunk += 1;
-                }
-                Err(error) => {
-                    let _ = tx.blocking_send(Err(std::io::Error::other(error.to_string())));
-                    return;
-                }
-            }
-            if in_chunk == STREAM_CHUNK_EVENTS {
-                if tx.blocking_send(Ok(std::mem::take(&mut chunk))).is_err() {
-                    return;
-                }
-                in_chunk = 0;
+                    chunk.len()
+                })?;
+                Ok((chunk, last, more))
+            })
+            .await
+            .map_err(|error| std::io::Error::other(error.to_string()))?;
+            match last {
+                None => Ok(None),
+                Some(last) => Ok(Some((Bytes::from(chunk), more.then_some(last)))),
             }
         }
-        if !chunk.is_empty() {
-            let _ = tx.blocking_send(Ok(chunk));
-        }
     });
-    let stream = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    });
-    (
+    Ok((
         [(header::CONTENT_TYPE, "application/x-ndjson")],
         Body::from_stream(stream),
     )
-        .into_response()
+        .into_response())
 }
 
 pub async fn rejections(
@@ -333,10 +370,13 @@ pub async fn rejections(
     let after = after(&query)?;
     let limit = page_limit(&query)?;
     blocking(move || {
+        // Only what is durable: a crash cannot give a shown id to another rejection.
+        let durable = app.writer.position().last_rejection;
         let rejections = app
             .store
             .rejections_after(after)
             .take(limit)
+            .filter(|item| !matches!(item, Ok(record) if record.id > durable))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Json(json!({"rejections": rejections})).into_response())
     })

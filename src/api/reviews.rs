@@ -92,15 +92,16 @@ pub async fn list(
     let markdown_wanted = wants_markdown(&query, &headers)?;
     // Time travel on reviews: transaction time by the review's own place in the log, valid
     // time by the date it was read as of.
-    let reports: Vec<ReviewReport> = blocking(move || Ok(queries::reviews(&app.store)?))
-        .await?
-        .into_iter()
-        .filter(|(seq, recorded_at, report)| {
-            filters.known(*seq, recorded_at.timestamp_micros())
-                && filters.as_of.is_none_or(|as_of| report.as_of <= as_of)
-        })
-        .map(|(_, _, report)| report)
-        .collect();
+    let reports: Vec<ReviewReport> =
+        blocking(move || Ok(queries::reviews(&app.store, app.durable_seq())?))
+            .await?
+            .into_iter()
+            .filter(|(seq, recorded_at, report)| {
+                filters.known(*seq, recorded_at.timestamp_micros())
+                    && filters.as_of.is_none_or(|as_of| report.as_of <= as_of)
+            })
+            .map(|(_, _, report)| report)
+            .collect();
     if markdown_wanted {
         let mut text = String::from("# Impact reviews\n\n| review | as of | log position | country | slot | outcomes | findings |\n|---|---|---:|---|---|---:|---:|\n");
         for r in &reports {
@@ -135,7 +136,7 @@ pub async fn one(
     only_params(&query, &[FORMAT_PARAMS])?;
     let markdown_wanted = wants_markdown(&query, &headers)?;
     let review_id = id.clone();
-    let report = blocking(move || Ok(queries::review(&app.store, &review_id)?))
+    let report = blocking(move || Ok(queries::review(&app.store, app.durable_seq(), &review_id)?))
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no review {id:?}")))?;
     if markdown_wanted {

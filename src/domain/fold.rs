@@ -118,6 +118,19 @@ impl Filters {
         self.known(seq, recorded_at_us) && self.as_of.is_none_or(|as_of| occurred_on <= as_of)
     }
 
+    /// These filters for `record`, showing nothing past `durable` (the newest seq that a crash
+    /// cannot give to another event). Unchanged for a record with nothing newer, so the same
+    /// read gives the same filters, and a rendered view can be reused.
+    pub fn within(&self, record: &ActionRecord, durable: u64) -> Filters {
+        match record.events.last() {
+            Some(newest) if newest.seq > durable => Filters {
+                until_seq: Some(self.until_seq.map_or(durable, |until| until.min(durable))),
+                ..*self
+            },
+            _ => *self,
+        }
+    }
+
     fn passes_event(&self, event: &FoldEvent) -> bool {
         self.passes(event.seq, event.recorded_at_us, event.occurred_on)
     }

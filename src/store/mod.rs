@@ -583,6 +583,8 @@ impl Store {
     pub fn sync(&self) -> Result<(), StoreError> {
         #[cfg(feature = "fault-injection")]
         fault::point(&self.inner.dir, "sync")?;
+        #[cfg(feature = "fault-injection")]
+        fault::slow_sync(&self.inner.dir);
         self.inner.durable.sync(&self.inner.tree)
     }
 

@@ -91,6 +91,8 @@ pub struct Service {
     pub base: String,
     child: Option<Child>,
     args: Vec<String>,
+    /// A command the binary is started under (`prlimit …`), if any.
+    pub wrapper: Vec<String>,
     _temp: Option<tempfile::TempDir>,
 }
 
@@ -108,6 +110,22 @@ impl Service {
             base: String::new(),
             child: None,
             args: extra.iter().map(|a| a.to_string()).collect(),
+            wrapper: Vec::new(),
+            _temp: Some(temp),
+        };
+        service.restart();
+        service
+    }
+
+    /// `start`, the binary run under `wrapper` (a command that execs the rest of its line).
+    pub fn start_under(wrapper: &[&str], extra: &[&str]) -> Service {
+        let temp = tempfile::tempdir().unwrap();
+        let mut service = Service {
+            data_dir: temp.path().join("data"),
+            base: String::new(),
+            child: None,
+            args: extra.iter().map(|a| a.to_string()).collect(),
+            wrapper: wrapper.iter().map(|a| a.to_string()).collect(),
             _temp: Some(temp),
         };
         service.restart();
@@ -120,6 +138,7 @@ impl Service {
             base: String::new(),
             child: None,
             args: extra.iter().map(|a| a.to_string()).collect(),
+            wrapper: Vec::new(),
             _temp: None,
         };
         service.restart();
@@ -136,7 +155,15 @@ impl Service {
             std::fs::write(&config, "[review]\nschedule = \"off\"\n").unwrap();
             config_args = vec!["--config".to_owned(), config.to_string_lossy().into_owned()];
         }
-        let mut child = Command::new(binary())
+        let mut command = match self.wrapper.split_first() {
+            None => Command::new(binary()),
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(binary());
+                command
+            }
+        };
+        let mut child = command
             .arg("serve")
             .arg("--data-dir")
             .arg(&self.data_dir)
