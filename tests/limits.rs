@@ -123,7 +123,8 @@ async fn a_thousand_unread_ndjson_streams_hold_bounded_memory_and_nothing_else()
     let before = rss_mib(service.pid());
 
     let address = address(&service);
-    let request = "GET /v1/events?after=0 HTTP/1.1\r\nhost: impact\r\naccept: application/x-ndjson\r\n\r\n";
+    let request =
+        "GET /v1/events?after=0 HTTP/1.1\r\nhost: impact\r\naccept: application/x-ndjson\r\n\r\n";
     let mut readers = Vec::new();
     for _ in 0..1000 {
         let mut socket = TcpStream::connect(&address).unwrap();
