@@ -935,3 +935,79 @@ async fn a_query_parameter_an_endpoint_does_not_take_is_refused_not_ignored() {
         review.as_str()
     );
 }
+
+/// CONTRACT.md §11: `REVIEW` is the reviews' own pseudo-Action; no client event may name it.
+#[tokio::test]
+async fn a_client_event_for_the_reserved_action_review_is_a_schema_violation() {
+    let service = Service::start(&[]);
+    let http = client();
+    let (status, answer) = post_json(
+        &http,
+        &service.url("/v1/events"),
+        &registered("REVIEW", "TH"),
+    )
+    .await;
+    assert_eq!(status, 422, "{answer}");
+    assert_eq!(answer["error"]["code"], "schema_violation");
+    assert!(answer["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("reserved"));
+    let (_, list) = get_json(&http, &service.url("/v1/actions")).await;
+    assert_eq!(list["actions"], json!([]));
+}
+
+/// CONTRACT.md §11: with auth off (the quick start), a page on another site cannot post
+/// events: a form's or `fetch`'s `text/plain` is `415`, a foreign `Origin` or `Sec-Fetch-Site:
+/// cross-site` is `403`, and nothing is stored; the service's own origin may. Every response
+/// carries the headers that keep pages from being framed, sniffed or fed from elsewhere.
+#[tokio::test]
+async fn with_auth_off_another_site_cannot_post_events() {
+    let service = Service::start(&[]);
+    let http = client();
+    let url = service.url("/v1/events");
+    let body = registered("MIEUX-TH-2022-01", "TH").to_string();
+    let send = |content_type: &'static str, extra: Option<(&'static str, String)>| {
+        let mut request = http
+            .post(&url)
+            .header("Content-Type", content_type)
+            .body(body.clone());
+        if let Some((name, value)) = extra {
+            request = request.header(name, value);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let headers = response.headers().clone();
+            let answer: Value = response.json().await.unwrap();
+            (status, answer, headers)
+        }
+    };
+    let (status, answer, headers) = send("text/plain", None).await;
+    assert_eq!(status, 415, "{answer}");
+    assert_eq!(answer["error"]["code"], "unsupported_media_type");
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(headers["x-frame-options"], "DENY");
+    assert!(headers["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("default-src 'self'"));
+    let foreign = Some(("Origin", "http://evil.example".to_owned()));
+    let (status, answer, _) = send("application/json", foreign).await;
+    assert_eq!(status, 403, "{answer}");
+    let cross_site = Some(("Sec-Fetch-Site", "cross-site".to_owned()));
+    let (status, answer, _) = send("application/json", cross_site).await;
+    assert_eq!(status, 403, "{answer}");
+    let (_, list) = get_json(&http, &service.url("/v1/actions")).await;
+    assert_eq!(list["actions"], json!([]), "nothing was stored");
+
+    let own = Some(("Origin", service.base.clone()));
+    let (status, answer, _) = send("application/json; charset=utf-8", own).await;
+    assert_eq!(status, 202, "{answer}");
+    let (status, _, headers) = send("application/json", None).await;
+    assert_eq!(
+        status, 202,
+        "a client without Origin (curl, impact submit) may post"
+    );
+    assert_eq!(headers["x-frame-options"], "DENY");
+}

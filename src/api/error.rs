@@ -17,6 +17,8 @@ pub enum ApiError {
     MalformedJson(String),
     #[error("payload too large: {0}")]
     PayloadTooLarge(String),
+    #[error("unsupported media type: {0}")]
+    UnsupportedMediaType(String),
     #[error("bad query: {0}")]
     BadQuery(String),
     #[error("unauthenticated: {0}")]
@@ -109,6 +111,11 @@ impl ApiError {
                 simple(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message)
             }
             ApiError::BadQuery(message) => simple(StatusCode::BAD_REQUEST, "bad_query", message),
+            ApiError::UnsupportedMediaType(message) => simple(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                message,
+            ),
             ApiError::Unauthenticated(message) => {
                 simple(StatusCode::UNAUTHORIZED, "unauthenticated", message)
             }

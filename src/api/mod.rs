@@ -6,6 +6,7 @@ mod auth;
 mod dashboard;
 mod error;
 mod events;
+mod guard;
 mod reviews;
 mod view_cache;
 
@@ -49,6 +50,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(axum::extract::DefaultBodyLimit::max(BODY_BYTES_MAX))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            guard::guard,
+        ))
         .with_state(app)
 }
 

@@ -194,6 +194,20 @@ impl Schemas {
                 ));
             }
         }
+        // The reviews' own pseudo-Action: no client event may name it (CONTRACT.md §11).
+        if origin == Origin::Client
+            && object.get("action_id").and_then(Value::as_str)
+                == Some(crate::domain::ids::REVIEW_ACTION)
+        {
+            return Err(Rejection::at(
+                RejectionCode::SchemaViolation,
+                "/action_id",
+                format!(
+                    "action_id {:?} is reserved for the service's reviews",
+                    crate::domain::ids::REVIEW_ACTION
+                ),
+            ));
+        }
         self.check_schema(&value)?;
         let envelope: Envelope = serde_json::from_value(value)
             .map_err(|e| Rejection::new(RejectionCode::SchemaViolation, e.to_string()))?;

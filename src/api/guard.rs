@@ -1,0 +1,126 @@
+//! What every request passes before its handler, and what every response carries
+//! (CONTRACT.md §11, "browsers cannot be used against the API"):
+//!
+//! - A `/v1` request that changes something must say `Content-Type: application/json`, else
+//!   `415`: an HTML form or a `fetch` without a preflight can send only form and text types.
+//! - With auth off (no principal; the server is loopback only), a request that changes
+//!   something is `403` when a browser says it comes from another site: `Sec-Fetch-Site:
+//!   cross-site`, or an `Origin` other than the service's own. The service's own origin is
+//!   `http://` and the `Host` asked for, and only a loopback host counts, so a page whose
+//!   name was made to resolve to 127.0.0.1 (DNS rebinding) is another site too.
+//! - Every response says `nosniff`, may not be framed, and loads nothing from another origin.
+
+use super::ApiError;
+use crate::app::App;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use std::sync::Arc;
+
+const CONTENT_SECURITY_POLICY: &str =
+    "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'";
+
+pub async fn guard(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+    if let Err(error) = admit(&app, &request) {
+        return secured(error.into_response());
+    }
+    secured(next.run(request).await)
+}
+
+fn admit(app: &App, request: &Request) -> Result<(), ApiError> {
+    let changes = !matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    );
+    if !changes {
+        return Ok(());
+    }
+    let headers = request.headers();
+    if request.uri().path().starts_with("/v1/") && !is_json(headers) {
+        return Err(ApiError::UnsupportedMediaType(
+            "a request that changes something is sent with Content-Type: application/json".into(),
+        ));
+    }
+    if !app.config.auth_enabled() {
+        let cross_site = headers
+            .get("sec-fetch-site")
+            .is_some_and(|site| site.as_bytes().eq_ignore_ascii_case(b"cross-site"));
+        let foreign_origin = headers
+            .get(header::ORIGIN)
+            .is_some_and(|origin| !own_origin(origin, headers.get(header::HOST)));
+        if cross_site || foreign_origin {
+            return Err(ApiError::Forbidden(
+                "a request from another site may not change anything here (authentication is \
+                 off, so only pages of this service may)"
+                    .into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// Whether `origin` is this service as the request reached it, on a loopback host.
+fn own_origin(origin: &HeaderValue, host: Option<&HeaderValue>) -> bool {
+    let (Ok(origin), Some(Ok(host))) = (origin.to_str(), host.map(HeaderValue::to_str)) else {
+        return false;
+    };
+    origin.strip_prefix("http://") == Some(host) && is_loopback_host(host)
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(bracketed) => bracketed.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+fn secured(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_loopback_host_is_the_services_own_origin() {
+        let own = |origin: &str, host: &str| {
+            own_origin(
+                &HeaderValue::from_str(origin).unwrap(),
+                Some(&HeaderValue::from_str(host).unwrap()),
+            )
+        };
+        assert!(own("http://127.0.0.1:8080", "127.0.0.1:8080"));
+        assert!(own("http://localhost:8080", "localhost:8080"));
+        assert!(own("http://[::1]:8080", "[::1]:8080"));
+        assert!(!own("http://evil.example:8080", "127.0.0.1:8080"));
+        assert!(!own("http://127.0.0.1:9999", "127.0.0.1:8080"));
+        // A rebound name: Origin and Host agree, but the host is not loopback.
+        assert!(!own("http://evil.example:8080", "evil.example:8080"));
+        assert!(!own("null", "127.0.0.1:8080"));
+        assert!(!own("https://127.0.0.1:8080", "127.0.0.1:8080"));
+    }
+}
