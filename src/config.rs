@@ -98,6 +98,17 @@ pub enum Role {
     Admin,
 }
 
+impl Role {
+    /// The role in words, for messages.
+    pub fn label(self) -> &'static str {
+        match self {
+            Role::FieldOffice => "field office",
+            Role::Evaluator => "evaluator",
+            Role::Admin => "admin",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     pub name: String,

@@ -1011,3 +1011,78 @@ async fn with_auth_off_another_site_cannot_post_events() {
     );
     assert_eq!(headers["x-frame-options"], "DENY");
 }
+
+/// CONTRACT.md §11: a retraction follows its target's rights. A field office cannot withdraw
+/// an evaluator's `outcome.disputed` (the dispute stays), an evaluator can withdraw its own,
+/// and a field office still withdraws its own track events.
+#[tokio::test]
+async fn a_field_office_cannot_retract_an_evaluators_dispute() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = auth_config(dir.path());
+    let service = Service::start(&["--config", config.to_str().unwrap()]);
+    let http = client();
+    let post = |token: &'static str, body: Value| {
+        let request = http
+            .post(service.url("/v1/events?wait=true"))
+            .bearer_auth(token)
+            .json(&body);
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.unwrap())
+        }
+    };
+    let retraction = |target: &Value| {
+        event(
+            "event.retracted",
+            TH,
+            "TH",
+            None,
+            "2020-02-01",
+            json!({"target_event_id": target["event_id"], "reason": "withdrawn"}),
+        )
+    };
+    let step = track(TH, "TH", "o-1", "legislation.drafting", "2019-01-10");
+    let disputed = event(
+        "outcome.disputed",
+        TH,
+        "TH",
+        Some("o-1"),
+        "2020-01-15",
+        json!({"by": "mid-term evaluation", "reason": "no evidence of the draft"}),
+    );
+    for (token, body) in [
+        ("fo-token", registered(TH, "TH")),
+        ("fo-token", step.clone()),
+        ("eval-token", disputed.clone()),
+    ] {
+        let (status, answer) = post(token, body).await;
+        assert_eq!(status, 202, "{answer}");
+    }
+
+    let (status, answer) = post("fo-token", retraction(&disputed)).await;
+    assert_eq!(status, 403, "{answer}");
+    assert!(answer["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("outcome.disputed"));
+    let view = |token: &'static str| {
+        let request = http
+            .get(service.url(&format!("/v1/actions/{TH}")))
+            .bearer_auth(token);
+        async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let flags = view("eval-token").await["flags"].to_string();
+    assert!(flags.contains("disputed"), "the dispute stays: {flags}");
+
+    let (status, answer) = post("eval-token", retraction(&disputed)).await;
+    assert_eq!(
+        status, 202,
+        "the evaluator withdraws its own dispute: {answer}"
+    );
+    let (status, answer) = post("fo-token", retraction(&step)).await;
+    assert_eq!(
+        status, 202,
+        "the field office withdraws its own step: {answer}"
+    );
+}

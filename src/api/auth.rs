@@ -97,36 +97,56 @@ impl Caller {
     }
 
     /// May this caller submit this event? (`review.completed` was refused before, as a type.)
-    pub fn may_submit(&self, parsed: &Parsed) -> Result<(), ApiError> {
-        let allowed = match self.role {
-            Role::Admin => true,
-            Role::FieldOffice => {
-                self.require_country(&parsed.envelope.country)?;
-                matches!(
-                    parsed.kind,
-                    EventKind::Registered { .. }
-                        | EventKind::Closed
-                        | EventKind::Track { .. }
-                        | EventKind::ExpectationRevised { .. }
-                        | EventKind::Retracted { .. }
-                )
-            }
-            Role::Evaluator => matches!(
-                parsed.kind,
-                EventKind::Verified { .. }
-                    | EventKind::Disputed { .. }
-                    | EventKind::ExpectationRevised { .. }
-            ),
-        };
-        if allowed {
-            Ok(())
-        } else {
-            Err(ApiError::Forbidden(format!(
-                "{} ({:?}) may not submit {} events",
-                self.display_name(),
-                self.role,
-                parsed.envelope.event_type
-            )))
+    /// A retraction follows its target's rights (CONTRACT.md §11): `target_type` is the type of
+    /// the event it withdraws, when that is known (in the log, or earlier in the same body).
+    pub fn may_submit(&self, parsed: &Parsed, target_type: Option<&str>) -> Result<(), ApiError> {
+        if self.role == Role::FieldOffice {
+            self.require_country(&parsed.envelope.country)?;
         }
+        let event_type = parsed.envelope.event_type.as_str();
+        if !may_submit_type(self.role, event_type) {
+            return Err(ApiError::Forbidden(format!(
+                "{} ({}) may not submit {event_type} events",
+                self.display_name(),
+                self.role.label()
+            )));
+        }
+        if let (EventKind::Retracted { .. }, Some(target_type)) = (&parsed.kind, target_type) {
+            if !may_retract(self.role, target_type) {
+                return Err(ApiError::Forbidden(format!(
+                    "{} ({}) may not retract a {target_type} event: only a role that may submit \
+                     that type may withdraw it",
+                    self.display_name(),
+                    self.role.label()
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A role may withdraw what it may submit; only an admin may withdraw a retraction.
+fn may_retract(role: Role, target_type: &str) -> bool {
+    role == Role::Admin || (may_submit_type(role, target_type) && target_type != "event.retracted")
+}
+
+/// The event types each role may submit (CONTRACT.md §4.1, §11), in one place.
+fn may_submit_type(role: Role, event_type: &str) -> bool {
+    match role {
+        Role::Admin => true,
+        Role::FieldOffice => {
+            matches!(
+                event_type,
+                "action.registered" | "action.closed" | "outcome.expectation_revised"
+            ) || event_type == "event.retracted"
+                || crate::domain::tracks::parse_track_event_type(event_type).is_some()
+        }
+        Role::Evaluator => matches!(
+            event_type,
+            "outcome.verified"
+                | "outcome.disputed"
+                | "outcome.expectation_revised"
+                | "event.retracted"
+        ),
     }
 }

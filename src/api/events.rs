@@ -5,6 +5,7 @@ use super::{
 };
 use crate::app::App;
 use crate::bus::{Bus, Status};
+use crate::domain::event::EventKind;
 use crate::domain::validate::{Origin, Rejection, RejectionCode};
 use crate::ingest::{dry_run, Incoming, ItemOutcome, Payload, Source};
 use crate::store::RejectionRecord;
@@ -81,7 +82,13 @@ pub async fn post_events(
     for (index, result) in parsed_all.into_iter().enumerate() {
         match result {
             Ok(event) => {
-                caller.may_submit(&event)?;
+                let target_type = match &event.kind {
+                    EventKind::Retracted { target } => {
+                        target_type(&app, &parsed, &event.envelope.action_id, target)?
+                    }
+                    _ => None,
+                };
+                caller.may_submit(&event, target_type.as_deref())?;
                 parsed.push(event);
             }
             Err(rejection) => failures.push((index, rejection)),
@@ -191,6 +198,38 @@ pub async fn post_events(
         results.push(result);
     }
     Ok((StatusCode::ACCEPTED, Json(json!({"results": results}))).into_response())
+}
+
+/// The type of the event a retraction of `action_id` withdraws: earlier in the same body, or
+/// in the log, and of the same Action (so that nothing of another Action, perhaps of another
+/// country, shows in the answer). `None` otherwise: the writer's rules then reject the
+/// retraction, and a target submitted meanwhile cannot be named by one who never saw its id.
+fn target_type(
+    app: &App,
+    earlier: &[crate::domain::validate::Parsed],
+    action_id: &crate::domain::ids::ActionId,
+    target: &uuid::Uuid,
+) -> Result<Option<String>, ApiError> {
+    if let Some(event) = earlier.iter().find(|e| e.envelope.event_id == *target) {
+        return Ok(
+            (event.envelope.action_id == *action_id).then(|| event.envelope.event_type.clone())
+        );
+    }
+    let Some((seq, _)) = app.store.event_index(target)? else {
+        return Ok(None);
+    };
+    let Some(json) = app.store.event_json(seq)? else {
+        return Ok(None);
+    };
+    #[derive(serde::Deserialize)]
+    struct Typed {
+        #[serde(rename = "type")]
+        event_type: String,
+        action_id: String,
+    }
+    let typed: Typed = serde_json::from_slice(&json)
+        .map_err(|e| ApiError::Internal(format!("stored event {seq}: {e}")))?;
+    Ok((typed.action_id == action_id.as_str()).then_some(typed.event_type))
 }
 
 /// After the consumer applied a published event: its seq, or the rejection it met.
