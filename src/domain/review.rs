@@ -175,6 +175,26 @@ pub fn build_report<S: std::borrow::Borrow<ActionStatus>>(
 }
 
 /// The report as Markdown, for a person: summary, tables, findings by flag, highlights.
+/// Text from a report (a title someone typed) as Markdown that shows it as written: one line,
+/// no control characters, every character Markdown or HTML would act on escaped.
+pub fn markdown_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' | '\r' | '\t' => out.push(' '),
+            c if c.is_control() => {}
+            // Inline markup only: a title never starts a line, so `-`, `+` and `1.` stay.
+            '\\' | '`' | '*' | '_' | '{' | '}' | '[' | ']' | '(' | ')' | '#' | '!' | '|' | '<'
+            | '>' | '&' | '~' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 pub fn render_markdown(report: &ReviewReport) -> String {
     use std::fmt::Write;
     let mut out = String::new();
@@ -243,13 +263,17 @@ pub fn render_markdown(report: &ReviewReport) -> String {
     for flag in flags {
         let _ = writeln!(out, "### {}\n", flag.replace('_', " "));
         for finding in report.findings.iter().filter(|f| f.flag == flag) {
-            let action = finding.action_title.as_deref().unwrap_or("(unregistered)");
+            let action = finding
+                .action_title
+                .as_deref()
+                .map_or("(unregistered)".to_owned(), markdown_text);
             let outcome = finding
                 .outcome_title
                 .as_ref()
                 .map_or(String::new(), |title| {
                     format!(
-                        " — {title} (`{}`)",
+                        " — {} (`{}`)",
+                        markdown_text(title),
                         finding.outcome_id.as_ref().map_or("", |id| id.as_str())
                     )
                 });
@@ -273,8 +297,8 @@ pub fn render_markdown(report: &ReviewReport) -> String {
             highlight
                 .action_title
                 .as_deref()
-                .unwrap_or("(unregistered)"),
-            highlight.outcome_title,
+                .map_or("(unregistered)".to_owned(), markdown_text),
+            markdown_text(&highlight.outcome_title),
             highlight.track,
             highlight.stage,
             highlight.stage_since,
@@ -287,6 +311,30 @@ pub fn render_markdown(report: &ReviewReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_typed_title_cannot_become_markup_in_markdown() {
+        let typed =
+            "<script>alert(1)</script> | # Heading\n* item [link](http://x) `code` \u{1b}[31m";
+        let shown = markdown_text(typed);
+        assert!(
+            !shown.contains('\n') && !shown.contains('\u{1b}'),
+            "{shown}"
+        );
+        for c in ['<', '>', '|', '#', '*', '[', ']', '(', ')', '`'] {
+            let unescaped = shown
+                .char_indices()
+                .filter(|&(i, found)| found == c && !shown[..i].ends_with('\\'))
+                .count();
+            assert_eq!(unescaped, 0, "{c} is escaped in {shown}");
+        }
+        // Escapes are all it adds: stripped of them, it reads as typed (on one line).
+        let plain: String = shown.replace('\\', "");
+        assert_eq!(
+            plain,
+            "<script>alert(1)</script> | # Heading * item [link](http://x) `code` [31m"
+        );
+    }
     use crate::domain::fold::{
         ActionView, DateSource, ExpectedView, Flag, FlagKind, OutcomeView, Summary,
     };
@@ -513,5 +561,21 @@ mod tests {
         assert!(markdown.contains("title of MIEUX-TH-0001 — title of law (`law`)"));
         assert!(markdown.contains("| TH | 1 | 2 |"));
         assert!(markdown.contains("## Highlights"));
+    }
+
+    #[test]
+    fn a_title_in_the_markdown_report_is_text_not_markup() {
+        let mut report = build_report("r".into(), &scope(None), None, sample());
+        let typed = "<img src=x onerror=alert(1)> | broken | table\n## Fake heading";
+        for finding in &mut report.findings {
+            finding.action_title = Some(typed.into());
+        }
+        let markdown = render_markdown(&report);
+        let raw_html = markdown
+            .char_indices()
+            .any(|(i, c)| c == '<' && !markdown[..i].ends_with('\\'));
+        assert!(!raw_html, "{markdown}");
+        assert!(!markdown.contains("\n## Fake heading"), "{markdown}");
+        assert!(markdown.contains("\\<img src=x onerror=alert\\(1\\)\\> \\| broken"));
     }
 }
