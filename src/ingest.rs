@@ -768,7 +768,8 @@ impl<'a> Batch<'a> {
             return Ok(ItemOutcome::Rejected(Rejection::at(
                 RejectionCode::EventIdConflict,
                 "/event_id",
-                format!("event {event_id} is stored already (seq {seq}) with different content"),
+                // Not its seq, nor whose it is: the stored event may be another country's.
+                format!("event {event_id} is stored already with different content"),
             )));
         }
         let action_id = parsed.envelope.action_id.clone();

@@ -1086,3 +1086,59 @@ async fn a_field_office_cannot_retract_an_evaluators_dispute() {
         "the field office withdraws its own step: {answer}"
     );
 }
+
+/// CONTRACT.md §11: an error never names an event, `seq` or country the caller may not read.
+/// A Thai field office that reuses the event_id of a Lao event, or posts to a Lao Action under
+/// TH, learns neither the Lao event's seq nor the Action's country from the answer.
+#[tokio::test]
+async fn rejection_messages_name_nothing_of_another_country() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = auth_config(dir.path());
+    let service = Service::start(&["--config", config.to_str().unwrap()]);
+    let http = client();
+    let post = |token: &'static str, body: Value| {
+        let request = http
+            .post(service.url("/v1/events?wait=true"))
+            .bearer_auth(token)
+            .json(&body);
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.unwrap())
+        }
+    };
+    let lao = registered("MIEUX-LA-2016-02", "LA");
+    let (status, answer) = post("admin-token", lao.clone()).await;
+    assert_eq!(status, 202, "{answer}");
+
+    let mut reused = registered(TH, "TH");
+    reused["event_id"] = lao["event_id"].clone();
+    let (status, answer) = post("fo-token", reused).await;
+    assert_eq!(status, 409, "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(
+        !message.contains("seq") && !message.contains(" 1 "),
+        "{message}"
+    );
+
+    let mut other = track(
+        "MIEUX-LA-2016-02",
+        "TH",
+        "o-1",
+        "legislation.drafting",
+        "2019-01-10",
+    );
+    other["data"] = json!({"title": "Draft"});
+    let (status, answer) = post("fo-token", other).await;
+    assert_eq!(status, 422, "{answer}");
+    assert_eq!(answer["error"]["code"], "country_mismatch");
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(
+        !message.contains("is in LA") && !message.contains(", LA"),
+        "{message}"
+    );
+    assert!(
+        !message.replace("MIEUX-LA-2016-02", "").contains("LA"),
+        "{message}"
+    );
+}

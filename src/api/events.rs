@@ -255,9 +255,9 @@ fn fill_applied(
     if let Some(record) = rejection {
         result["status"] = json!("rejected");
         result["error"] = json!({"code": record.code, "message": record.message});
-    } else if let Some((seq, _)) = app.store.event_index(&event_id)? {
+    } else if app.store.event_index(&event_id)?.is_some() {
         result["status"] = json!("rejected");
-        result["error"] = json!({"code": "event_id_conflict", "message": format!("event {event_id} is stored already (seq {seq}) with different content")});
+        result["error"] = json!({"code": "event_id_conflict", "message": format!("event {event_id} is stored already with different content")});
     }
     Ok(())
 }

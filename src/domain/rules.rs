@@ -36,8 +36,9 @@ pub fn check(
                 RejectionCode::CountryMismatch,
                 "/country",
                 format!(
-                    "Action {} is in {}, this event says {}",
-                    record.action_id, record.country, envelope.country
+                    // Not the Action's country: the caller may not be allowed to read it.
+                    "Action {} is registered in another country than {}",
+                    record.action_id, envelope.country
                 ),
             ));
         }
