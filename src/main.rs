@@ -123,7 +123,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     let filters = commands::parse_filters(as_of.as_deref(), None, None)?;
                     let country = country
                         .as_deref()
-                        .map(impact::domain::ids::Country::parse)
+                        .map(impact::domain::ids::Country::parse_assigned)
                         .transpose()?;
                     let report = commands::review(config, filters.as_of, country).await?;
                     commands::print_review(&report, markdown)?;
@@ -206,12 +206,23 @@ async fn print_read(args: &ReadArgs, suffix: &str, table: fn(&Value)) -> anyhow:
     Ok(())
 }
 
+/// A value as one line of terminal text: what someone typed cannot move the cursor, colour
+/// the screen or start a line of the table (control and bidirectional-override characters
+/// become spaces or go).
 fn text(value: &Value) -> String {
-    match value {
-        Value::Null => "—".into(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
+    let raw = match value {
+        Value::Null => return "—".into(),
+        Value::String(s) => s.as_str(),
+        other => return other.to_string(),
+    };
+    raw.chars()
+        .filter_map(|c| match c {
+            '\n' | '\r' | '\t' => Some(' '),
+            c if c.is_control() => None,
+            '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' => None,
+            c => Some(c),
+        })
+        .collect()
 }
 
 fn print_status_table(view: &Value) {

@@ -1142,3 +1142,23 @@ async fn rejection_messages_name_nothing_of_another_country() {
         "{message}"
     );
 }
+
+/// `XX` marks a review of every country in the log; it is no country a review can be scoped to.
+#[tokio::test]
+async fn a_review_scoped_to_xx_is_refused() {
+    let service = Service::start(&[]);
+    let http = client();
+    let (status, answer) = post_json(
+        &http,
+        &service.url("/v1/reviews"),
+        &json!({"country": "XX"}),
+    )
+    .await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["error"]["code"], "bad_query");
+    let (status, reviews) = get_json(&http, &service.url("/v1/reviews")).await;
+    assert_eq!(status, 200);
+    assert_eq!(reviews["reviews"], json!([]), "nothing was written");
+    let (status, _) = get_json(&http, &service.url("/v1/actions?country=XX")).await;
+    assert_eq!(status, 400);
+}

@@ -385,3 +385,33 @@ fn wait_a_moment(mut child: std::process::Child) -> Option<std::process::Output>
     let _ = child.wait();
     None
 }
+
+/// CONTRACT.md §11: the CLI's tables show a typed title as text: no escape sequence, newline
+/// or bidirectional override reaches the terminal.
+#[tokio::test]
+async fn a_title_with_terminal_escapes_prints_as_one_plain_line() {
+    let mut service = Service::start(&[]);
+    let http = client();
+    let action = "MIEUX-TH-2023-01";
+    let mut event = registered(action, "TH");
+    event["data"]["title"] = json!("Study \u{1b}[31mvisit\u{1b}[0m\nFAKE  ROW\u{202e}gnp");
+    let (status, answer) = post_json(&http, &service.url("/v1/events?wait=true"), &event).await;
+    assert_eq!(status, 202, "{answer}");
+    service.terminate();
+    let data = service.data_dir.to_str().unwrap().to_owned();
+    for command in ["status", "history"] {
+        let printed = ok(impact(&[command, action, "--data-dir", &data]));
+        assert!(
+            !printed.contains('\u{1b}') && !printed.contains('\u{202e}'),
+            "{printed:?}"
+        );
+        assert!(
+            !printed.lines().any(|line| line.starts_with("FAKE")),
+            "{printed}"
+        );
+        assert!(
+            printed.contains("Study [31mvisit[0m FAKE  ROWgnp"),
+            "{printed}"
+        );
+    }
+}

@@ -60,7 +60,7 @@ impl ListFilter {
         Ok(ListFilter {
             country: query
                 .get("country")
-                .map(|c| Country::parse(c).map_err(|_| bad("country", c)))
+                .map(|c| Country::parse_assigned(c).map_err(|_| bad("country", c)))
                 .transpose()?,
             track: query
                 .get("track")

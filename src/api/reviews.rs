@@ -69,8 +69,11 @@ pub async fn create(
         .country
         .as_deref()
         .map(|text| {
-            Country::parse(text)
-                .map_err(|_| ApiError::BadQuery(format!("unknown country {text:?}")))
+            Country::parse_assigned(text).map_err(|_| {
+                ApiError::BadQuery(format!(
+                    "unknown country {text:?} (leave country out to review every country)"
+                ))
+            })
         })
         .transpose()?;
     let report = app.run_review(as_of, country, None).await?;

@@ -83,6 +83,20 @@ string_id!(
     "country"
 );
 
+impl Country {
+    /// A country a person can ask for (a review's scope, a filter): an assigned code, never
+    /// the `XX` that marks a review of every country.
+    pub fn parse_assigned(text: &str) -> Result<Country, IdError> {
+        match is_assigned_country(text) {
+            true => Ok(Country(text.to_owned())),
+            false => Err(IdError {
+                what: "country (an assigned ISO 3166-1 code)",
+                text: text.chars().take(80).collect(),
+            }),
+        }
+    }
+}
+
 /// The Action id under which reviews are logged (CONTRACT.md §5).
 pub const REVIEW_ACTION: &str = "REVIEW";
 /// The country of a review with no country scope, the only place `XX` is valid.
