@@ -50,10 +50,9 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(axum::extract::DefaultBodyLimit::max(BODY_BYTES_MAX))
-        .layer(axum::middleware::from_fn_with_state(
-            app.clone(),
-            guard::guard,
-        ))
+        .layer(guard::GuardLayer {
+            auth_enabled: app.config.auth_enabled(),
+        })
         .with_state(app)
 }
 
