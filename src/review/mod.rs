@@ -62,24 +62,58 @@ impl Clock {
 
 /// Runs `run_slot` once for the latest slot already passed (the catch-up), then for each slot
 /// as it comes. `run_slot` must itself be idempotent per slot: the writer refuses a second
-/// review with the same id, so a restart inside a slot writes nothing new.
+/// review with the same id, so a restart inside a slot writes nothing new. When slots pass
+/// while a run is still retrying (a broker down for days), the latest of them is caught up
+/// next and the ones before it are skipped, saying so in the log: a review reads every view as
+/// of its date, so the latest covers what the skipped ones would have read.
 pub async fn schedule_loop<F, Fut>(cron: Cron, clock: Clock, mut run_slot: F)
 where
     F: FnMut(DateTime<Utc>) -> Fut,
     Fut: Future<Output = ()>,
 {
-    if let Some(slot) = latest_slot(&cron, clock.now()) {
-        run_slot(slot).await;
-    }
+    let mut slot = match latest_slot(&cron, clock.now()) {
+        Some(latest) => {
+            tracing::info!(slot = %slot_text(latest), "catching up the latest scheduled slot (written only if its review is not in the log yet); earlier slots are not run");
+            latest
+        }
+        None => match next_slot(&cron, clock.now()) {
+            Some(next) => {
+                let wait = (next - clock.now()).to_std().unwrap_or(Duration::ZERO);
+                tokio::time::sleep(wait).await;
+                next
+            }
+            None => {
+                tracing::warn!("the review schedule has no slot; scheduled reviews stop");
+                return;
+            }
+        },
+    };
     loop {
-        let Some(slot) = next_slot(&cron, clock.now()) else {
+        run_slot(slot).await;
+        let passed = passed_since(&cron, slot, clock.now());
+        if let Some((latest, skipped)) = passed.split_last() {
+            if !skipped.is_empty() {
+                let skipped: Vec<String> = skipped.iter().map(|s| slot_text(*s)).collect();
+                tracing::warn!(?skipped, latest = %slot_text(*latest), "scheduled slots passed while a review was being written: catching up the latest, skipping the others");
+            }
+            slot = *latest;
+            continue;
+        }
+        let Some(next) = next_slot(&cron, clock.now()) else {
             tracing::warn!("the review schedule has no next slot; scheduled reviews stop");
             return;
         };
-        let wait = (slot - clock.now()).to_std().unwrap_or(Duration::ZERO);
+        let wait = (next - clock.now()).to_std().unwrap_or(Duration::ZERO);
         tokio::time::sleep(wait).await;
-        run_slot(slot).await;
+        slot = next;
     }
+}
+
+/// The slots after `after`, up to and including `now`, oldest first.
+fn passed_since(cron: &Cron, after: DateTime<Utc>, now: DateTime<Utc>) -> Vec<DateTime<Utc>> {
+    std::iter::successors(next_slot(cron, after), |slot| next_slot(cron, *slot))
+        .take_while(|slot| *slot <= now)
+        .collect()
 }
 
 #[cfg(test)]
@@ -166,6 +200,37 @@ mod tests {
                 at(2026, 10, 1, 3, 0),
                 at(2027, 1, 1, 3, 0),
                 at(2027, 4, 1, 3, 0)
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn slots_that_pass_during_a_long_run_are_caught_up_by_the_latest() {
+        let cron = parse_schedule("0 3 1 */3 *").unwrap();
+        let clock = Clock::starting_at(at(2026, 11, 28, 0, 0));
+        let ran = Arc::new(Mutex::new(Vec::new()));
+        let seen = ran.clone();
+        let task = tokio::spawn(schedule_loop(cron, clock, move |slot| {
+            let seen = seen.clone();
+            async move {
+                let first = seen.lock().unwrap().is_empty();
+                seen.lock().unwrap().push(slot);
+                // The first run retries for 300 days: three slots pass meanwhile.
+                if first {
+                    tokio::time::sleep(Duration::from_secs(300 * 24 * 3600)).await;
+                }
+            }
+        }));
+        tokio::time::sleep(Duration::from_secs(400 * 24 * 3600)).await;
+        task.abort();
+        assert_eq!(
+            *ran.lock().unwrap(),
+            vec![
+                at(2026, 10, 1, 3, 0),
+                // 300 days after 2026-11-28 is 2027-09-24: the latest slot passed is July's.
+                at(2027, 7, 1, 3, 0),
+                at(2027, 10, 1, 3, 0),
+                at(2028, 1, 1, 3, 0)
             ]
         );
     }
