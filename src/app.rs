@@ -75,18 +75,19 @@ impl App {
 
     /// Waits until the log is durable up to `seq` (a duplicate's seq is shown only then).
     pub async fn wait_durable(&self, seq: u64) -> bool {
-        let wait = self.writer.wait_for(|position| position.last_seq >= seq);
-        matches!(
-            tokio::time::timeout(Duration::from_millis(APPLY_WAIT_MS_MAX), wait).await,
-            Ok(Ok(_))
-        )
+        self.wait_position(|position| position.last_seq >= seq)
+            .await
     }
 
     /// Waits until the writer has applied the stream up to `stream_seq` (NATS mode).
     pub async fn wait_applied(&self, stream_seq: u64) -> bool {
-        let wait = self
-            .writer
-            .wait_for(|position| position.checkpoint >= stream_seq);
+        self.wait_position(|position| position.checkpoint >= stream_seq)
+            .await
+    }
+
+    /// Waits, at most `APPLY_WAIT_MS_MAX`, until the durable position satisfies `until`.
+    async fn wait_position(&self, until: impl Fn(&crate::ingest::Position) -> bool) -> bool {
+        let wait = self.writer.wait_for(until);
         matches!(
             tokio::time::timeout(Duration::from_millis(APPLY_WAIT_MS_MAX), wait).await,
             Ok(Ok(_))

@@ -1021,17 +1021,7 @@ async fn a_field_office_cannot_retract_an_evaluators_dispute() {
     let config = auth_config(dir.path());
     let service = Service::start(&["--config", config.to_str().unwrap()]);
     let http = client();
-    let post = |token: &'static str, body: Value| {
-        let request = http
-            .post(service.url("/v1/events?wait=true"))
-            .bearer_auth(token)
-            .json(&body);
-        async move {
-            let response = request.send().await.unwrap();
-            let status = response.status().as_u16();
-            (status, response.json::<Value>().await.unwrap())
-        }
-    };
+    let post = |token: &'static str, body: Value| post_as(&http, &service, token, body);
     let retraction = |target: &Value| {
         event(
             "event.retracted",
@@ -1096,17 +1086,7 @@ async fn rejection_messages_name_nothing_of_another_country() {
     let config = auth_config(dir.path());
     let service = Service::start(&["--config", config.to_str().unwrap()]);
     let http = client();
-    let post = |token: &'static str, body: Value| {
-        let request = http
-            .post(service.url("/v1/events?wait=true"))
-            .bearer_auth(token)
-            .json(&body);
-        async move {
-            let response = request.send().await.unwrap();
-            let status = response.status().as_u16();
-            (status, response.json::<Value>().await.unwrap())
-        }
-    };
+    let post = |token: &'static str, body: Value| post_as(&http, &service, token, body);
     let lao = registered("MIEUX-LA-2016-02", "LA");
     let (status, answer) = post("admin-token", lao.clone()).await;
     assert_eq!(status, 202, "{answer}");
@@ -1161,4 +1141,43 @@ async fn a_review_scoped_to_xx_is_refused() {
     assert_eq!(reviews["reviews"], json!([]), "nothing was written");
     let (status, _) = get_json(&http, &service.url("/v1/actions?country=XX")).await;
     assert_eq!(status, 400);
+}
+
+/// Posts `body` to `/v1/events?wait=true` with `token`: the status and the answer.
+async fn post_as(
+    http: &reqwest::Client,
+    service: &Service,
+    token: &str,
+    body: Value,
+) -> (u16, Value) {
+    let response = http
+        .post(service.url("/v1/events?wait=true"))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json::<Value>().await.unwrap())
+}
+
+/// The pages' Content-Security-Policy allows no inline style: their stylesheet is the
+/// service's own, linked and served as CSS without a token.
+#[tokio::test]
+async fn the_pages_link_a_stylesheet_the_service_serves_itself() {
+    let service = Service::start(&["--demo"]);
+    let http = client();
+    let page = get_text(&http, &service.url("/")).await;
+    assert!(
+        page.contains("<link rel=\"stylesheet\" href=\"/style.css\">"),
+        "{page}"
+    );
+    assert!(!page.contains("<style>"), "no inline style: {page}");
+    let response = http.get(service.url("/style.css")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/css; charset=utf-8"
+    );
+    assert!(response.text().await.unwrap().contains("font-family"));
 }

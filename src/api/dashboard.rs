@@ -22,9 +22,18 @@ td,th{border-bottom:1px solid #ddd;padding:.35rem .6rem;text-align:left;vertical
 .flag{background:#fde2e1;border-radius:3px;padding:0 .3rem;margin-right:.2rem;font-size:.85em}\
 .achieved,.sustained{color:#1a7f37}.regressed{color:#b42318}.in_progress{color:#7a5b00}small{color:#666}";
 
+/// The pages' stylesheet, served by the service (the Content-Security-Policy allows no inline
+/// style and no other origin).
+pub async fn stylesheet() -> impl axum::response::IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        STYLE,
+    )
+}
+
 fn page(title: &str, body: &str) -> Html<String> {
     Html(format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>{STYLE}</style></head><body>{body}</body></html>",
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><link rel=\"stylesheet\" href=\"/style.css\"></head><body>{body}</body></html>",
         escape(title)
     ))
 }

@@ -45,6 +45,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/reviews/{id}", get(reviews::one))
         .route("/v1/schemas", get(schemas))
         .route("/v1/schemas/{name}", get(schema))
+        .route("/style.css", get(dashboard::stylesheet))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

@@ -71,41 +71,32 @@ where
     F: FnMut(DateTime<Utc>) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let mut slot = match latest_slot(&cron, clock.now()) {
-        Some(latest) => {
-            tracing::info!(slot = %slot_text(latest), "catching up the latest scheduled slot (written only if its review is not in the log yet); earlier slots are not run");
-            latest
-        }
-        None => match next_slot(&cron, clock.now()) {
-            Some(next) => {
-                let wait = (next - clock.now()).to_std().unwrap_or(Duration::ZERO);
-                tokio::time::sleep(wait).await;
+    // The slot to run at once, if any: the start's catch-up, or the latest of those that
+    // passed while a run was still going.
+    let mut due = latest_slot(&cron, clock.now());
+    if let Some(latest) = due {
+        tracing::info!(slot = %slot_text(latest), "catching up the latest scheduled slot (written only if its review is not in the log yet); earlier slots are not run");
+    }
+    loop {
+        let slot = match due.take() {
+            Some(slot) => slot,
+            None => {
+                let Some(next) = next_slot(&cron, clock.now()) else {
+                    tracing::warn!("the review schedule has no next slot; scheduled reviews stop");
+                    return;
+                };
+                tokio::time::sleep((next - clock.now()).to_std().unwrap_or(Duration::ZERO)).await;
                 next
             }
-            None => {
-                tracing::warn!("the review schedule has no slot; scheduled reviews stop");
-                return;
-            }
-        },
-    };
-    loop {
+        };
         run_slot(slot).await;
-        let passed = passed_since(&cron, slot, clock.now());
-        if let Some((latest, skipped)) = passed.split_last() {
+        if let Some((latest, skipped)) = passed_since(&cron, slot, clock.now()).split_last() {
             if !skipped.is_empty() {
                 let skipped: Vec<String> = skipped.iter().map(|s| slot_text(*s)).collect();
                 tracing::warn!(?skipped, latest = %slot_text(*latest), "scheduled slots passed while a review was being written: catching up the latest, skipping the others");
             }
-            slot = *latest;
-            continue;
+            due = Some(*latest);
         }
-        let Some(next) = next_slot(&cron, clock.now()) else {
-            tracing::warn!("the review schedule has no next slot; scheduled reviews stop");
-            return;
-        };
-        let wait = (next - clock.now()).to_std().unwrap_or(Duration::ZERO);
-        tokio::time::sleep(wait).await;
-        slot = next;
     }
 }
 
