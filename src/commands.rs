@@ -5,9 +5,10 @@
 use crate::app::App;
 use crate::config::{Config, Overrides};
 use crate::domain::event::StoredEvent;
-use crate::domain::fold::{fact_from_stored, ActionRecord, Filters};
+use crate::domain::fold::{ActionRecord, Filters};
 use crate::domain::ids::{ActionId, Country};
 use crate::domain::review::{render_markdown, ReviewReport};
+use crate::domain::rules::fact_from_stored;
 use crate::domain::validate::{Origin, Schemas};
 use crate::ingest::{Incoming, ItemOutcome, Payload, Source, WriteError, Writer};
 use crate::metrics::Metrics;

@@ -571,3 +571,141 @@ async fn poison_messages_of_every_kind_are_kept_aside_in_one_pass() {
         "{metrics}"
     );
 }
+
+/// The content stored for `event_id`, once the service has it (polled through the log).
+async fn stored_event(http: &reqwest::Client, service: &Service, event_id: &str) -> Value {
+    eventually(30, async || {
+        all_events(http, service)
+            .await
+            .into_iter()
+            .find(|event| event["event_id"] == event_id)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_event_id_with_other_content_is_never_answered_duplicate() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start(&["--config", &config_file(dir.path(), &nats, "")]);
+    let http = client();
+    wait_ready(&http, &service).await;
+    let action = "MIEUX-TH-2015-02";
+    let (status, _) = post_json(
+        &http,
+        &service.url("/v1/events?wait=true"),
+        &registered(action, "TH"),
+    )
+    .await;
+    assert_eq!(status, 202);
+    // The same id, a different title per client: only the stored content may be answered
+    // `accepted` or `duplicate`; every other must be `409 event_id_conflict`.
+    let variant = |id: &str, n: usize| {
+        let mut event = track(
+            action,
+            "TH",
+            &format!("o-{id}"),
+            "network.created",
+            "2016-01-01",
+        );
+        event["event_id"] = json!(id);
+        event["data"] = json!({"title": format!("variant {n}")});
+        event
+    };
+    let check = async |id: &str, answers: Vec<(usize, u16, Value)>| {
+        let stored = stored_event(&http, &service, id).await;
+        let mut stored_answers = 0;
+        for (n, status, answer) in answers {
+            let is_stored = stored["data"]["title"] == format!("variant {n}");
+            match (status, answer["results"][0]["status"].as_str()) {
+                (202, Some("accepted" | "duplicate")) => {
+                    assert!(
+                        is_stored,
+                        "variant {n} was answered {answer} but not stored"
+                    );
+                    stored_answers += 1;
+                }
+                (409, _) => {
+                    assert!(!is_stored, "the stored variant {n} got 409");
+                    assert_eq!(answer["error"]["code"], "event_id_conflict", "{answer}");
+                }
+                other => panic!("variant {n}: {other:?} {answer}"),
+            }
+        }
+        assert_eq!(stored_answers, 1, "the stored content was answered once");
+    };
+    // Right after one another, from one client.
+    for _ in 0..20 {
+        let id = new_id();
+        let mut answers = Vec::new();
+        for n in 0..2 {
+            let (status, answer) =
+                post_json(&http, &service.url("/v1/events"), &variant(&id, n)).await;
+            answers.push((n, status, answer));
+        }
+        check(&id, answers).await;
+    }
+    // 32 clients at once.
+    for _ in 0..5 {
+        let id = new_id();
+        let posts = (0..32).map(|n| {
+            let (http, url, body) = (http.clone(), service.url("/v1/events"), variant(&id, n));
+            tokio::spawn(async move {
+                let (status, answer) = post_json(&http, &url, &body).await;
+                (n, status, answer)
+            })
+        });
+        let answers = futures::future::join_all(posts)
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        check(&id, answers).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_clients_posting_to_one_action_read_their_own_writes_and_never_fail() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start(&["--config", &config_file(dir.path(), &nats, "")]);
+    let http = client();
+    wait_ready(&http, &service).await;
+    let action = "MIEUX-PH-2016-04";
+    let (status, _) = post_json(
+        &http,
+        &service.url("/v1/events?wait=true"),
+        &registered(action, "PH"),
+    )
+    .await;
+    assert_eq!(status, 202);
+    // Each client reports an outcome, then verifies it at once, without `wait`: the check
+    // before publishing must see the client's own accepted event, and never a torn record.
+    let clients = (0..8).map(|client_no| {
+        let (http, url) = (http.clone(), service.url("/v1/events"));
+        tokio::spawn(async move {
+            let mut answers = Vec::new();
+            for round in 0..15 {
+                let outcome = format!("o-{client_no}-{round}");
+                let first = track(action, "PH", &outcome, "network.created", "2017-01-01");
+                let then = event(
+                    "outcome.verified",
+                    action,
+                    "PH",
+                    Some(&outcome),
+                    "2017-02-01",
+                    json!({"by": "programme evaluator"}),
+                );
+                for body in [first, then] {
+                    answers.push(post_json(&http, &url, &body).await);
+                }
+            }
+            answers
+        })
+    });
+    for answers in futures::future::join_all(clients).await {
+        for (status, answer) in answers.unwrap() {
+            assert_eq!(status, 202, "{answer}");
+        }
+    }
+}

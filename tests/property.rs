@@ -4,8 +4,9 @@
 //! - a rebuild gives byte-identical views, also when it writes its records after every fact,
 //! - the view under `until_seq = N` equals the view the store held right after `seq` N.
 
-use impact::domain::fold::{fact_from_stored, ActionRecord, Filters, ViewRules};
+use impact::domain::fold::{ActionRecord, Filters, ViewRules};
 use impact::domain::ids::ActionId;
+use impact::domain::rules::fact_from_stored;
 use impact::domain::validate::{Origin, Schemas};
 use impact::ingest::{Incoming, ItemOutcome, Payload, Source, Writer};
 use impact::metrics::Metrics;

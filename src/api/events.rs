@@ -101,7 +101,12 @@ pub async fn post_events(
     // On NATS, check the body against the log before publishing, so a bad body publishes
     // nothing; events already in the log are answered as duplicates without a publish.
     let mut stored_seq: Vec<Option<u64>> = vec![None; parsed.len()];
-    if let Bus::Nats(_) = app.bus {
+    if let Bus::Nats(bus) = &app.bus {
+        // What this instance published for these Actions is applied first, so the check sees
+        // a client's own accepted events.
+        bus.settle(parsed.iter().map(|event| &event.envelope.action_id))
+            .await
+            .map_err(ApiError::from)?;
         let items: Vec<Incoming> = parsed
             .iter()
             .map(|event| Incoming {
@@ -157,6 +162,19 @@ pub async fn post_events(
                 other => other,
             })?
     };
+    // On NATS, the same `event_id` published just before with other content: if nothing of
+    // this body was stored, the body is refused as a whole (`409`), as on the embedded bus.
+    let conflicts: Vec<(usize, Rejection)> = stored_seq
+        .iter()
+        .enumerate()
+        .filter(|(_, stored)| stored.is_none())
+        .zip(&published)
+        .filter(|(_, p)| p.status == Status::Conflict)
+        .map(|((index, _), p)| (index, conflict(&p.event_id)))
+        .collect();
+    if !conflicts.is_empty() && conflicts.len() == stored_seq.len() {
+        return Err(rejected(&app, conflicts));
+    }
     if wait {
         if let Some(last) = published.iter().filter_map(|p| p.stream_seq).max() {
             if !app.wait_applied(last).await {
@@ -178,6 +196,12 @@ pub async fn post_events(
                 let status = match p.status {
                     Status::Accepted => "accepted",
                     Status::Duplicate => "duplicate",
+                    Status::Conflict => {
+                        let rejection = conflict(&event_id);
+                        results.push(json!({"event_id": event_id, "status": "rejected",
+                            "error": {"code": rejection.code.as_str(), "message": rejection.message}}));
+                        continue;
+                    }
                 };
                 let mut result =
                     json!({"event_id": event_id, "status": status, "stream_seq": p.stream_seq});
@@ -198,6 +222,16 @@ pub async fn post_events(
         results.push(result);
     }
     Ok((StatusCode::ACCEPTED, Json(json!({"results": results}))).into_response())
+}
+
+/// The answer for an `event_id` whose stored content is not the one submitted. It names no
+/// seq and no country: the stored event may be another country's.
+fn conflict(event_id: &uuid::Uuid) -> Rejection {
+    Rejection::at(
+        RejectionCode::EventIdConflict,
+        "/event_id",
+        format!("event {event_id} was submitted already with different content"),
+    )
 }
 
 /// The type of the event a retraction of `action_id` withdraws: earlier in the same body, or

@@ -12,6 +12,9 @@ use crate::ingest::{Incoming, ItemOutcome, Payload, Source, WriteError, Writer};
 pub enum Status {
     Accepted,
     Duplicate,
+    /// (NATS) the bus had this `event_id` already, and the log holds other content for it (or
+    /// none): this content was not stored.
+    Conflict,
 }
 
 /// What the bus says of one published event.

@@ -3,14 +3,15 @@
 
 use super::{BusError, Published, Status};
 use crate::config::NatsConfig;
-use crate::domain::ids::REVIEW_ACTION;
+use crate::domain::ids::{ActionId, EventId, REVIEW_ACTION};
 use crate::domain::validate::Origin;
 use crate::domain::validate::Parsed;
 use crate::ingest::{Incoming, Payload, Source, Submission, Writer};
 use async_nats::jetstream::{self, consumer::pull::OrderedConfig, consumer::DeliverPolicy, stream};
 use futures::StreamExt;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Messages handed to the writer in one submission at most.
@@ -25,7 +26,13 @@ pub struct NatsBus {
     config: NatsConfig,
     consuming: Arc<AtomicBool>,
     writer: Writer,
+    /// The newest stream sequence this instance published for an Action and the consumer has
+    /// not applied yet: what a check before the next publish for it must wait for.
+    in_flight: Mutex<HashMap<ActionId, u64>>,
 }
+
+/// Past this many Actions in flight, the applied ones are forgotten.
+const IN_FLIGHT_PRUNE_AT: usize = 4096;
 
 pub fn subject_for(parsed: &Parsed) -> String {
     let envelope = &parsed.envelope;
@@ -79,6 +86,76 @@ impl NatsBus {
             config,
             consuming,
             writer,
+            in_flight: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Waits until the consumer has applied what this instance published for `actions`, so
+    /// that a check against the log sees a client's own accepted events (read-your-writes
+    /// without `wait`). Bounded by `nats.publish_timeout_ms`.
+    pub async fn settle<'a>(
+        &self,
+        actions: impl IntoIterator<Item = &'a ActionId>,
+    ) -> Result<(), BusError> {
+        let newest = {
+            let in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+            actions
+                .into_iter()
+                .filter_map(|action_id| in_flight.get(action_id).copied())
+                .max()
+        };
+        match newest {
+            Some(stream_seq) if stream_seq > self.writer.position().checkpoint => {
+                self.applied(stream_seq).await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Waits until the consumer has applied the stream up to `stream_seq`.
+    async fn applied(&self, stream_seq: u64) -> Result<(), BusError> {
+        let timeout = Duration::from_millis(self.config.publish_timeout_ms);
+        let reached = self
+            .writer
+            .wait_for(|position| position.checkpoint >= stream_seq);
+        match tokio::time::timeout(timeout, reached).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(error)) => Err(BusError::Unavailable(error.to_string())),
+            Err(_) => Err(BusError::Unavailable(format!(
+                "the stream's message {stream_seq} was not applied within {} ms; retry",
+                timeout.as_millis()
+            ))),
+        }
+    }
+
+    fn note_in_flight(&self, action_id: &ActionId, stream_seq: u64) {
+        let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        if in_flight.len() >= IN_FLIGHT_PRUNE_AT {
+            let applied = self.writer.position().checkpoint;
+            in_flight.retain(|_, seq| *seq > applied);
+        }
+        let newest = in_flight.entry(action_id.clone()).or_default();
+        *newest = (*newest).max(stream_seq);
+    }
+
+    /// JetStream answered `duplicate` for a `Nats-Msg-Id` it saw in its window: that says only
+    /// that a message with this `event_id` came before, not that it had this content. Once the
+    /// consumer has applied that message, the stored event decides (CONTRACT.md §11).
+    async fn confirm_duplicate(
+        &self,
+        event_id: &EventId,
+        hash: &[u8; 32],
+        first_stream_seq: u64,
+    ) -> Result<(Status, Option<u64>), BusError> {
+        self.applied(first_stream_seq).await?;
+        let stored = self
+            .writer
+            .store()
+            .event_index(event_id)
+            .map_err(|e| BusError::Internal(e.to_string()))?;
+        Ok(match stored {
+            Some((seq, stored_hash)) if stored_hash == *hash => (Status::Duplicate, Some(seq)),
+            _ => (Status::Conflict, None),
         })
     }
 
@@ -112,23 +189,26 @@ impl NatsBus {
                     .publish_with_headers(subject_for(parsed), headers, payload.into())
                     .await
                     .map_err(|e| BusError::Unavailable(format!("publish: {e}")))?;
-                pending.push((parsed.envelope.event_id, ack));
+                pending.push(ack);
             }
             let mut published = Vec::with_capacity(pending.len());
-            for (event_id, ack) in pending {
+            for (parsed, ack) in events.iter().zip(pending) {
+                let event_id = parsed.envelope.event_id;
                 let ack = ack
                     .await
                     .map_err(|e| BusError::Unavailable(format!("no PubAck: {e}")))?;
-                let status = if ack.duplicate {
-                    Status::Duplicate
+                let (status, seq) = if ack.duplicate {
+                    self.confirm_duplicate(&event_id, &parsed.hash, ack.sequence)
+                        .await?
                 } else {
-                    Status::Accepted
+                    self.note_in_flight(&parsed.envelope.action_id, ack.sequence);
+                    (Status::Accepted, None)
                 };
                 published.push(Published {
                     event_id,
                     status,
                     stream_seq: Some(ack.sequence),
-                    seq: None,
+                    seq,
                 });
             }
             Ok(published)

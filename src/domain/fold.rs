@@ -431,6 +431,8 @@ fn fold_outcome(
         OutcomeState::InProgress
     };
 
+    // An expectation names a stage of the track it was stated on: once a retraction has moved
+    // the outcome to another track, it no longer applies.
     let latest_expected = events
         .iter()
         .filter_map(|event| match &event.fact {
@@ -441,6 +443,7 @@ fn fold_outcome(
             | Fact::ExpectationRevised { expected, .. } => Some((order_key(event), expected)),
             _ => None,
         })
+        .filter(|(_, expected)| expected.stage.track == current.track)
         .max_by_key(|(key, _)| *key)
         .map(|(_, expected)| expected);
     let expected = match latest_expected {
@@ -655,128 +658,4 @@ impl ActionStatus {
             reference_date: reference,
         }
     }
-}
-
-/// The fields of a stored event that the fold reads; the rest of its JSON is skipped unparsed.
-#[derive(Deserialize)]
-struct FoldSource<'a> {
-    seq: u64,
-    event_id: EventId,
-    #[serde(rename = "type", borrow)]
-    event_type: std::borrow::Cow<'a, str>,
-    action_id: ActionId,
-    country: Country,
-    #[serde(default)]
-    outcome_id: Option<OutcomeId>,
-    occurred_on: NaiveDate,
-    #[serde(with = "super::event::timestamp")]
-    recorded_at: DateTime<Utc>,
-    #[serde(default)]
-    evidence: Option<Vec<serde::de::IgnoredAny>>,
-    data: FoldData,
-}
-
-#[derive(Deserialize)]
-struct FoldData {
-    #[serde(default)]
-    title: Option<String>,
-    #[serde(default)]
-    expected: Option<super::event::ExpectedInput>,
-    #[serde(default)]
-    target_event_id: Option<EventId>,
-}
-
-/// A stored event of the log, read for the fold.
-pub struct LoggedFact {
-    pub action_id: ActionId,
-    pub country: Country,
-    pub event: FoldEvent,
-}
-
-/// Reads one stored event's JSON as a fact of its Action. `record_of` gives the Action's record
-/// so far, asked for only when an expectation's stage must be resolved on the outcome's track.
-/// `Ok(None)` for a review. Never judges: stored events were validated when they were appended.
-pub fn fact_from_stored(
-    json: &[u8],
-    record_of: impl FnOnce(&ActionId) -> Option<ActionRecord>,
-) -> Result<Option<LoggedFact>, String> {
-    let source: FoldSource =
-        serde_json::from_slice(json).map_err(|e| format!("stored event: {e}"))?;
-    let resolve = |track: Option<Track>, expected: &super::event::ExpectedInput| {
-        track
-            .and_then(|track| track.forward_stage(&expected.stage))
-            .map(|stage| ExpectedStage {
-                stage,
-                by: expected.by,
-            })
-    };
-    let outcome = || {
-        source
-            .outcome_id
-            .clone()
-            .ok_or_else(|| format!("seq {}: outcome event without outcome_id", source.seq))
-    };
-    let fact = match source.event_type.as_ref() {
-        "review.completed" => return Ok(None),
-        "action.registered" => Fact::Registered {
-            title: source.data.title.clone().unwrap_or_default(),
-        },
-        "action.closed" => Fact::Closed,
-        "outcome.verified" => Fact::Verified {
-            outcome: outcome()?,
-        },
-        "outcome.disputed" => Fact::Disputed {
-            outcome: outcome()?,
-        },
-        "outcome.expectation_revised" => {
-            let outcome = outcome()?;
-            let record = record_of(&source.action_id);
-            let retracted = record
-                .as_ref()
-                .map(|r| r.retracted(&Filters::default()))
-                .unwrap_or_default();
-            let track = record.and_then(|r| r.outcome_track(&outcome, &retracted));
-            let expected = source
-                .data
-                .expected
-                .as_ref()
-                .and_then(|expected| resolve(track, expected))
-                .ok_or_else(|| {
-                    format!("seq {}: expectation without a resolvable stage", source.seq)
-                })?;
-            Fact::ExpectationRevised { outcome, expected }
-        }
-        "event.retracted" => Fact::Retracted {
-            target: source
-                .data
-                .target_event_id
-                .ok_or_else(|| format!("seq {}: retraction without target", source.seq))?,
-        },
-        other => {
-            let stage = super::tracks::parse_track_event_type(other)
-                .ok_or_else(|| format!("seq {}: unknown type {other}", source.seq))?;
-            Fact::Track {
-                outcome: outcome()?,
-                stage,
-                expected: source
-                    .data
-                    .expected
-                    .as_ref()
-                    .and_then(|expected| resolve(Some(stage.track), expected)),
-                title: source.data.title.clone(),
-            }
-        }
-    };
-    Ok(Some(LoggedFact {
-        action_id: source.action_id,
-        country: source.country,
-        event: FoldEvent {
-            seq: source.seq,
-            event_id: source.event_id,
-            occurred_on: source.occurred_on,
-            recorded_at_us: source.recorded_at.timestamp_micros(),
-            evidence_count: source.evidence.map_or(0, |evidence| evidence.len() as u16),
-            fact,
-        },
-    }))
 }

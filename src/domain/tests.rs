@@ -387,6 +387,36 @@ fn a_retracted_first_track_event_frees_the_outcome_for_another_track() {
 }
 
 #[test]
+fn an_expectation_stated_on_a_track_the_outcome_has_left_no_longer_applies() {
+    let mut log = Log::new();
+    let wrong = track("legislation.pending", "2018-11-20");
+    let wrong_id = wrong["event_id"].as_str().unwrap().to_owned();
+    log.ok(wrong);
+    // Revised while the outcome was on the legislation track: "adopted" is a stage there.
+    log.ok(event(
+        "outcome.expectation_revised",
+        Some("vot-protocol"),
+        "2018-12-01",
+        json!({"expected": {"stage": "adopted", "by": "2019-05-31"}, "reason": "committee"}),
+    ));
+    log.ok(event(
+        "event.retracted",
+        None,
+        "2018-12-02",
+        json!({"target_event_id": wrong_id, "reason": "wrong track"}),
+    ));
+    log.ok(track("protocol.review_initiated", "2018-11-20"));
+    let outcome = log.now(TODAY).view.outcomes[0].clone();
+    assert_eq!(outcome.track, "protocol");
+    let expected = outcome.expected.expect("the protocol track's own default");
+    assert_eq!(
+        (expected.stage, expected.date_source),
+        ("revised", DateSource::Defaulted),
+        "not the legislation track's \"adopted\""
+    );
+}
+
+#[test]
 fn an_expected_stage_must_be_a_forward_stage_of_the_track() {
     let mut log = Log::new();
     let exit = event(

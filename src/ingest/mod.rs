@@ -6,18 +6,16 @@
 //! atomic sled batch with one flush and sync, then answers every submission and wakes the
 //! waiters with the new log position. The writer builds the next batch meanwhile.
 
-use crate::domain::event::{stored_json, EventKind, StoredEvent};
-use crate::domain::fold::{ActionRecord, FoldEvent};
-use crate::domain::ids::{ActionId, EventId, REVIEW_ACTION};
-use crate::domain::rules;
-use crate::domain::validate::{Origin, Parsed, Rejection, RejectionCode, Schemas};
+mod batch;
+
+use crate::domain::event::StoredEvent;
+use crate::domain::validate::{Origin, Parsed, Rejection, Schemas};
 use crate::metrics::Metrics;
 use crate::store::health::WritesDown;
-use crate::store::{Commit, NewEvent, RejectionRecord, Store, StoreError};
-use base64::Engine;
+use crate::store::{Commit, Store, StoreError};
+use batch::{Batch, Built, Changes, Counts, Needs, Prefetch, Ready, WriterState};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use foldhash::{HashMap, HashMapExt};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -140,7 +138,7 @@ impl Writer {
         // What the store holds at start is where reads begin: make it durable first (after a
         // crash of the process, sled's file may hold writes the drive has not kept yet).
         store.sync()?;
-        let state = WriterState::load(&store)?;
+        let state = load_state(&store)?;
         metrics.log_position.set(state.next_seq as i64 - 1);
         let (tx, rx) = mpsc::channel(QUEUE_SUBMISSIONS_MAX);
         let (position_tx, position) = watch::channel(state.position());
@@ -233,6 +231,11 @@ impl Writer {
         Ok(answer)
     }
 
+    /// The store the writer appends to, for reads that must agree with its writes.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// Why the store cannot take writes now, if it cannot (no space, a failed write).
     pub fn writes_down(&self) -> Option<WritesDown> {
         self.store.health().writes_down()
@@ -272,46 +275,59 @@ impl Writer {
 /// Validates `items` against the log as it stands, all or nothing, without writing: what the
 /// NATS path checks before it publishes. The writer checks again when it applies them.
 pub fn dry_run(store: &Store, schemas: &Schemas, items: Vec<Incoming>) -> SubmissionResult {
-    let state = WriterState::load(store).map_err(|e| WriteError::Store(e.to_string()))?;
-    Batch::new(store, schemas, state).submit(items, true)
+    let items: Vec<Ready> = items.into_iter().map(|i| Ready::new(i, schemas)).collect();
+    let store_error = |e: StoreError| WriteError::Store(e.to_string());
+    let fetched = fetch(store, None, &Needs::of(&items)).map_err(store_error)?;
+    // The position is read after the records: every fact they hold is at or before it, so the
+    // events checked here come after them, as they will when they are applied.
+    let state = load_state(store).map_err(store_error)?;
+    Batch::new(fetched, state, Utc::now()).submit(items, true)
 }
 
-/// What the writer carries from one batch to the next.
-#[derive(Clone, Debug)]
-struct WriterState {
-    next_seq: u64,
-    next_rejection_id: u64,
-    checkpoint: u64,
-    last_recorded_at: DateTime<Utc>,
-}
-
-impl WriterState {
-    /// The position this state's writes reach.
-    fn position(&self) -> Position {
-        Position {
-            last_seq: self.next_seq - 1,
-            checkpoint: self.checkpoint,
-            last_rejection: self.next_rejection_id - 1,
-        }
-    }
-
-    fn load(store: &Store) -> Result<WriterState, StoreError> {
-        let last_seq = store.last_seq()?;
-        let last_recorded_at = match store.event_json(last_seq)? {
-            Some(json) => {
-                StoredEvent::from_json_bytes(&json)
-                    .map_err(StoreError::Corrupt)?
-                    .recorded_at
-            }
-            None => DateTime::<Utc>::UNIX_EPOCH,
+/// Reads what a batch needs: from the batch being committed meanwhile (`earlier`, newer than
+/// the store), else from the store. The only store reads of building a batch.
+fn fetch(store: &Store, earlier: Option<&Changes>, needs: &Needs) -> Result<Prefetch, StoreError> {
+    let mut fetched = Prefetch::default();
+    for action_id in &needs.actions {
+        let record = match earlier.and_then(|earlier| earlier.records.get(action_id)) {
+            Some(record) => Some(record.clone()),
+            None => store.record(action_id)?.map(Arc::new),
         };
-        Ok(WriterState {
-            next_seq: last_seq + 1,
-            next_rejection_id: store.last_rejection_id()? + 1,
-            checkpoint: store.checkpoint()?,
-            last_recorded_at,
-        })
+        fetched.records.insert(action_id.clone(), record);
     }
+    for event_id in &needs.events {
+        let seen = match earlier.and_then(|earlier| earlier.ids.get(event_id)) {
+            Some(seen) => Some(*seen),
+            None => store.event_index(event_id)?,
+        };
+        fetched.ids.insert(*event_id, seen);
+    }
+    for review_id in &needs.reviews {
+        let seq = match earlier.and_then(|earlier| earlier.reviews.get(review_id)) {
+            Some(seq) => Some(*seq),
+            None => store.review_seq(review_id)?,
+        };
+        fetched.reviews.insert(review_id.clone(), seq);
+    }
+    Ok(fetched)
+}
+
+fn load_state(store: &Store) -> Result<WriterState, StoreError> {
+    let last_seq = store.last_seq()?;
+    let last_recorded_at = match store.event_json(last_seq)? {
+        Some(json) => {
+            StoredEvent::from_json_bytes(&json)
+                .map_err(StoreError::Corrupt)?
+                .recorded_at
+        }
+        None => DateTime::<Utc>::UNIX_EPOCH,
+    };
+    Ok(WriterState {
+        next_seq: last_seq + 1,
+        next_rejection_id: store.last_rejection_id()? + 1,
+        checkpoint: store.checkpoint()?,
+        last_recorded_at,
+    })
 }
 
 /// A batch handed to the committer: its atomic write, and whom to tell once it is durable.
@@ -375,31 +391,53 @@ fn run(
                 continue;
             }
         }
-        let mut batch = Batch::new(&store, &schemas, state.clone());
-        batch.earlier = in_flight.as_ref();
-        let mut replies = Vec::with_capacity(submissions.len());
-        for submission in submissions {
-            let result = batch.submit(submission.items, submission.all_or_nothing);
-            if let Some(checkpoint) = submission.checkpoint {
-                batch.state.checkpoint = batch.state.checkpoint.max(checkpoint);
+        let (replies, items): (Vec<_>, Vec<_>) = submissions
+            .into_iter()
+            .map(|submission| {
+                let items: Vec<Ready> = submission
+                    .items
+                    .into_iter()
+                    .map(|item| Ready::new(item, &schemas))
+                    .collect();
+                (
+                    (submission.reply, submission.checkpoint),
+                    (items, submission.all_or_nothing),
+                )
+            })
+            .unzip();
+        let needs = Needs::of(items.iter().flat_map(|(items, _)| items));
+        // A store read that fails leaves nothing built: crash-only, nothing of the batch is
+        // written (and no checkpoint moves past the messages it holds).
+        let fetched = match fetch(&store, in_flight.as_ref(), &needs) {
+            Ok(fetched) => fetched,
+            Err(error) => {
+                store.health().fail(&error.to_string());
+                fail(replies.into_iter().map(|(reply, _)| reply), &store);
+                continue;
             }
-            replies.push((submission.reply, result));
-        }
-        // A store read that failed while the batch was built leaves it half-built: crash-only,
-        // nothing of it is written (and no checkpoint moves past the messages after the error).
-        let read_error = replies.iter().find_map(|(_, result)| match result {
-            Err(WriteError::Store(error)) => Some(error.clone()),
-            _ => None,
-        });
-        if let Some(error) = read_error {
-            store.health().fail(&error);
-            fail(replies, &store);
-            continue;
-        }
-        let (commit, next_state, counts, written, spent) = batch.finish();
+        };
+        let mut batch = Batch::new(fetched, state.clone(), Utc::now());
+        let replies: Vec<_> = replies
+            .into_iter()
+            .zip(items)
+            .map(|((reply, checkpoint), (items, all_or_nothing))| {
+                let result = batch.submit(items, all_or_nothing);
+                if let Some(checkpoint) = checkpoint {
+                    batch.advance_checkpoint(checkpoint);
+                }
+                (reply, result)
+            })
+            .collect();
+        let Built {
+            commit,
+            state: next_state,
+            counts,
+            changes: written,
+            spent,
+        } = batch.finish();
         // The batch before must be written before this one, which was built on it, is.
         if in_flight.take().is_some() && committed.recv() != Ok(Ok(())) {
-            fail(replies, &store);
+            fail(replies.into_iter().map(|(reply, _)| reply), &store);
             continue;
         }
         let handed = to_committer.send(Committing {
@@ -479,7 +517,7 @@ fn commit_loop(
                 }
             }
             Err(()) => {
-                fail(batch.replies, store);
+                fail(batch.replies.into_iter().map(|(reply, _)| reply), store);
                 let _ = done.send(Err(()));
             }
         }
@@ -509,7 +547,7 @@ fn sync_loop(
         };
         if !synced {
             for batch in group {
-                fail(batch.replies, store);
+                fail(batch.replies.into_iter().map(|(reply, _)| reply), store);
             }
             continue;
         }
@@ -535,418 +573,16 @@ fn sync_loop(
 /// A batch that consumed stream messages has no one to answer; the restart that follows a
 /// failed write resumes the stream from the stored checkpoint, so none of them is skipped.
 fn fail(
-    replies: Vec<(Option<oneshot::Sender<SubmissionResult>>, SubmissionResult)>,
+    replies: impl IntoIterator<Item = Option<oneshot::Sender<SubmissionResult>>>,
     store: &Store,
 ) {
     let message = store.health().writes_down().map_or_else(
         || "the store could not write".to_owned(),
         |down| down.to_string(),
     );
-    for (reply, _) in replies {
-        if let Some(reply) = reply {
+    for reply in replies.into_iter().flatten() {
+        {
             let _ = reply.send(Err(WriteError::Unavailable(message.clone())));
         }
     }
-}
-
-#[derive(Default)]
-struct Counts {
-    applied: u64,
-    duplicate: u64,
-    rejected: HashMap<RejectionCode, u64>,
-}
-
-impl Counts {
-    fn record(&self, metrics: &Metrics) {
-        metrics.applied.inc_by(self.applied);
-        metrics.duplicate.inc_by(self.duplicate);
-        for (code, count) in &self.rejected {
-            metrics.rejected(*code, *count);
-        }
-    }
-}
-
-/// What an all-or-nothing submission changed, to put back if one of its items fails.
-struct Undo {
-    state: WriterState,
-    events: usize,
-    records: HashMap<ActionId, Option<Arc<ActionRecord>>>,
-    new_ids: Vec<EventId>,
-    counts_applied: u64,
-    counts_duplicate: u64,
-}
-
-/// What a batch changed, newer than the store until it is committed: the records it loaded
-/// and folded into, the event ids and review ids it appended. The next batch builds on it while
-/// the committer writes it.
-#[derive(Default)]
-struct Changes {
-    records: HashMap<ActionId, Arc<ActionRecord>>,
-    ids: HashMap<EventId, (u64, [u8; 32])>,
-    reviews: HashMap<String, u64>,
-}
-
-/// One group commit under construction.
-struct Batch<'a> {
-    store: &'a Store,
-    schemas: &'a Schemas,
-    state: WriterState,
-    now: DateTime<Utc>,
-    changes: Changes,
-    commit: Commit,
-    counts: Counts,
-    spent: Vec<Parsed>,
-    undo: Option<Undo>,
-    /// The batch being committed meanwhile, newer than the store.
-    earlier: Option<&'a Changes>,
-}
-
-impl<'a> Batch<'a> {
-    fn new(store: &'a Store, schemas: &'a Schemas, state: WriterState) -> Batch<'a> {
-        // recorded_at never goes backwards, whatever the wall clock does.
-        let now = Utc::now().max(state.last_recorded_at);
-        Batch {
-            store,
-            schemas,
-            state,
-            now,
-            changes: Changes::default(),
-            commit: Commit::default(),
-            counts: Counts::default(),
-            spent: Vec::new(),
-            undo: None,
-            earlier: None,
-        }
-    }
-
-    fn submit(&mut self, items: Vec<Incoming>, all_or_nothing: bool) -> SubmissionResult {
-        if all_or_nothing {
-            self.undo = Some(Undo {
-                state: self.state.clone(),
-                events: self.commit.events.len(),
-                records: HashMap::new(),
-                new_ids: Vec::new(),
-                counts_applied: self.counts.applied,
-                counts_duplicate: self.counts.duplicate,
-            });
-        }
-        let mut outcomes = Vec::with_capacity(items.len());
-        let mut failures = Vec::new();
-        for (index, item) in items.into_iter().enumerate() {
-            let outcome = self
-                .apply(item, !all_or_nothing)
-                .map_err(|e| WriteError::Store(e.to_string()))?;
-            if let ItemOutcome::Rejected(rejection) = &outcome {
-                // An all-or-nothing submission's rejections are counted where they are reported.
-                if !all_or_nothing {
-                    *self.counts.rejected.entry(rejection.code).or_default() += 1;
-                }
-                failures.push((index, rejection.clone()));
-            }
-            outcomes.push(outcome);
-        }
-        let undo = self.undo.take();
-        if let (Some(undo), false) = (undo, failures.is_empty()) {
-            self.roll_back(undo);
-            return Err(WriteError::Rejected(failures));
-        }
-        Ok(outcomes)
-    }
-
-    fn roll_back(&mut self, undo: Undo) {
-        self.state = undo.state;
-        self.commit.events.truncate(undo.events);
-        for (action_id, record) in undo.records {
-            match record {
-                Some(record) => self.changes.records.insert(action_id, record),
-                None => self.changes.records.remove(&action_id),
-            };
-        }
-        for id in undo.new_ids {
-            self.changes.ids.remove(&id);
-        }
-        self.counts.applied = undo.counts_applied;
-        self.counts.duplicate = undo.counts_duplicate;
-    }
-
-    /// Makes sure `action_id`'s stored record, if any, is in the batch.
-    fn load(&mut self, action_id: &ActionId) -> Result<(), StoreError> {
-        if !self.changes.records.contains_key(action_id) {
-            let earlier = self
-                .earlier
-                .and_then(|earlier| earlier.records.get(action_id).cloned());
-            let record = match earlier {
-                Some(record) => Some(record),
-                None => self.store.record(action_id)?.map(Arc::new),
-            };
-            if let Some(record) = record {
-                self.changes.records.insert(action_id.clone(), record);
-            }
-        }
-        Ok(())
-    }
-
-    fn seen(&self, event_id: &EventId) -> Result<Option<(u64, [u8; 32])>, StoreError> {
-        let earlier = self.earlier.and_then(|earlier| earlier.ids.get(event_id));
-        match self.changes.ids.get(event_id).or(earlier) {
-            Some(found) => Ok(Some(*found)),
-            None => self.store.event_index(event_id),
-        }
-    }
-
-    /// Validates one item and, if it passes, appends it to the batch.
-    fn apply(&mut self, item: Incoming, keep_rejections: bool) -> Result<ItemOutcome, StoreError> {
-        let Incoming {
-            payload,
-            origin,
-            source,
-            submitted_by,
-        } = item;
-        let (raw, parsed) = match payload {
-            Payload::Raw(raw) => {
-                let parsed = self.schemas.parse_bytes(&raw, origin);
-                (Some(raw), parsed)
-            }
-            Payload::Parsed(parsed) => (None, Ok(*parsed)),
-            Payload::Prepared(raw, parsed) => (Some(raw), *parsed),
-        };
-        let checked = parsed.and_then(|parsed| {
-            check_subject(&source, &parsed)?;
-            Ok(parsed)
-        });
-        let outcome = match checked {
-            Ok(parsed) => self.append(parsed, &source, submitted_by)?,
-            Err(rejection) => ItemOutcome::Rejected(rejection),
-        };
-        if let (
-            ItemOutcome::Rejected(rejection),
-            true,
-            Source::Nats {
-                subject,
-                stream_seq,
-            },
-        ) = (&outcome, keep_rejections, &source)
-        {
-            let raw = raw.unwrap_or_default();
-            let (raw_text, raw_encoding) = match std::str::from_utf8(&raw) {
-                Ok(text) => (text.to_owned(), None),
-                Err(_) => (
-                    base64::engine::general_purpose::STANDARD.encode(&raw),
-                    Some("base64".to_owned()),
-                ),
-            };
-            let id = self.state.next_rejection_id;
-            self.state.next_rejection_id += 1;
-            self.commit.rejections.push(RejectionRecord {
-                id,
-                received_at: crate::domain::event::format_timestamp(&self.now),
-                source: "nats".into(),
-                subject: Some(subject.clone()),
-                stream_seq: Some(*stream_seq),
-                event_id: event_id_of(&raw),
-                code: rejection.code.as_str().into(),
-                message: rejection.message.clone(),
-                raw: raw_text,
-                raw_encoding,
-            });
-        }
-        Ok(outcome)
-    }
-
-    fn append(
-        &mut self,
-        parsed: Parsed,
-        source: &Source,
-        submitted_by: Option<String>,
-    ) -> Result<ItemOutcome, StoreError> {
-        let event_id = parsed.envelope.event_id;
-        if let Some((seq, hash)) = self.seen(&event_id)? {
-            if hash == parsed.hash {
-                self.counts.duplicate += 1;
-                return Ok(ItemOutcome::Duplicate { seq });
-            }
-            return Ok(ItemOutcome::Rejected(Rejection::at(
-                RejectionCode::EventIdConflict,
-                "/event_id",
-                // Not its seq, nor whose it is: the stored event may be another country's.
-                format!("event {event_id} is stored already with different content"),
-            )));
-        }
-        let action_id = parsed.envelope.action_id.clone();
-        let is_review = parsed.kind == EventKind::ReviewCompleted;
-        let review_id = is_review
-            .then(|| {
-                parsed
-                    .envelope
-                    .data
-                    .get("review_id")
-                    .and_then(|id| id.as_str())
-                    .map(str::to_owned)
-            })
-            .flatten();
-        if let Some(review_id) = &review_id {
-            // One review per id, whoever writes it (replicas, restarts): a second is a duplicate.
-            let in_flight = self
-                .earlier
-                .and_then(|earlier| earlier.reviews.get(review_id));
-            let earlier = match self.changes.reviews.get(review_id).or(in_flight) {
-                Some(seq) => Some(*seq),
-                None => self.store.review_seq(review_id)?,
-            };
-            if let Some(seq) = earlier {
-                self.counts.duplicate += 1;
-                return Ok(ItemOutcome::Duplicate { seq });
-            }
-        }
-        let fact = if is_review {
-            None
-        } else {
-            self.load(&action_id)?;
-            match rules::check(
-                self.changes.records.get(&action_id).map(|record| &**record),
-                &parsed,
-                self.now.date_naive(),
-            ) {
-                Ok(fact) => Some(fact),
-                Err(rejection) => return Ok(ItemOutcome::Rejected(rejection)),
-            }
-        };
-
-        let seq = self.state.next_seq;
-        self.state.next_seq += 1;
-        let (recorded_at, stream_seq, submitted_by) = match source {
-            Source::Import {
-                recorded_at,
-                stream_seq,
-                submitted_by,
-            } => (*recorded_at, *stream_seq, submitted_by.clone()),
-            Source::Nats { stream_seq, .. } => (self.now, Some(*stream_seq), submitted_by),
-            Source::Http | Source::Service => (self.now, None, submitted_by),
-        };
-        self.state.last_recorded_at = self.state.last_recorded_at.max(recorded_at);
-        if let Some(review_id) = &review_id {
-            self.changes.reviews.insert(review_id.clone(), seq);
-        }
-        let evidence_count = parsed
-            .envelope
-            .evidence
-            .as_ref()
-            .map_or(0, |evidence| evidence.len() as u16);
-        let occurred_on = parsed.envelope.occurred_on;
-        let country = parsed.envelope.country.clone();
-        let json = stored_json(
-            &parsed.canonical,
-            seq,
-            &recorded_at,
-            stream_seq,
-            submitted_by.as_deref(),
-        );
-        if let Some(fact) = fact {
-            if let Some(undo) = &mut self.undo {
-                if !undo.records.contains_key(&action_id) {
-                    undo.records.insert(
-                        action_id.clone(),
-                        self.changes.records.get(&action_id).cloned(),
-                    );
-                }
-            }
-            let record = self
-                .changes
-                .records
-                .entry(action_id.clone())
-                .or_insert_with(|| Arc::new(ActionRecord::new(action_id.clone(), country)));
-            // Copied only while the batch being committed (or an undo) still holds it.
-            Arc::make_mut(record).push(FoldEvent {
-                seq,
-                event_id,
-                occurred_on,
-                recorded_at_us: recorded_at.timestamp_micros(),
-                evidence_count,
-                fact,
-            });
-        }
-        if let Some(undo) = &mut self.undo {
-            undo.new_ids.push(event_id);
-        }
-        self.changes.ids.insert(event_id, (seq, parsed.hash));
-        self.commit.events.push(NewEvent {
-            seq,
-            json,
-            event_id,
-            hash: parsed.hash,
-            action_id: (!is_review).then_some(action_id),
-            review_id,
-        });
-        self.spent.push(parsed);
-        self.counts.applied += 1;
-        Ok(ItemOutcome::Applied { seq })
-    }
-
-    fn finish(mut self) -> (Commit, WriterState, Counts, Changes, Vec<Parsed>) {
-        let mut touched: Vec<&ActionId> = self
-            .commit
-            .events
-            .iter()
-            .filter_map(|event| event.action_id.as_ref())
-            .collect();
-        touched.sort();
-        touched.dedup();
-        let records = touched
-            .into_iter()
-            .filter_map(|id| self.changes.records.get(id).cloned())
-            .collect();
-        self.commit.records = records;
-        if self.state.checkpoint > 0 {
-            self.commit.checkpoint = Some(self.state.checkpoint);
-        }
-        (
-            self.commit,
-            self.state,
-            self.counts,
-            self.changes,
-            self.spent,
-        )
-    }
-}
-
-/// On NATS, the subject names the Action: `impact.events.<country>.<action_id>`, or a review:
-/// `impact.reviews.<review_id>`.
-fn check_subject(source: &Source, parsed: &Parsed) -> Result<(), Rejection> {
-    let Source::Nats { subject, .. } = source else {
-        return Ok(());
-    };
-    let envelope = &parsed.envelope;
-    let tokens: Vec<&str> = subject.split('.').collect();
-    let matches = match tokens.as_slice() {
-        ["impact", "events", country, action] => {
-            *country == envelope.country.as_str()
-                && *action == envelope.action_id.as_str()
-                && parsed.kind != EventKind::ReviewCompleted
-        }
-        ["impact", "reviews", _] => {
-            parsed.kind == EventKind::ReviewCompleted
-                && envelope.action_id.as_str() == REVIEW_ACTION
-        }
-        _ => false,
-    };
-    if matches {
-        Ok(())
-    } else {
-        Err(Rejection::new(
-            RejectionCode::SubjectMismatch,
-            format!(
-                "subject {subject} does not match the payload (country {}, action_id {}, type {})",
-                envelope.country, envelope.action_id, envelope.event_type
-            ),
-        ))
-    }
-}
-
-/// The `event_id` of a raw payload, when it has one, for the rejection store.
-fn event_id_of(raw: &[u8]) -> Option<String> {
-    let value: serde_json::Value = serde_json::from_slice(raw).ok()?;
-    value
-        .get("event_id")?
-        .as_str()
-        .map(|id| id.chars().take(64).collect())
 }
