@@ -91,23 +91,7 @@ struct PrincipalSection {
     token_sha256: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    FieldOffice,
-    Evaluator,
-    Admin,
-}
-
-impl Role {
-    /// The role in words, for messages.
-    pub fn label(self) -> &'static str {
-        match self {
-            Role::FieldOffice => "field office",
-            Role::Evaluator => "evaluator",
-            Role::Admin => "admin",
-        }
-    }
-}
+pub use crate::domain::rights::Role;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {

@@ -480,12 +480,12 @@ async fn poison_messages_of_every_kind_are_kept_aside_in_one_pass() {
             }
             9 => {
                 let unknown_outcome = event(
-                    "outcome.verified",
+                    "outcome.expectation_revised",
                     action,
                     "TH",
                     Some("nobody"),
                     "2019-01-01",
-                    json!({"by": "x"}),
+                    json!({"expected": {"stage": "adopted", "by": "2020-01-01"}, "reason": "?"}),
                 );
                 (
                     subject(&unknown_outcome),
@@ -708,4 +708,147 @@ async fn eight_clients_posting_to_one_action_read_their_own_writes_and_never_fai
             assert_eq!(status, 202, "{answer}");
         }
     }
+}
+
+#[tokio::test]
+async fn a_field_office_publishing_straight_to_nats_is_held_to_its_own_rights() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start(&["--config", &config_file(dir.path(), &nats, "")]);
+    let http = client();
+    wait_ready(&http, &service).await;
+    let js = jetstream_for(&nats).await;
+    let action = "MIEUX-TH-2014-01";
+    // Through the API (the service publishes on `impact.submitted.…`): an evaluator's dispute.
+    let base = track(
+        action,
+        "TH",
+        "vot-protocol",
+        "legislation.pending",
+        "2018-11-20",
+    );
+    let dispute = event(
+        "outcome.disputed",
+        action,
+        "TH",
+        Some("vot-protocol"),
+        "2019-01-01",
+        json!({"by": "evaluator", "reason": "no copy of the protocol"}),
+    );
+    let (status, answer) = post_json(
+        &http,
+        &service.url("/v1/events?wait=true"),
+        &json!([registered(action, "TH"), base.clone(), dispute.clone()]),
+    )
+    .await;
+    assert_eq!(status, 202, "{answer}");
+
+    // Straight to `impact.events.TH.…`, as a field office: a verification (not its type), a
+    // retraction of the evaluator's dispute, and its own event claiming to be from an admin.
+    let verify = event(
+        "outcome.verified",
+        action,
+        "TH",
+        Some("vot-protocol"),
+        "2019-02-01",
+        json!({"by": "field office"}),
+    );
+    let withdraw = event(
+        "event.retracted",
+        action,
+        "TH",
+        None,
+        "2019-02-02",
+        json!({"target_event_id": dispute["event_id"], "reason": "we disagree"}),
+    );
+    let own = track(action, "TH", "circles", "practice.awareness", "2019-03-01");
+    for message in [&verify, &withdraw] {
+        publish(
+            &js,
+            subject(message),
+            None,
+            message.to_string().into_bytes(),
+        )
+        .await;
+    }
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Impact-Submitted-By", "admin");
+    js.publish_with_headers(subject(&own), headers, own.to_string().into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    // A review on its subject for a slot still to come.
+    let mut review = event(
+        "review.completed",
+        "REVIEW",
+        "XX",
+        None,
+        "2019-01-01",
+        json!({}),
+    );
+    let (status, mut future) = post_json(
+        &http,
+        &service.url("/v1/reviews"),
+        &json!({"as_of": "2019-06-01"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{future}");
+    future["review_id"] = json!("scheduled-20990101T0300Z");
+    future["schedule_slot"] = json!("2099-01-01T03:00:00Z");
+    review["data"] = future;
+    publish(
+        &js,
+        "impact.reviews.scheduled-20990101T0300Z".into(),
+        None,
+        review.to_string().into_bytes(),
+    )
+    .await;
+
+    let (_, body) = eventually(30, async || {
+        let (status, body) = get_json(&http, &service.url("/v1/rejections")).await;
+        (body["rejections"].as_array()?.len() >= 3).then_some((status, body))
+    })
+    .await;
+    let rejections = body["rejections"].as_array().unwrap();
+    let code_of = |event: &Value| {
+        rejections
+            .iter()
+            .find(|r| r["event_id"] == event["event_id"])
+            .map(|r| r["code"].as_str().unwrap().to_owned())
+    };
+    assert_eq!(
+        code_of(&verify).as_deref(),
+        Some("forbidden_type"),
+        "{body}"
+    );
+    assert_eq!(
+        code_of(&withdraw).as_deref(),
+        Some("forbidden_type"),
+        "{body}"
+    );
+    assert_eq!(
+        code_of(&review).as_deref(),
+        Some("schema_violation"),
+        "{body}"
+    );
+    assert_eq!(code_of(&own), None);
+    let events = all_events(&http, &service).await;
+    let stored = events
+        .iter()
+        .find(|e| e["event_id"] == own["event_id"])
+        .expect("a field office's own event is applied");
+    assert_eq!(
+        stored["submitted_by"],
+        Value::Null,
+        "the header is not believed there"
+    );
+    let (_, view) = get_json(&http, &service.url(&format!("/v1/actions/{action}"))).await;
+    let outcome = view["outcomes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["outcome_id"] == "vot-protocol")
+        .unwrap();
+    assert_eq!(outcome["verification"], "disputed", "{view}");
 }

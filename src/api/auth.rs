@@ -104,7 +104,7 @@ impl Caller {
             self.require_country(&parsed.envelope.country)?;
         }
         let event_type = parsed.envelope.event_type.as_str();
-        if !may_submit_type(self.role, event_type) {
+        if !self.role.may_submit(event_type) {
             return Err(ApiError::Forbidden(format!(
                 "{} ({}) may not submit {event_type} events",
                 self.display_name(),
@@ -112,7 +112,7 @@ impl Caller {
             )));
         }
         if let (EventKind::Retracted { .. }, Some(target_type)) = (&parsed.kind, target_type) {
-            if !may_retract(self.role, target_type) {
+            if !self.role.may_retract(target_type) {
                 return Err(ApiError::Forbidden(format!(
                     "{} ({}) may not retract a {target_type} event: only a role that may submit \
                      that type may withdraw it",
@@ -122,31 +122,5 @@ impl Caller {
             }
         }
         Ok(())
-    }
-}
-
-/// A role may withdraw what it may submit; only an admin may withdraw a retraction.
-fn may_retract(role: Role, target_type: &str) -> bool {
-    role == Role::Admin || (may_submit_type(role, target_type) && target_type != "event.retracted")
-}
-
-/// The event types each role may submit (CONTRACT.md §4.1, §11), in one place.
-fn may_submit_type(role: Role, event_type: &str) -> bool {
-    match role {
-        Role::Admin => true,
-        Role::FieldOffice => {
-            matches!(
-                event_type,
-                "action.registered" | "action.closed" | "outcome.expectation_revised"
-            ) || event_type == "event.retracted"
-                || crate::domain::tracks::parse_track_event_type(event_type).is_some()
-        }
-        Role::Evaluator => matches!(
-            event_type,
-            "outcome.verified"
-                | "outcome.disputed"
-                | "outcome.expectation_revised"
-                | "event.retracted"
-        ),
     }
 }

@@ -44,7 +44,11 @@ pub fn subject_for(parsed: &Parsed) -> String {
             .unwrap_or("unnamed");
         format!("impact.reviews.{review_id}")
     } else {
-        format!("impact.events.{}.{}", envelope.country, envelope.action_id)
+        // Not `impact.events.…`: that is the field offices' own, held to their rules (§6.2).
+        format!(
+            "impact.submitted.{}.{}",
+            envelope.country, envelope.action_id
+        )
     }
 }
 
@@ -92,7 +96,7 @@ impl NatsBus {
 
     /// Waits until the consumer has applied what this instance published for `actions`, so
     /// that a check against the log sees a client's own accepted events (read-your-writes
-    /// without `wait`). Bounded by `nats.publish_timeout_ms`.
+    /// without `wait`). Bounded like `?wait=true`.
     pub async fn settle<'a>(
         &self,
         actions: impl IntoIterator<Item = &'a ActionId>,
@@ -114,7 +118,7 @@ impl NatsBus {
 
     /// Waits until the consumer has applied the stream up to `stream_seq`.
     async fn applied(&self, stream_seq: u64) -> Result<(), BusError> {
-        let timeout = Duration::from_millis(self.config.publish_timeout_ms);
+        let timeout = Duration::from_millis(crate::app::APPLY_WAIT_MS_MAX);
         let reached = self
             .writer
             .wait_for(|position| position.checkpoint >= stream_seq);
@@ -191,46 +195,57 @@ impl NatsBus {
                     .map_err(|e| BusError::Unavailable(format!("publish: {e}")))?;
                 pending.push(ack);
             }
-            let mut published = Vec::with_capacity(pending.len());
-            for (parsed, ack) in events.iter().zip(pending) {
-                let event_id = parsed.envelope.event_id;
-                let ack = ack
-                    .await
-                    .map_err(|e| BusError::Unavailable(format!("no PubAck: {e}")))?;
-                let (status, seq) = if ack.duplicate {
-                    self.confirm_duplicate(&event_id, &parsed.hash, ack.sequence)
-                        .await?
-                } else {
-                    self.note_in_flight(&parsed.envelope.action_id, ack.sequence);
-                    (Status::Accepted, None)
-                };
-                published.push(Published {
-                    event_id,
-                    status,
-                    stream_seq: Some(ack.sequence),
-                    seq,
-                });
+            let mut acks = Vec::with_capacity(pending.len());
+            for ack in pending {
+                acks.push(
+                    ack.await
+                        .map_err(|e| BusError::Unavailable(format!("no PubAck: {e}")))?,
+                );
             }
-            Ok(published)
+            Ok::<_, BusError>(acks)
         };
-        match tokio::time::timeout(timeout, work).await {
-            Ok(result) => result,
-            Err(_) => Err(BusError::Unavailable(format!(
-                "JetStream did not acknowledge within {} ms",
-                timeout.as_millis()
-            ))),
+        let acks = match tokio::time::timeout(timeout, work).await {
+            Ok(acks) => acks?,
+            Err(_) => {
+                return Err(BusError::Unavailable(format!(
+                    "JetStream did not acknowledge within {} ms",
+                    timeout.as_millis()
+                )))
+            }
+        };
+        let mut published = Vec::with_capacity(acks.len());
+        for (parsed, ack) in events.iter().zip(acks) {
+            let event_id = parsed.envelope.event_id;
+            let (status, seq) = if ack.duplicate {
+                self.confirm_duplicate(&event_id, &parsed.hash, ack.sequence)
+                    .await?
+            } else {
+                self.note_in_flight(&parsed.envelope.action_id, ack.sequence);
+                (Status::Accepted, None)
+            };
+            published.push(Published {
+                event_id,
+                status,
+                stream_seq: Some(ack.sequence),
+                seq,
+            });
         }
+        Ok(published)
     }
 }
 
+/// The stream's subjects (CONTRACT.md §6.2).
+const STREAM_SUBJECTS: [&str; 3] = ["impact.events.>", "impact.submitted.>", "impact.reviews.>"];
+
+/// The stream, created if absent; one found with fewer subjects gets the missing ones added.
 async fn ensure_stream(
     jetstream: &jetstream::Context,
     config: &NatsConfig,
 ) -> Result<stream::Stream, String> {
-    jetstream
+    let mut stream = jetstream
         .get_or_create_stream(stream::Config {
             name: config.stream.clone(),
-            subjects: vec!["impact.events.>".into(), "impact.reviews.>".into()],
+            subjects: STREAM_SUBJECTS.map(String::from).to_vec(),
             storage: stream::StorageType::File,
             retention: stream::RetentionPolicy::Limits,
             num_replicas: config.replicas,
@@ -238,7 +253,31 @@ async fn ensure_stream(
             ..Default::default()
         })
         .await
-        .map_err(|e| format!("stream {}: {e}", config.stream))
+        .map_err(|e| format!("stream {}: {e}", config.stream))?;
+    let mut found = stream
+        .info()
+        .await
+        .map_err(|e| format!("stream {}: {e}", config.stream))?
+        .config
+        .clone();
+    let missing: Vec<String> = STREAM_SUBJECTS
+        .iter()
+        .filter(|subject| !found.subjects.iter().any(|s| s == *subject))
+        .map(|subject| subject.to_string())
+        .collect();
+    if !missing.is_empty() {
+        tracing::info!(stream = %config.stream, ?missing, "adding the stream's missing subjects");
+        found.subjects.extend(missing);
+        jetstream
+            .update_stream(found)
+            .await
+            .map_err(|e| format!("stream {}: add subjects: {e}", config.stream))?;
+        stream = jetstream
+            .get_stream(&config.stream)
+            .await
+            .map_err(|e| format!("stream {}: {e}", config.stream))?;
+    }
+    Ok(stream)
 }
 
 /// Feeds the writer from the stream, resuming after the last sequence handed over. Runs until
@@ -303,12 +342,17 @@ async fn consume_from(
             if stream_seq < *next {
                 continue; // Redelivered after a consumer restart: already handed over.
             }
+            let subject = message.subject.to_string();
+            // Only the service's own user may publish on these subjects: the header is
+            // believed there alone (§6.2); a field office's message has no submitter.
+            let trusted =
+                subject.starts_with("impact.submitted.") || subject.starts_with("impact.reviews.");
             let submitted_by = message
                 .headers
                 .as_ref()
+                .filter(|_| trusted)
                 .and_then(|headers| headers.get(HEADER_SUBMITTED_BY))
                 .map(|value| value.as_str().to_owned());
-            let subject = message.subject.to_string();
             let origin = if subject.starts_with("impact.reviews.") {
                 Origin::Service
             } else {

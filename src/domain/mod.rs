@@ -5,6 +5,7 @@ pub mod event;
 pub mod fold;
 pub mod ids;
 pub mod review;
+pub mod rights;
 pub mod rules;
 pub mod tracks;
 pub mod validate;

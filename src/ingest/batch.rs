@@ -8,6 +8,7 @@ use super::{Incoming, ItemOutcome, Payload, Position, Source, SubmissionResult, 
 use crate::domain::event::{stored_json, EventKind};
 use crate::domain::fold::{ActionRecord, FoldEvent};
 use crate::domain::ids::{ActionId, EventId, REVIEW_ACTION};
+use crate::domain::rights::Role;
 use crate::domain::rules;
 use crate::domain::validate::{Parsed, Rejection, RejectionCode, Schemas};
 use crate::metrics::Metrics;
@@ -348,15 +349,21 @@ impl Batch {
                 return ItemOutcome::Duplicate { seq };
             }
         }
+        let record = match is_review {
+            true => None,
+            false => self.record(&action_id).map(|record| &**record),
+        };
         let fact = if is_review {
             None
         } else {
-            let record = self.record(&action_id).map(|record| &**record);
             match rules::check(record, &parsed, self.now.date_naive()) {
                 Ok(fact) => Some(fact),
                 Err(rejection) => return ItemOutcome::Rejected(rejection),
             }
         };
+        if let Err(rejection) = check_publisher(source, &parsed, record, &self.now) {
+            return ItemOutcome::Rejected(rejection);
+        }
 
         let seq = self.state.next_seq;
         self.state.next_seq += 1;
@@ -475,8 +482,33 @@ fn review_id(parsed: &Parsed) -> Option<String> {
         .flatten()
 }
 
-/// On NATS, the subject names the Action: `impact.events.<country>.<action_id>`, or a review:
-/// `impact.reviews.<review_id>`.
+/// What a NATS subject says of who published the message (CONTRACT.md §6.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Publisher {
+    /// `impact.events.<country>.<action_id>`: a field office, straight to NATS.
+    FieldOffice,
+    /// `impact.submitted.<country>.<action_id>`: the service, for an authenticated HTTP caller.
+    Submitted,
+    /// `impact.reviews.<review_id>`: the service's reviews.
+    Reviews,
+}
+
+impl Publisher {
+    fn of(source: &Source) -> Option<Publisher> {
+        let Source::Nats { subject, .. } = source else {
+            return None;
+        };
+        Some(match subject.split('.').nth(1) {
+            Some("events") => Publisher::FieldOffice,
+            Some("submitted") => Publisher::Submitted,
+            _ => Publisher::Reviews,
+        })
+    }
+}
+
+/// On NATS, the subject names the Action, `impact.events.<country>.<action_id>` or
+/// `impact.submitted.<country>.<action_id>`, or a review: `impact.reviews.<review_id>`. A field
+/// office's subject carries only the types a field office may submit.
 fn check_subject(source: &Source, parsed: &Parsed) -> Result<(), Rejection> {
     let Source::Nats { subject, .. } = source else {
         return Ok(());
@@ -484,27 +516,81 @@ fn check_subject(source: &Source, parsed: &Parsed) -> Result<(), Rejection> {
     let envelope = &parsed.envelope;
     let tokens: Vec<&str> = subject.split('.').collect();
     let matches = match tokens.as_slice() {
-        ["impact", "events", country, action] => {
+        ["impact", "events" | "submitted", country, action] => {
             *country == envelope.country.as_str()
                 && *action == envelope.action_id.as_str()
                 && parsed.kind != EventKind::ReviewCompleted
         }
-        ["impact", "reviews", _] => {
+        ["impact", "reviews", review] => {
             parsed.kind == EventKind::ReviewCompleted
                 && envelope.action_id.as_str() == REVIEW_ACTION
+                && review_id(parsed).as_deref() == Some(*review)
         }
         _ => false,
     };
-    if matches {
-        Ok(())
-    } else {
-        Err(Rejection::new(
+    if !matches {
+        return Err(Rejection::new(
             RejectionCode::SubjectMismatch,
             format!(
                 "subject {subject} does not match the payload (country {}, action_id {}, type {})",
                 envelope.country, envelope.action_id, envelope.event_type
             ),
-        ))
+        ));
+    }
+    if Publisher::of(source) == Some(Publisher::FieldOffice)
+        && !Role::FieldOffice.may_submit(&envelope.event_type)
+    {
+        return Err(Rejection::at(
+            RejectionCode::ForbiddenType,
+            "/type",
+            format!(
+                "{} events are not taken from a field office's subject {subject}",
+                envelope.event_type
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The rules that need the record or the clock, for what came straight from NATS: a field
+/// office may retract only what it may submit; a review is never for a slot still to come.
+fn check_publisher(
+    source: &Source,
+    parsed: &Parsed,
+    record: Option<&ActionRecord>,
+    now: &DateTime<Utc>,
+) -> Result<(), Rejection> {
+    match (Publisher::of(source), &parsed.kind) {
+        (Some(Publisher::FieldOffice), EventKind::Retracted { target }) => {
+            let target_type = record
+                .and_then(|record| record.find(target))
+                .map(|event| event.fact.event_type());
+            match target_type {
+                Some(target_type) if !Role::FieldOffice.may_retract(&target_type) => {
+                    Err(Rejection::at(
+                        RejectionCode::ForbiddenType,
+                        "/data/target_event_id",
+                        format!("a field office may not retract a {target_type} event"),
+                    ))
+                }
+                _ => Ok(()),
+            }
+        }
+        (Some(Publisher::Reviews), EventKind::ReviewCompleted) => {
+            let slot = parsed.envelope.data.get("schedule_slot");
+            let slot = slot.and_then(serde_json::Value::as_str);
+            let later = slot.and_then(|slot| slot.parse::<DateTime<Utc>>().ok());
+            match (slot, later) {
+                (None, _) => Ok(()),
+                (Some(_), Some(at)) if at <= *now => Ok(()),
+                (Some(slot), _) => Err(Rejection::at(
+                    RejectionCode::SchemaViolation,
+                    "/data/schedule_slot",
+                    format!("schedule slot {slot} is not a time that has come"),
+                )),
+            }
+        }
+        _ => Ok(()),
     }
 }
 
