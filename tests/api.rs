@@ -6,6 +6,7 @@ mod common;
 use common::*;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+use std::collections::HashSet;
 use std::time::Duration;
 
 const TH: &str = "MIEUX-TH-2014-01";
@@ -714,7 +715,7 @@ async fn the_outbox_keeps_events_while_the_server_is_down_and_delivers_them_once
     let output = submit(&down, &[&file]);
     assert!(!output.status.success());
     assert_eq!(
-        std::fs::read_dir(&outbox).unwrap().count(),
+        outbox_events(&outbox).len(),
         2,
         "{}",
         String::from_utf8_lossy(&output.stderr)
@@ -727,7 +728,7 @@ async fn the_outbox_keeps_events_while_the_server_is_down_and_delivers_them_once
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert_eq!(std::fs::read_dir(&outbox).unwrap().count(), 0);
+    assert_eq!(outbox_events(&outbox).len(), 0);
     let http = client();
     assert_eq!(all_events(&http, &service).await.len(), 2);
 
@@ -749,7 +750,7 @@ async fn the_outbox_keeps_events_while_the_server_is_down_and_delivers_them_once
     let output = submit(&service.base, &[&conflicting]);
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("event_id_conflict"));
-    assert_eq!(std::fs::read_dir(&outbox).unwrap().count(), 0);
+    assert_eq!(outbox_events(&outbox).len(), 0);
 
     // Invalid locally: never sent.
     let invalid = dir.path().join("invalid.json");
@@ -1180,4 +1181,184 @@ async fn the_pages_link_a_stylesheet_the_service_serves_itself() {
         "text/css; charset=utf-8"
     );
     assert!(response.text().await.unwrap().contains("font-family"));
+}
+
+/// Every event the outbox holds; each file must be whole JSON.
+fn outbox_events(outbox: &std::path::Path) -> Vec<Value> {
+    let Ok(entries) = std::fs::read_dir(outbox) else {
+        return Vec::new();
+    };
+    let mut events = Vec::new();
+    for entry in entries {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|ext| ext != "json") {
+            continue;
+        }
+        let text = std::fs::read(&path).unwrap();
+        match serde_json::from_slice::<Value>(&text) {
+            Ok(Value::Array(items)) => events.extend(items),
+            Ok(item @ Value::Object(_)) => events.push(item),
+            other => panic!("{} is not whole JSON: {other:?}", path.display()),
+        }
+    }
+    events
+}
+
+fn submit_with(
+    server: &str,
+    token: &str,
+    outbox: &std::path::Path,
+    files: &[&std::path::Path],
+) -> std::process::Output {
+    std::process::Command::new(binary())
+        .args(["submit", "--server", server, "--token", token, "--outbox"])
+        .arg(outbox)
+        .args(files)
+        .output()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_outbox_keeps_every_event_the_server_did_not_answer_for_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = dir.path().join("outbox");
+    let file = dir.path().join("events.ndjson");
+    let laos = "MIEUX-LA-2019-01";
+    let events = [
+        registered(TH, "TH"),
+        track(
+            TH,
+            "TH",
+            "vot-protocol",
+            "legislation.pending",
+            "2018-11-20",
+        ),
+        // Not the field office's country: the server refuses it by name.
+        registered(laos, "LA"),
+        track(TH, "TH", "focal-points", "network.created", "2019-02-01"),
+    ];
+    let ndjson: String = events.iter().map(|e| e.to_string() + "\n").collect();
+    std::fs::write(&file, ndjson).unwrap();
+    let ids = |events: &[Value]| -> HashSet<String> {
+        events
+            .iter()
+            .map(|e| e["event_id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+
+    // Down: all kept.
+    let down = format!("http://127.0.0.1:{}", free_port());
+    let output = submit_with(&down, "fo-token", &outbox, &[&file]);
+    assert!(!output.status.success());
+    assert_eq!(ids(&outbox_events(&outbox)), ids(&events));
+
+    // An expired token: `401` names no event, so every one stays.
+    let service = Service::start(&["--config", auth_config(dir.path()).to_str().unwrap()]);
+    let output = submit_with(&service.base, "expired-token", &outbox, &[]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("401"), "{stderr}");
+    assert_eq!(ids(&outbox_events(&outbox)), ids(&events), "{stderr}");
+
+    // The right token: the Laos event is refused by name (403) and leaves the outbox as
+    // rejected; the rest is sent again and accepted.
+    let output = submit_with(&service.base, "fo-token", &outbox, &[]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "one was rejected: {stderr}");
+    let laos_id = events[2]["event_id"].as_str().unwrap();
+    assert!(
+        stderr.contains(&format!("{laos_id}: rejected (403 forbidden)")),
+        "{stderr}"
+    );
+    assert!(outbox_events(&outbox).is_empty(), "{stderr}");
+    let log = client()
+        .get(service.url("/v1/events?after=0"))
+        .bearer_auth("admin-token")
+        .header("Accept", "application/x-ndjson")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let stored_events: Vec<Value> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let stored = ids(&stored_events);
+    let mut expected = ids(&events);
+    expected.remove(laos_id);
+    assert_eq!(stored, expected);
+}
+
+#[test]
+fn a_client_killed_while_it_writes_its_outbox_leaves_it_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = dir.path().join("outbox");
+    let file = dir.path().join("events.ndjson");
+    let events: Vec<Value> = (0..5000)
+        .map(|n| track(TH, "TH", &format!("o-{n}"), "network.created", "2019-02-01"))
+        .collect();
+    let ndjson: String = events.iter().map(|e| e.to_string() + "\n").collect();
+    std::fs::write(&file, ndjson).unwrap();
+    let down = format!("http://127.0.0.1:{}", free_port());
+    let files_in = |dir: &std::path::Path| {
+        std::fs::read_dir(dir).map_or(0, |entries| entries.filter_map(Result::ok).count())
+    };
+    let mut seen_partial = false;
+    for round in 0..10u64 {
+        let before = outbox_events(&outbox).len();
+        let files_before = files_in(&outbox);
+        let mut child = std::process::Command::new(binary())
+            .args(["submit", "--server", &down, "--outbox"])
+            .arg(&outbox)
+            .arg(&file)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Half the rounds are killed as soon as the outbox changes (mid-way through writing
+        // it), the others at a growing delay.
+        let deadline = std::time::Instant::now() + Duration::from_millis(20 + round * 40);
+        loop {
+            let changed = round % 2 == 0 && files_in(&outbox) != files_before;
+            if changed || std::time::Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        // Whatever the moment, every file of the outbox is whole.
+        let added = outbox_events(&outbox).len() - before;
+        let cut_short = std::fs::read_dir(&outbox).is_ok_and(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .any(|entry| entry.path().extension().is_some_and(|ext| ext == "partial"))
+        });
+        seen_partial |= cut_short || (added > 0 && added < events.len());
+    }
+    assert!(
+        seen_partial,
+        "some runs were killed while writing the outbox"
+    );
+
+    // With the server up, everything is delivered exactly once and the outbox empties.
+    let service = Service::start(&[]);
+    let output = std::process::Command::new(binary())
+        .args(["submit", "--server", &service.base, "--outbox"])
+        .arg(&outbox)
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(outbox_events(&outbox).is_empty());
+    let stored = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(async { all_events(&client(), &service).await });
+    assert_eq!(stored.len(), events.len(), "each event once");
 }

@@ -25,6 +25,10 @@ pub enum ApiError {
     Unauthenticated(String),
     #[error("forbidden: {0}")]
     Forbidden(String),
+    /// One event of a body that the caller may not submit (named, so a client can set it
+    /// aside and send the rest); nothing of the body was stored.
+    #[error("forbidden: event {index}: {message}")]
+    ForbiddenEvent { index: usize, message: String },
     #[error("not found: {0}")]
     NotFound(String),
     #[error("unavailable: {0}")]
@@ -120,6 +124,11 @@ impl ApiError {
                 simple(StatusCode::UNAUTHORIZED, "unauthenticated", message)
             }
             ApiError::Forbidden(message) => simple(StatusCode::FORBIDDEN, "forbidden", message),
+            ApiError::ForbiddenEvent { index, message } => (
+                StatusCode::FORBIDDEN,
+                json!({"error": {"code": "forbidden", "message": format!("event {index}: {message}"),
+                    "details": [{"index": index, "code": "forbidden", "message": message}]}}),
+            ),
             ApiError::NotFound(message) => simple(StatusCode::NOT_FOUND, "not_found", message),
             ApiError::Unavailable(message) => {
                 simple(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)

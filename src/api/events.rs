@@ -88,7 +88,12 @@ pub async fn post_events(
                     }
                     _ => None,
                 };
-                caller.may_submit(&event, target_type.as_deref())?;
+                caller
+                    .may_submit(&event, target_type.as_deref())
+                    .map_err(|error| match error {
+                        ApiError::Forbidden(message) => ApiError::ForbiddenEvent { index, message },
+                        other => other,
+                    })?;
                 parsed.push(event);
             }
             Err(rejection) => failures.push((index, rejection)),

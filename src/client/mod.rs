@@ -1,9 +1,12 @@
 //! The field office's client (`impact submit`) and the remote reads of `status`, `history` and
 //! `review --server`. Validates locally with the same embedded schemas before sending; keeps what
-//! could not be delivered in an outbox directory and sends it first on the next run.
+//! could not be delivered in an outbox directory (`outbox`) and sends it first on the next run.
+
+mod outbox;
 
 use crate::domain::validate::{Origin, Schemas};
 use anyhow::{bail, Context};
+use outbox::{Kept, Outbox};
 use serde_json::{json, Value};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -166,55 +169,62 @@ impl Client {
         Delivery::Refused(status.as_u16(), faults)
     }
 
-    /// Sends the outbox first, then `events`; keeps what could not be delivered in the outbox.
+    /// Sends the outbox first, then `events`. With an outbox, every event is kept there from
+    /// before it is sent until the server has answered for it by name (see `outbox`).
     pub async fn submit(
         &self,
         events: Vec<Value>,
-        outbox: Option<&Path>,
+        outbox_dir: Option<&Path>,
     ) -> anyhow::Result<SubmitReport> {
         let mut report = SubmitReport::default();
-        let mut pending: Vec<(Value, Option<PathBuf>)> = Vec::new();
-        if let Some(outbox) = outbox {
-            std::fs::create_dir_all(outbox)
-                .with_context(|| format!("create the outbox {}", outbox.display()))?;
-            let mut queued: Vec<PathBuf> = std::fs::read_dir(outbox)?
-                .filter_map(|entry| entry.ok().map(|e| e.path()))
-                .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
-                .collect();
-            queued.sort();
-            for path in queued {
-                let event: Value = serde_json::from_slice(&std::fs::read(&path)?)
-                    .with_context(|| format!("read {}", path.display()))?;
-                pending.push((event, Some(path)));
+        let mut outbox = outbox_dir.map(Outbox::open).transpose()?;
+        let mut pending: Vec<(Value, Option<Kept>)> = Vec::new();
+        if let Some(outbox) = &mut outbox {
+            let queued = outbox.queued();
+            if !queued.is_empty() {
+                eprintln!("sending {} event(s) from the outbox first", queued.len());
             }
-            if !pending.is_empty() {
-                eprintln!("sending {} event(s) from the outbox first", pending.len());
+            pending.extend(queued.into_iter().map(|(event, kept)| (event, Some(kept))));
+            for chunk in events.chunks(REQUEST_EVENTS_MAX) {
+                let kept = outbox.keep(chunk)?;
+                pending.extend(chunk.iter().cloned().zip(kept.into_iter().map(Some)));
             }
+        } else {
+            pending.extend(events.into_iter().map(|event| (event, None)));
         }
-        pending.extend(events.into_iter().map(|event| (event, None)));
-        let mut sequence = 0usize;
         for batch in pending.chunks(REQUEST_EVENTS_MAX) {
-            let mut batch: Vec<&(Value, Option<PathBuf>)> = batch.iter().collect();
-            // A refused batch stores nothing: send it again without the refused events, once.
-            for attempt in 0..2 {
+            let mut batch: Vec<&(Value, Option<Kept>)> = batch.iter().collect();
+            // A refused batch stores nothing: the events it names are set aside (answered)
+            // and the rest is sent again, as long as each refusal names one.
+            let unanswered = loop {
                 let values: Vec<Value> = batch.iter().map(|(event, _)| event.clone()).collect();
                 match self.deliver(&values).await {
                     Delivery::Answered(results) => {
-                        for ((event_id, status), (_, queued)) in results.iter().zip(&batch) {
-                            println!("{event_id}: {status}");
+                        let mut rest = Vec::new();
+                        for item in batch {
+                            let id = item.0["event_id"].as_str().unwrap_or("");
+                            let Some((_, status)) = results.iter().find(|(r, _)| r == id) else {
+                                rest.push(item);
+                                continue;
+                            };
+                            println!("{id}: {status}");
                             match status.as_str() {
                                 "duplicate" => report.duplicate += 1,
+                                "rejected" => report.rejected += 1,
                                 _ => report.accepted += 1,
                             }
-                            if let Some(path) = queued {
-                                let _ = std::fs::remove_file(path);
+                            if let (Some(outbox), Some(kept)) = (&mut outbox, item.1) {
+                                outbox.answered(kept);
                             }
                         }
-                        break;
+                        break (rest, "the server did not answer for them".to_owned());
                     }
                     Delivery::Refused(status, faults) => {
-                        let refused: Vec<usize> =
-                            faults.iter().filter_map(|(index, _, _)| *index).collect();
+                        let named: Vec<usize> = faults
+                            .iter()
+                            .filter_map(|(index, _, _)| *index)
+                            .filter(|index| *index < batch.len())
+                            .collect();
                         for (index, code, message) in &faults {
                             let id = index
                                 .and_then(|i| batch.get(i))
@@ -222,71 +232,51 @@ impl Client {
                                 .unwrap_or("(request)");
                             eprintln!("{id}: rejected ({status} {code}): {message}");
                         }
-                        let keep: Vec<&(Value, Option<PathBuf>)> = batch
-                            .iter()
+                        let (refused, rest): (Vec<_>, Vec<_>) = batch
+                            .into_iter()
                             .enumerate()
-                            .filter(|(i, _)| !refused.contains(i))
-                            .map(|(_, item)| *item)
-                            .collect();
-                        let refused_items: Vec<&(Value, Option<PathBuf>)> = batch
-                            .iter()
-                            .enumerate()
-                            .filter(|(i, _)| refused.contains(i))
-                            .map(|(_, item)| *item)
-                            .collect();
-                        for (_, queued) in &refused_items {
-                            if let Some(path) = queued {
-                                let _ = std::fs::remove_file(path);
+                            .partition(|(i, _)| named.contains(i));
+                        report.rejected += refused.len();
+                        for (_, item) in &refused {
+                            if let (Some(outbox), Some(kept)) = (&mut outbox, item.1) {
+                                outbox.answered(kept);
                             }
                         }
-                        report.rejected += refused_items.len();
-                        if refused.is_empty() || keep.is_empty() || attempt == 1 {
-                            // Nothing to single out (401, 403, 413 …): the whole batch is refused.
-                            if refused.is_empty() || attempt == 1 {
-                                report.rejected += keep.len();
-                                for (_, queued) in &keep {
-                                    if let Some(path) = queued {
-                                        let _ = std::fs::remove_file(path);
-                                    }
-                                }
-                            }
-                            break;
+                        batch = rest.into_iter().map(|(_, item)| item).collect();
+                        if refused.is_empty() || batch.is_empty() {
+                            // Nothing named (401, 403, 413 …): the rest was not answered for.
+                            let code = faults.first().map_or("", |(_, code, _)| code.as_str());
+                            break (batch, format!("refused {status} {code}"));
                         }
-                        batch = keep;
                     }
-                    Delivery::Unreachable(reason) => {
-                        match outbox {
-                            Some(outbox) => {
-                                for (event, queued) in &batch {
-                                    if queued.is_none() {
-                                        let id = event["event_id"].as_str().unwrap_or("event");
-                                        sequence += 1;
-                                        let name = format!(
-                                            "{}-{sequence:06}-{id}.json",
-                                            chrono::Utc::now().format("%Y%m%dT%H%M%S%.6f")
-                                        );
-                                        std::fs::write(
-                                            outbox.join(name),
-                                            serde_json::to_vec(event)?,
-                                        )?;
-                                    }
-                                }
-                                report.queued += batch.len();
-                                eprintln!(
-                                    "not delivered ({reason}); {} event(s) kept in the outbox {}",
-                                    batch.len(),
-                                    outbox.display()
-                                );
-                            }
-                            None => {
-                                report.undelivered += batch.len();
-                                eprintln!("not delivered ({reason}); use --outbox DIR to keep events for later");
-                            }
-                        }
-                        break;
-                    }
+                    Delivery::Unreachable(reason) => break (batch, reason),
+                };
+            };
+            let (rest, reason) = unanswered;
+            if let Some(outbox) = &mut outbox {
+                outbox.flush()?;
+            }
+            if rest.is_empty() {
+                continue;
+            }
+            match &outbox {
+                Some(outbox) => {
+                    eprintln!(
+                        "not delivered ({reason}); {} event(s) kept in the outbox {}",
+                        rest.len(),
+                        outbox.dir().display()
+                    );
+                }
+                None => {
+                    report.undelivered += rest.len();
+                    eprintln!(
+                        "not delivered ({reason}); use --outbox DIR to keep events for later"
+                    );
                 }
             }
+        }
+        if let Some(outbox) = &outbox {
+            report.queued = outbox.len();
         }
         Ok(report)
     }
