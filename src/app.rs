@@ -6,7 +6,7 @@ use crate::config::Config;
 use crate::domain::event::format_timestamp;
 use crate::domain::ids::{Country, REVIEW_ACTION, REVIEW_COUNTRY};
 use crate::domain::review::ReviewReport;
-use crate::domain::validate::{Origin, Schemas};
+use crate::domain::validate::{Origin, Parsed, Schemas};
 use crate::ingest::Writer;
 use crate::metrics::Metrics;
 use crate::queries;
@@ -14,7 +14,7 @@ use crate::review::{self, Clock};
 use crate::store::Store;
 use anyhow::Context;
 use chrono::{DateTime, NaiveDate, Utc};
-use serde_json::json;
+use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +35,8 @@ pub struct App {
     pub views: crate::api::ViewCache,
     /// The NDJSON streams of the log open now, at most `server.max_streams`.
     pub streams: Arc<tokio::sync::Semaphore>,
+    /// Why the scheduled review being retried cannot be written, while it cannot.
+    review_failure: std::sync::Mutex<Option<String>>,
 }
 
 impl App {
@@ -63,6 +65,7 @@ impl App {
                 bus,
                 views: crate::api::ViewCache::new(crate::api::VIEW_CACHE_BYTES),
                 streams,
+                review_failure: std::sync::Mutex::new(None),
             }),
             writer_thread,
         ))
@@ -92,6 +95,26 @@ impl App {
             tokio::time::timeout(Duration::from_millis(APPLY_WAIT_MS_MAX), wait).await,
             Ok(Ok(_))
         )
+    }
+
+    /// Notes that a scheduled review cannot be written now (and why), or that it was.
+    fn review_failing(&self, cause: Option<String>) {
+        if cause.is_some() {
+            self.metrics.review_failures.inc();
+        }
+        self.metrics.review_failing.set(i64::from(cause.is_some()));
+        *self
+            .review_failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = cause;
+    }
+
+    /// Why the scheduled review being retried cannot be written, while it cannot.
+    pub fn review_failure(&self) -> Option<String> {
+        self.review_failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Runs a review now, appends it to the log, and returns its report. For a scheduled slot
@@ -132,25 +155,16 @@ impl App {
         .await
         .map_err(internal)?
         .map_err(internal)?;
-        let event = json!({
-            "event_id": review_event_id(&review_id).to_string(),
-            "type": "review.completed",
-            "action_id": REVIEW_ACTION,
-            "country": report.country.as_ref().map_or(REVIEW_COUNTRY, |c| c.as_str()),
-            "occurred_on": queries::today(),
-            "reported_by": "impact-review",
-            "reported_at": format_timestamp(&Utc::now()),
-            "data": serde_json::to_value(&report).map_err(internal)?,
-        });
-        let parsed = self
-            .schemas
-            .parse_value(event, Origin::Service)
-            .map_err(|rejection| BusError::Rejected(vec![(0, rejection)]))?;
-        let published = self
-            .bus
-            .publish(vec![parsed], Origin::Service, None)
-            .await?;
-        if let Some(stream_seq) = published.first().and_then(|p| p.stream_seq) {
+        let mut events = self.review_events(report.clone())?;
+        // The parts are durable before their head is published: a head never names a part
+        // that is not in the log (a crash between leaves parts that nothing names).
+        let head = events.pop().expect("a review has its head event");
+        let mut published = Vec::new();
+        if !events.is_empty() {
+            published = self.bus.publish(events, Origin::Service, None).await?;
+        }
+        published.extend(self.bus.publish(vec![head], Origin::Service, None).await?);
+        if let Some(stream_seq) = published.iter().filter_map(|p| p.stream_seq).max() {
             if !self.wait_applied(stream_seq).await {
                 return Err(BusError::Unavailable(
                     "the review was published but not applied in time".into(),
@@ -163,6 +177,61 @@ impl App {
             .unwrap_or(report))
     }
 }
+
+impl App {
+    /// A report as the events that store it: one `review.completed` when it fits one message
+    /// of the bus, else its `review.part` events and then its head, which names them (§11).
+    fn review_events(&self, report: ReviewReport) -> Result<Vec<Parsed>, BusError> {
+        let message_max = self.bus.message_bytes_max();
+        let country = report
+            .country
+            .as_ref()
+            .map_or(REVIEW_COUNTRY, |c| c.as_str())
+            .to_owned();
+        let event = |event_type: &str, event_id: uuid::Uuid, data: Value| {
+            let event = json!({
+                "event_id": event_id.to_string(),
+                "type": event_type,
+                "action_id": REVIEW_ACTION,
+                "country": country,
+                "occurred_on": queries::today(),
+                "reported_by": "impact-review",
+                "reported_at": format_timestamp(&Utc::now()),
+                "data": data,
+            });
+            let parsed = self
+                .schemas
+                .parse_value(event, Origin::Service)
+                .map_err(|rejection| BusError::Rejected(vec![(0, rejection)]))?;
+            Ok::<_, BusError>((parsed.canonical.len() + MESSAGE_HEADROOM_BYTES, parsed))
+        };
+        let head_id = review_event_id(&report.review_id);
+        let data = serde_json::to_value(&report).map_err(internal)?;
+        if let Ok((size, whole)) = event("review.completed", head_id, data) {
+            if size <= message_max {
+                return Ok(vec![whole]);
+            }
+        }
+        let (mut head, parts) = report.into_parts(message_max - PART_ENVELOPE_BYTES);
+        let mut events = Vec::with_capacity(parts.len() + 1);
+        for part in parts {
+            let data = serde_json::to_value(&part).map_err(internal)?;
+            // From the part's content: a review computed again (another until_seq) has other
+            // parts, and its head names only its own.
+            let part_id = review_event_id(&data.to_string());
+            head.parts.push(part_id);
+            events.push(event("review.part", part_id, data)?.1);
+        }
+        let data = serde_json::to_value(&head).map_err(internal)?;
+        events.push(event("review.completed", head_id, data)?.1);
+        Ok(events)
+    }
+}
+
+/// Room kept in a message for its headers (`Nats-Msg-Id`, the submitter).
+const MESSAGE_HEADROOM_BYTES: usize = 1024;
+/// Room kept in a part's message for its envelope around the findings and highlights.
+const PART_ENVELOPE_BYTES: usize = 8 * 1024;
 
 fn internal(error: impl std::fmt::Display) -> BusError {
     BusError::Internal(error.to_string())
@@ -206,15 +275,27 @@ pub async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
         tokio::spawn(review::schedule_loop(cron, Clock::system(), move |slot| {
             let app = app.clone();
             async move {
-                // A slot must yield its review: retry (the broker may be down) until it does.
+                // A slot must yield its review: retry (the broker may be down) until it does,
+                // saying why in the log once per cause, and on /readyz and /metrics meanwhile.
                 let mut delay = Duration::from_secs(1);
+                let mut last_cause = None;
                 loop {
                     match app.run_review(None, None, Some(slot)).await {
                         Ok(report) => {
                             tracing::info!(review_id = %report.review_id, "scheduled review in the log");
+                            app.review_failing(None);
                             return;
                         }
-                        Err(error) => tracing::error!(%error, %slot, retry_in_s = delay.as_secs(), "scheduled review failed"),
+                        Err(error) => {
+                            let cause = error.to_string();
+                            if last_cause.as_ref() != Some(&cause) {
+                                tracing::error!(error = %cause, %slot, "scheduled review could not be written; retrying until it is");
+                            } else {
+                                tracing::debug!(error = %cause, %slot, retry_in_s = delay.as_secs(), "scheduled review still failing");
+                            }
+                            app.review_failing(Some(format!("slot {}: {cause}", review::slot_text(slot))));
+                            last_cause = Some(cause);
+                        }
                     }
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(REVIEW_RETRY_DELAY_SECS_MAX));

@@ -21,6 +21,9 @@ pub struct Metrics {
     /// 1 while the store takes writes, 0 while they are refused (reads go on either way).
     pub writes_up: Gauge,
     pub store_free_bytes: Gauge,
+    /// 1 while a scheduled review's slot could not be written and is being retried.
+    pub review_failing: Gauge,
+    pub review_failures: Counter,
     registry: Registry,
 }
 
@@ -32,6 +35,8 @@ impl Metrics {
         let log_position = Gauge::default();
         let writes_up = Gauge::default();
         let store_free_bytes = Gauge::default();
+        let review_failing = Gauge::default();
+        let review_failures = Counter::default();
         let mut registry = Registry::default();
         let impact = registry.sub_registry_with_prefix("impact");
         impact.register(
@@ -64,6 +69,16 @@ impl Metrics {
             "Free space on the store's filesystem, as last measured",
             store_free_bytes.clone(),
         );
+        impact.register(
+            "review_slot_failing",
+            "1 while a scheduled review could not be written and is being retried (see /readyz)",
+            review_failing.clone(),
+        );
+        impact.register(
+            "review_failures",
+            "Attempts to write a scheduled review that failed",
+            review_failures.clone(),
+        );
         // Every code is present from the start, so a dashboard sees zeros rather than gaps.
         for code in RejectionCode::ALL {
             let _ = rejected.get_or_create(&CodeLabel {
@@ -77,6 +92,8 @@ impl Metrics {
             log_position,
             writes_up,
             store_free_bytes,
+            review_failing,
+            review_failures,
             registry,
         }
     }

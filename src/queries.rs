@@ -8,7 +8,7 @@
 use crate::domain::event::StoredEvent;
 use crate::domain::fold::{ActionRecord, ActionStatus, Filters, ViewRules};
 use crate::domain::ids::{ActionId, Country};
-use crate::domain::review::{build_report, ReviewReport, ReviewScope};
+use crate::domain::review::{build_report, ReviewPart, ReviewReport, ReviewScope};
 use crate::store::{Store, StoreError};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::Value;
@@ -139,7 +139,8 @@ pub fn compute_review(
     }
 }
 
-/// Every stored review, newest first, with its seq and `recorded_at` for time travel.
+/// Every stored review, newest first, with its seq and `recorded_at` for time travel. A report
+/// written in parts is listed by its head: totals without findings and highlights.
 pub fn reviews(
     store: &Store,
     durable: u64,
@@ -148,28 +149,51 @@ pub fn reviews(
     seqs.retain(|&seq| seq <= durable);
     seqs.sort_unstable_by(|a, b| b.cmp(a));
     seqs.into_iter()
-        .map(|seq| review_event(store, seq).map(|(recorded_at, report)| (seq, recorded_at, report)))
+        .map(|seq| {
+            let (recorded_at, mut head) = review_event(store, seq)?;
+            head.parts.clear();
+            Ok((seq, recorded_at, head))
+        })
         .collect()
 }
 
+/// A stored review, whole (its parts joined).
 pub fn review(
     store: &Store,
     durable: u64,
     review_id: &str,
 ) -> Result<Option<ReviewReport>, StoreError> {
-    store
-        .review_seq(review_id)?
-        .filter(|&seq| seq <= durable)
-        .map(|seq| review_event(store, seq).map(|(_, report)| report))
-        .transpose()
+    let Some(seq) = store.review_seq(review_id)?.filter(|&seq| seq <= durable) else {
+        return Ok(None);
+    };
+    let (_, head) = review_event(store, seq)?;
+    // The parts were appended before their head: all are durable when it is.
+    let parts = head
+        .parts
+        .iter()
+        .map(|event_id| {
+            let (part_seq, _) = store.event_index(event_id)?.ok_or_else(|| {
+                StoreError::Corrupt(format!("review {review_id}: part {event_id} missing"))
+            })?;
+            let data = stored_data(store, part_seq)?.1;
+            serde_json::from_value::<ReviewPart>(data)
+                .map_err(|e| StoreError::Corrupt(format!("review part at seq {part_seq}: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(head.joined(parts)))
 }
 
 fn review_event(store: &Store, seq: u64) -> Result<(DateTime<Utc>, ReviewReport), StoreError> {
+    let (recorded_at, data) = stored_data(store, seq)?;
+    let report = serde_json::from_value(data)
+        .map_err(|e| StoreError::Corrupt(format!("review at seq {seq}: {e}")))?;
+    Ok((recorded_at, report))
+}
+
+fn stored_data(store: &Store, seq: u64) -> Result<(DateTime<Utc>, Value), StoreError> {
     let json = store
         .event_json(seq)?
-        .ok_or_else(|| StoreError::Corrupt(format!("review at seq {seq} missing")))?;
+        .ok_or_else(|| StoreError::Corrupt(format!("review event at seq {seq} missing")))?;
     let event = StoredEvent::from_json_bytes(&json).map_err(StoreError::Corrupt)?;
-    let report = serde_json::from_value(Value::Object(event.envelope.data))
-        .map_err(|e| StoreError::Corrupt(format!("review at seq {seq}: {e}")))?;
-    Ok((event.recorded_at, report))
+    Ok((event.recorded_at, Value::Object(event.envelope.data)))
 }

@@ -215,3 +215,153 @@ async fn two_instances_on_one_nats_stream_write_one_review_per_slot() {
         "both replicas applied the same single review"
     );
 }
+
+/// 10,000 Actions of 5 outcomes each, long unreported: a review with ~100,000 findings, some
+/// 20 MB of report, far beyond one message.
+async fn load_large(http: &reqwest::Client, service: &Service) {
+    let countries = ["TH", "LA", "PH", "KG"];
+    let mut body = Vec::with_capacity(1000);
+    for a in 0..10_000 {
+        let country = countries[a % 4];
+        let action = format!("MIEUX-{country}-{a:05}");
+        body.push(registered(&action, country));
+        for o in 0..5 {
+            let mut event = track(
+                &action,
+                country,
+                &format!("outcome-{o}"),
+                "network.created",
+                "2016-05-01",
+            );
+            event["data"] = json!({"title": format!("Network {o} of Action {a}")});
+            body.push(event);
+        }
+        if body.len() >= 990 || a == 9_999 {
+            let (status, answer) =
+                post_json(http, &service.url("/v1/events?wait=true"), &json!(body)).await;
+            assert_eq!(status, 202, "{answer}");
+            body.clear();
+        }
+    }
+}
+
+async fn a_large_review_is_written_and_read_back_whole(service: &Service) {
+    let http = client();
+    load_large(&http, service).await;
+    let (status, report) = post_json(
+        &http,
+        &service.url("/v1/reviews"),
+        &json!({"as_of": "2026-10-01"}),
+    )
+    .await;
+    assert_eq!(
+        status,
+        201,
+        "{}",
+        report.to_string().chars().take(400).collect::<String>()
+    );
+    assert_eq!(report["totals"]["actions"], 10_000);
+    assert_eq!(report["totals"]["outcomes"], 50_000);
+    let found = report["findings"].as_array().unwrap().len();
+    assert!(found >= 50_000, "{found} findings");
+    assert!(
+        report.get("parts").is_none(),
+        "parts are the store's business"
+    );
+    let id = report["review_id"].as_str().unwrap();
+    let (status, read) = get_json(&http, &service.url(&format!("/v1/reviews/{id}"))).await;
+    assert_eq!(status, 200);
+    assert_eq!(read, report, "read back whole, as written");
+    // Stored as its parts and a head that fit one message each.
+    let events = all_events(&http, service).await;
+    let parts: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["type"] == "review.part")
+        .collect();
+    assert!(parts.len() > 10, "{} parts", parts.len());
+    for event in events.iter().filter(|e| e["action_id"] == "REVIEW") {
+        let size = event.to_string().len();
+        assert!(size < 1024 * 1024, "a review event of {size} bytes");
+    }
+    let head = events
+        .iter()
+        .find(|e| e["type"] == "review.completed")
+        .unwrap();
+    assert!(head["seq"].as_u64() > parts.iter().map(|p| p["seq"].as_u64()).max().unwrap());
+    let (_, metrics) = (0, get_text(&http, &service.url("/metrics")).await);
+    assert!(
+        metrics.contains("impact_review_slot_failing 0"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_review_of_10000_actions_is_stored_whole_on_the_embedded_bus() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("impact.toml");
+    std::fs::write(&config, "[review]\nschedule = \"off\"\n").unwrap();
+    let service = Service::start(&["--config", config.to_str().unwrap()]);
+    a_large_review_is_written_and_read_back_whole(&service).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_review_of_10000_actions_is_stored_whole_on_nats_with_its_default_max_payload() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("impact.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[nats]\nurl = \"{}\"\n[review]\nschedule = \"off\"\n",
+            nats.url()
+        ),
+    )
+    .unwrap();
+    let service = Service::start(&["--config", config.to_str().unwrap()]);
+    let http = client();
+    eventually(30, async || {
+        (http.get(service.url("/readyz")).send().await.ok()?.status() == 200).then_some(())
+    })
+    .await;
+    a_large_review_is_written_and_read_back_whole(&service).await;
+}
+
+#[tokio::test]
+async fn a_scheduled_review_that_cannot_be_written_says_why_until_it_is() {
+    let mut nats = NatsServer::start();
+    nats.kill();
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start(&["--config", &scheduled_config(dir.path(), Some(&nats))]);
+    let http = client();
+    // The start's catch-up of the last slot cannot reach the broker.
+    let ready = eventually(30, async || {
+        let (_, ready) = get_json(&http, &service.url("/readyz")).await;
+        (ready["scheduled_review"] == "failing").then_some(ready)
+    })
+    .await;
+    let because = ready["scheduled_review_failing_because"].as_str().unwrap();
+    assert!(
+        because.starts_with("slot ") && because.contains("T03:00:00Z"),
+        "{because}"
+    );
+    let metrics = get_text(&http, &service.url("/metrics")).await;
+    assert!(
+        metrics.contains("impact_review_slot_failing 1"),
+        "{metrics}"
+    );
+
+    nats.restart();
+    let ids = eventually(60, async || {
+        let ids = review_ids(&http, &service).await;
+        (!ids.is_empty()).then_some(ids)
+    })
+    .await;
+    assert_eq!(ids.len(), 1);
+    let (_, ready) = get_json(&http, &service.url("/readyz")).await;
+    assert!(ready.get("scheduled_review").is_none(), "{ready}");
+    let metrics = get_text(&http, &service.url("/metrics")).await;
+    assert!(
+        metrics.contains("impact_review_slot_failing 0"),
+        "{metrics}"
+    );
+}

@@ -174,6 +174,11 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
     if let Some(down) = &writes_down {
         body["writes_down_because"] = json!(down.to_string());
     }
+    // Not a reason to take the instance out of service: reads and writes go on.
+    if let Some(cause) = app.review_failure() {
+        body["scheduled_review"] = json!("failing");
+        body["scheduled_review_failing_because"] = json!(cause);
+    }
     let status = if bus_ready && writes_down.is_none() {
         StatusCode::OK
     } else {

@@ -30,13 +30,24 @@ pub struct Published {
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
     /// Some events are invalid against the log as it stands; nothing was published.
-    #[error("rejected")]
+    #[error("rejected: {}", describe(.0))]
     Rejected(Vec<(usize, Rejection)>),
     /// The bus did not durably accept the events; nothing was stored, retry with the same ids.
     #[error("bus unavailable: {0}")]
     Unavailable(String),
     #[error("{0}")]
     Internal(String),
+}
+
+/// The rejections of a body, for a log line: `event 0: payload_too_large (…)`.
+fn describe(failures: &[(usize, Rejection)]) -> String {
+    let described: Vec<String> = failures
+        .iter()
+        .map(|(index, rejection)| {
+            format!("event {index}: {} ({})", rejection.code, rejection.message)
+        })
+        .collect();
+    described.join("; ")
 }
 
 impl From<WriteError> for BusError {
@@ -118,6 +129,19 @@ impl Bus {
         match self {
             Bus::Embedded(writer) => writer,
             Bus::Nats(bus) => bus.writer(),
+        }
+    }
+
+    /// The largest event one message carries: on NATS the server's `max_payload` (1 MiB by
+    /// default), at most the service's own limit.
+    pub fn message_bytes_max(&self) -> usize {
+        let service_max = crate::domain::event::SERVICE_EVENT_BYTES_MAX;
+        match self {
+            Bus::Embedded(_) => service_max,
+            Bus::Nats(bus) => match bus.max_payload() {
+                0 => service_max,
+                max_payload => max_payload.min(service_max),
+            },
         }
     }
 

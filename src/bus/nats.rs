@@ -163,6 +163,11 @@ impl NatsBus {
         })
     }
 
+    /// The server's `max_payload` (0 before the first connection).
+    pub fn max_payload(&self) -> usize {
+        self.client.server_info().max_payload
+    }
+
     pub fn writer(&self) -> &Writer {
         &self.writer
     }

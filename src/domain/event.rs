@@ -11,6 +11,9 @@ use sha2::{Digest, Sha256};
 
 /// One serialized event is at most this large (CONTRACT.md §2.1).
 pub const EVENT_BYTES_MAX: usize = 64 * 1024;
+/// The service's own events (reviews) are held to this instead: one message of NATS's default
+/// `max_payload`. A review larger than that is written in parts (`review.part`).
+pub const SERVICE_EVENT_BYTES_MAX: usize = 1024 * 1024;
 
 /// The envelope as submitted. Defaults (`schema_version` 1, `lang` "en") are filled in, so the
 /// same content written with or without them is the same event.
@@ -151,6 +154,8 @@ pub enum EventKind {
         target: EventId,
     },
     ReviewCompleted,
+    /// A part of a review report too large for one message (CONTRACT.md §11).
+    ReviewPart,
 }
 
 /// Why an envelope that passed the schema still cannot be read as a known event.
@@ -161,6 +166,11 @@ pub enum KindError {
 }
 
 impl EventKind {
+    /// A review's event, of the service's pseudo-Action `REVIEW` and no Action's record.
+    pub fn is_review(&self) -> bool {
+        matches!(self, EventKind::ReviewCompleted | EventKind::ReviewPart)
+    }
+
     /// Is `event_type` one of the types of CONTRACT.md §2.3/2.4?
     pub fn is_known_type(event_type: &str) -> bool {
         matches!(
@@ -172,6 +182,7 @@ impl EventKind {
                 | "outcome.expectation_revised"
                 | "event.retracted"
                 | "review.completed"
+                | "review.part"
         ) || parse_track_event_type(event_type).is_some()
     }
 
@@ -217,6 +228,7 @@ impl EventKind {
                     })?,
             },
             "review.completed" => EventKind::ReviewCompleted,
+            "review.part" => EventKind::ReviewPart,
             other => match parse_track_event_type(other) {
                 Some(stage) => EventKind::Track {
                     outcome: outcome()?,

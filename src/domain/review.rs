@@ -3,7 +3,7 @@
 //! sustained). The same inputs give the same report, byte for byte.
 
 use super::fold::{ActionStatus, OutcomeState, Verification};
-use super::ids::{ActionId, Country, OutcomeId};
+use super::ids::{ActionId, Country, EventId, OutcomeId};
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -73,6 +73,80 @@ pub struct ReviewReport {
     pub by_track: BTreeMap<String, Totals>,
     pub findings: Vec<Finding>,
     pub highlights: Vec<Highlight>,
+    /// Stored reports only, when the report did not fit one message: the event ids of its
+    /// `review.part` events, in order. Never in a report that is read back whole.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<EventId>,
+}
+
+/// A part of a report too large for one message (CONTRACT.md §11): some of its findings and
+/// highlights, in order.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReviewPart {
+    pub review_id: String,
+    /// 1-based.
+    pub index: u32,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<Finding>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub highlights: Vec<Highlight>,
+}
+
+impl ReviewReport {
+    /// The report without its findings and highlights, and those in parts whose items take at
+    /// most `part_bytes` of JSON each (an item larger than that has a part of its own).
+    pub fn into_parts(mut self, part_bytes: usize) -> (ReviewReport, Vec<ReviewPart>) {
+        let mut packer = Packer {
+            review_id: &self.review_id,
+            budget: part_bytes,
+            parts: Vec::new(),
+            used: part_bytes,
+        };
+        for finding in std::mem::take(&mut self.findings) {
+            packer.room_for(&finding).findings.push(finding);
+        }
+        for highlight in std::mem::take(&mut self.highlights) {
+            packer.room_for(&highlight).highlights.push(highlight);
+        }
+        let parts = packer.parts;
+        (self, parts)
+    }
+
+    /// The stored head of a report and its parts, in order, as one report.
+    pub fn joined(mut self, parts: impl IntoIterator<Item = ReviewPart>) -> ReviewReport {
+        for part in parts {
+            self.findings.extend(part.findings);
+            self.highlights.extend(part.highlights);
+        }
+        self.parts.clear();
+        self
+    }
+}
+
+/// Fills parts in order, starting a new one when the next item would overflow the budget.
+struct Packer<'a> {
+    review_id: &'a str,
+    budget: usize,
+    parts: Vec<ReviewPart>,
+    used: usize,
+}
+
+impl Packer<'_> {
+    fn room_for(&mut self, item: &impl Serialize) -> &mut ReviewPart {
+        // As written in the part's JSON array, with its comma.
+        let bytes = serde_json::to_vec(item).map_or(0, |json| json.len()) + 1;
+        if self.used > 0 && self.used + bytes > self.budget {
+            self.parts.push(ReviewPart {
+                review_id: self.review_id.to_owned(),
+                index: self.parts.len() as u32 + 1,
+                findings: Vec::new(),
+                highlights: Vec::new(),
+            });
+            self.used = 0;
+        }
+        self.used += bytes;
+        self.parts.last_mut().expect("a part was started")
+    }
 }
 
 /// What a review reads: a reference date, a log position and an optional country.
@@ -171,6 +245,7 @@ pub fn build_report<S: std::borrow::Borrow<ActionStatus>>(
         by_track,
         findings,
         highlights,
+        parts: Vec::new(),
     }
 }
 

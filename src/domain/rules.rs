@@ -167,7 +167,7 @@ pub fn fact(
             }
         }
         EventKind::Retracted { target } => Fact::Retracted { target: *target },
-        EventKind::ReviewCompleted => return Ok(None),
+        EventKind::ReviewCompleted | EventKind::ReviewPart => return Ok(None),
     }))
 }
 
@@ -225,6 +225,7 @@ impl StoredFields<'_> {
         let data = &self.data;
         Ok(match self.event_type.as_ref() {
             "review.completed" => EventKind::ReviewCompleted,
+            "review.part" => EventKind::ReviewPart,
             "action.registered" => EventKind::Registered {
                 title: data.title.clone().unwrap_or_default(),
             },

@@ -923,3 +923,59 @@ fn an_event_value_is_measured_as_compact_json() {
         RejectionCode::PayloadTooLarge
     );
 }
+
+#[test]
+fn a_report_in_parts_is_the_report_again_when_joined() {
+    use super::review::{Finding, Highlight, ReviewReport};
+    let finding = |n: usize| Finding {
+        action_id: ActionId::parse(&format!("MIEUX-TH-{n:05}")).unwrap(),
+        outcome_id: None,
+        flag: "stale".into(),
+        detail: format!("no report since 2019-01-01, {n} days ago"),
+        action_title: Some(format!("Study visit {n}")),
+        outcome_title: None,
+    };
+    let highlight = |n: usize| Highlight {
+        action_id: ActionId::parse(&format!("MIEUX-LA-{n:05}")).unwrap(),
+        outcome_id: super::ids::OutcomeId::parse(&format!("o-{n}")).unwrap(),
+        track: "network".into(),
+        stage: "formalised".into(),
+        state: OutcomeState::Achieved,
+        action_title: None,
+        outcome_title: format!("Network {n}"),
+        stage_since: date("2020-01-01"),
+    };
+    let report = ReviewReport {
+        review_id: "review-large".into(),
+        as_of: date("2026-10-01"),
+        until_seq: 9,
+        country: None,
+        schedule_slot: None,
+        totals: Default::default(),
+        by_country: Default::default(),
+        by_track: Default::default(),
+        findings: (0..3000).map(finding).collect(),
+        highlights: (0..700).map(highlight).collect(),
+        parts: Vec::new(),
+    };
+    let budget = 16 * 1024;
+    let (head, parts) = report.clone().into_parts(budget);
+    assert!(head.findings.is_empty() && head.highlights.is_empty());
+    assert!(parts.len() > 20, "{} parts", parts.len());
+    for (n, part) in parts.iter().enumerate() {
+        assert_eq!(part.index as usize, n + 1);
+        let items: usize = part
+            .findings
+            .iter()
+            .map(|f| serde_json::to_vec(f).unwrap().len() + 1)
+            .chain(
+                part.highlights
+                    .iter()
+                    .map(|h| serde_json::to_vec(h).unwrap().len() + 1),
+            )
+            .sum();
+        assert!(items <= budget, "part {} holds {items} bytes", part.index);
+        assert!(items > budget / 2 || n + 1 == parts.len() || !part.highlights.is_empty());
+    }
+    assert_eq!(head.joined(parts), report);
+}

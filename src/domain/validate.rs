@@ -2,7 +2,10 @@
 //! The JSON Schemas in `schemas/` are embedded here and are the single source of truth for shape;
 //! this module adds only what a schema cannot say (the type table, who may write what).
 
-use super::event::{canonical_json, content_hash, Envelope, EventKind, KindError, EVENT_BYTES_MAX};
+use super::event::{
+    canonical_json, content_hash, Envelope, EventKind, KindError, EVENT_BYTES_MAX,
+    SERVICE_EVENT_BYTES_MAX,
+};
 use jsonschema::error::ValidationErrorKind;
 use serde::Serialize;
 use serde_json::Value;
@@ -123,6 +126,16 @@ pub enum Origin {
     Service,
 }
 
+impl Origin {
+    /// How large one event may be: a client's 64 KiB, or one message for the service's own.
+    pub fn event_bytes_max(self) -> usize {
+        match self {
+            Origin::Client => EVENT_BYTES_MAX,
+            Origin::Service => SERVICE_EVENT_BYTES_MAX,
+        }
+    }
+}
+
 /// An event that passed every stateless check.
 #[derive(Clone, Debug)]
 pub struct Parsed {
@@ -152,8 +165,8 @@ impl Schemas {
 
     /// Bytes off the wire → a typed event.
     pub fn parse_bytes(&self, raw: &[u8], origin: Origin) -> Result<Parsed, Rejection> {
-        if raw.len() > EVENT_BYTES_MAX {
-            return Err(too_large(raw.len()));
+        if raw.len() > origin.event_bytes_max() {
+            return Err(too_large(raw.len(), origin));
         }
         let text = std::str::from_utf8(raw)
             .map_err(|e| Rejection::new(RejectionCode::MalformedJson, format!("not UTF-8: {e}")))?;
@@ -165,8 +178,8 @@ impl Schemas {
     /// One element of a JSON body: its size is measured as it serializes.
     pub fn parse_value(&self, value: Value, origin: Origin) -> Result<Parsed, Rejection> {
         let size = serialized_len(&value);
-        if size > EVENT_BYTES_MAX {
-            return Err(too_large(size));
+        if size > origin.event_bytes_max() {
+            return Err(too_large(size, origin));
         }
         self.parse_value_unsized(value, origin)
     }
@@ -186,11 +199,11 @@ impl Schemas {
                     format!("unknown event type {event_type:?}"),
                 ));
             }
-            if event_type == "review.completed" && origin == Origin::Client {
+            if event_type.starts_with("review.") && origin == Origin::Client {
                 return Err(Rejection::at(
                     RejectionCode::ForbiddenType,
                     "/type",
-                    "review.completed is written by the service only",
+                    format!("{event_type} is written by the service only"),
                 ));
             }
         }
@@ -276,10 +289,13 @@ fn serialized_len(value: &Value) -> usize {
     }
 }
 
-fn too_large(size: usize) -> Rejection {
+fn too_large(size: usize, origin: Origin) -> Rejection {
     Rejection::new(
         RejectionCode::PayloadTooLarge,
-        format!("an event is at most {EVENT_BYTES_MAX} bytes, this one is {size}"),
+        format!(
+            "an event is at most {} bytes, this one is {size}",
+            origin.event_bytes_max()
+        ),
     )
 }
 

@@ -98,7 +98,7 @@ impl Needs {
                 Some(review_id) => {
                     needs.reviews.insert(review_id);
                 }
-                None if parsed.kind == EventKind::ReviewCompleted => {}
+                None if parsed.kind.is_review() => {}
                 None => {
                     needs.actions.insert(parsed.envelope.action_id.clone());
                 }
@@ -340,7 +340,7 @@ impl Batch {
             ));
         }
         let action_id = parsed.envelope.action_id.clone();
-        let is_review = parsed.kind == EventKind::ReviewCompleted;
+        let is_review = parsed.kind.is_review();
         let review_id = review_id(&parsed);
         if let Some(review_id) = &review_id {
             // One review per id, whoever writes it (replicas, restarts): a second is a duplicate.
@@ -519,12 +519,12 @@ fn check_subject(source: &Source, parsed: &Parsed) -> Result<(), Rejection> {
         ["impact", "events" | "submitted", country, action] => {
             *country == envelope.country.as_str()
                 && *action == envelope.action_id.as_str()
-                && parsed.kind != EventKind::ReviewCompleted
+                && !parsed.kind.is_review()
         }
         ["impact", "reviews", review] => {
-            parsed.kind == EventKind::ReviewCompleted
+            parsed.kind.is_review()
                 && envelope.action_id.as_str() == REVIEW_ACTION
-                && review_id(parsed).as_deref() == Some(*review)
+                && envelope.data.get("review_id").and_then(|id| id.as_str()) == Some(*review)
         }
         _ => false,
     };
