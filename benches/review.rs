@@ -6,13 +6,15 @@
 
 use impact::domain::fold::{ActionRecord, ActionStatus, Fact, Filters, FoldEvent, ViewRules};
 use impact::domain::ids::{ActionId, Country, OutcomeId};
-use impact::domain::review::{build_report, ReviewScope};
+use impact::domain::review::{build_report, ReviewPart, ReviewScope};
 use impact::domain::tracks::Track;
 use std::time::Instant;
 
 const ACTIONS: usize = 10_000;
 const OUTCOMES_PER_ACTION: usize = 5;
 const EVENTS_PER_OUTCOME: usize = 3;
+/// About what a part of a review holds on NATS's default 1 MiB `max_payload`.
+const PART_BYTES: usize = 1024 * 1024 - 9 * 1024;
 
 fn rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -93,6 +95,25 @@ fn main() {
     );
     let seconds = started.elapsed().as_secs_f64();
     let grown = rss_kib().saturating_sub(before);
+    // As the service stores it (App::review_events): the report as JSON, in parts of about a
+    // NATS message each when it does not fit one, and read back (joined) as GET returns it.
+    let before_parts = rss_kib();
+    let stored_started = Instant::now();
+    let whole_bytes = serde_json::to_vec(&report).unwrap().len();
+    let (head, parts) = report.clone().into_parts(PART_BYTES);
+    let part_json: Vec<Vec<u8>> = parts
+        .iter()
+        .map(|p| serde_json::to_vec(p).unwrap())
+        .collect();
+    let largest_part = part_json.iter().map(Vec::len).max().unwrap_or(0);
+    let read_back: Vec<ReviewPart> = part_json
+        .iter()
+        .map(|json| serde_json::from_slice(json).unwrap())
+        .collect();
+    let joined = head.joined(read_back);
+    let stored_seconds = stored_started.elapsed().as_secs_f64();
+    let parts_grown = rss_kib().saturating_sub(before_parts);
+    assert_eq!(joined, report, "the parts join to the report");
     // Measured after the review, so its allocations cannot reuse memory freed here.
     let as_of_date = chrono::NaiveDate::from_ymd_opt(2026, 10, 1).unwrap();
     let views_json_bytes: usize = records
@@ -113,6 +134,14 @@ fn main() {
         seconds,
         report.findings.len(),
         report.highlights.len()
+    );
+    println!(
+        "stored in parts:             {:>8.3} s to write {} parts (largest {} KiB) of a {} KiB report and join them again; RSS growth {parts_grown} KiB = {:.2}x the report's JSON",
+        stored_seconds,
+        part_json.len(),
+        largest_part / 1024,
+        whole_bytes / 1024,
+        parts_grown as f64 / (whole_bytes as f64 / 1024.0)
     );
     println!(
         "review's RSS growth {grown} KiB: {:.2}x the views as served (JSON, {} KiB), {:.2}x the records they fold from ({} KiB); target <= 2x",
