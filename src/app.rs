@@ -304,7 +304,11 @@ pub async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
         }))
     });
     let bus = match &app.config.nats {
-        Some(nats) => format!("NATS JetStream at {} (stream {})", nats.url, nats.stream),
+        Some(nats) => format!(
+            "NATS JetStream at {} (stream {})",
+            nats.urls.join(", "),
+            nats.stream
+        ),
         None => "the embedded bus".to_owned(),
     };
     println!("impact listening on http://{addr}/ (dashboard at http://{addr}/, API at http://{addr}/v1), {bus}, data in {}", app.config.data_dir.display());

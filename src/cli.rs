@@ -25,8 +25,15 @@ pub enum Command {
         /// Address to listen on, e.g. 127.0.0.1:8080 (port 0 picks a free port).
         #[arg(long, env = "IMPACT_HTTP_ADDR")]
         http: Option<String>,
+        /// NATS server URL, or several of a cluster separated by commas.
         #[arg(long, env = "IMPACT_NATS_URL")]
         nats: Option<String>,
+        /// The same, from the environment's plural name.
+        #[arg(long, env = "IMPACT_NATS_URLS", hide = true)]
+        nats_urls: Option<String>,
+        /// A NATS credentials file (JWT + nkey seed), in place of nats.creds_file.
+        #[arg(long, env = "IMPACT_NATS_CREDS")]
+        nats_creds: Option<PathBuf>,
         /// Load the built-in example follow-ups when the store is empty.
         #[arg(long)]
         demo: bool,

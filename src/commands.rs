@@ -91,6 +91,7 @@ pub fn offline_config(
         data_dir,
         http_addr: None,
         nats_url: None,
+        nats_creds: None,
     })?)
 }
 

@@ -66,10 +66,21 @@ struct ServerSection {
 #[serde(deny_unknown_fields)]
 struct NatsSection {
     url: Option<String>,
+    urls: Option<Vec<String>>,
     stream: Option<String>,
     replicas: Option<usize>,
     duplicate_window_secs: Option<u64>,
     publish_timeout_ms: Option<u64>,
+    stall_ms: Option<u64>,
+    creds_file: Option<PathBuf>,
+    nkey_seed_file: Option<PathBuf>,
+    user: Option<String>,
+    password_file: Option<PathBuf>,
+    token_file: Option<PathBuf>,
+    tls_ca_file: Option<PathBuf>,
+    tls_cert_file: Option<PathBuf>,
+    tls_key_file: Option<PathBuf>,
+    inbox_prefix: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -102,9 +113,55 @@ pub struct Principal {
     pub token_sha256: String,
 }
 
+/// A secret read from its file: never in the TOML, never printed (`Debug` shows no content).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(…)")
+    }
+}
+
+/// How the service proves itself to NATS (CONTRACT.md §6.1): at most one way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NatsAuth {
+    None,
+    /// A JWT + nkey seed credentials file's content.
+    Creds(Secret),
+    NkeySeed(Secret),
+    UserPassword {
+        user: String,
+        password: Secret,
+    },
+    Token(Secret),
+}
+
+/// TLS to NATS: the servers verified with `ca_file` (else the system's roots), and a client
+/// certificate when the servers ask for one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatsTls {
+    pub ca_file: Option<PathBuf>,
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+}
+
 #[derive(Debug, Clone)]
 pub struct NatsConfig {
-    pub url: String,
+    /// One server, or several of a cluster.
+    pub urls: Vec<String>,
+    pub auth: NatsAuth,
+    pub tls: Option<NatsTls>,
+    /// Reply subjects start with this (`_INBOX` by default), so permissions can keep them private.
+    pub inbox_prefix: Option<String>,
+    /// `/readyz` is `503` while the consumer has received nothing for this long although the
+    /// stream holds messages after the checkpoint.
+    pub stall_ms: u64,
     pub stream: String,
     pub replicas: usize,
     /// JetStream's `Nats-Msg-Id` dedupe window.
@@ -137,7 +194,10 @@ pub struct Overrides {
     pub config_file: Option<PathBuf>,
     pub data_dir: Option<PathBuf>,
     pub http_addr: Option<String>,
+    /// One URL, or several separated by commas (`--nats`, `IMPACT_NATS_URL`, `IMPACT_NATS_URLS`).
     pub nats_url: Option<String>,
+    /// A credentials file (`IMPACT_NATS_CREDS`), in place of the file's `nats.creds_file`.
+    pub nats_creds: Option<PathBuf>,
 }
 
 impl Config {
@@ -159,17 +219,7 @@ impl Config {
             .clone()
             .or(file.server.data_dir)
             .unwrap_or_else(|| DATA_DIR_DEFAULT.into());
-        let nats_section = file.nats.unwrap_or_default();
-        let nats_url = overrides.nats_url.clone().or(nats_section.url);
-        let nats = nats_url.map(|url| NatsConfig {
-            url,
-            stream: nats_section
-                .stream
-                .unwrap_or_else(|| STREAM_DEFAULT.to_owned()),
-            replicas: nats_section.replicas.unwrap_or(1),
-            duplicate_window_secs: nats_section.duplicate_window_secs.unwrap_or(120),
-            publish_timeout_ms: nats_section.publish_timeout_ms.unwrap_or(5_000),
-        });
+        let nats = nats_config(file.nats.unwrap_or_default(), overrides)?;
         let schedule = file
             .review
             .schedule
@@ -262,6 +312,208 @@ impl Config {
 
     pub fn auth_enabled(&self) -> bool {
         !self.principals.is_empty()
+    }
+}
+
+/// The `[nats]` section under the flags and environment; `None` for the embedded bus.
+fn nats_config(
+    mut section: NatsSection,
+    overrides: &Overrides,
+) -> Result<Option<NatsConfig>, ConfigError> {
+    let invalid = |message: String| ConfigError::Invalid(message);
+    let urls: Vec<String> = match (&overrides.nats_url, &section.url, &section.urls) {
+        (Some(flag), _, _) => flag.split(',').map(|u| u.trim().to_owned()).collect(),
+        (None, Some(_), Some(_)) => {
+            return Err(invalid(
+                "nats.url and nats.urls are both set: keep one".into(),
+            ))
+        }
+        (None, Some(url), None) => vec![url.clone()],
+        (None, None, Some(urls)) => urls.clone(),
+        (None, None, None) => return Ok(None),
+    };
+    if urls.is_empty() || urls.iter().any(String::is_empty) {
+        return Err(invalid(
+            "nats.urls: give at least one URL, none empty".into(),
+        ));
+    }
+    for url in &urls {
+        check_nats_url(url)?;
+    }
+    if let Some(creds) = &overrides.nats_creds {
+        section.creds_file = Some(creds.clone());
+    }
+    let secret = |key: &str, path: &Path| -> Result<Secret, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            invalid(format!(
+                "nats.{key} {}: cannot read it: {e}",
+                path.display()
+            ))
+        })?;
+        let text = text.trim().to_owned();
+        if text.is_empty() {
+            return Err(invalid(format!(
+                "nats.{key} {}: the file is empty",
+                path.display()
+            )));
+        }
+        Ok(Secret(text))
+    };
+    let given: Vec<&str> = [
+        ("creds_file", section.creds_file.is_some()),
+        ("nkey_seed_file", section.nkey_seed_file.is_some()),
+        (
+            "user/password_file",
+            section.user.is_some() || section.password_file.is_some(),
+        ),
+        ("token_file", section.token_file.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(key, set)| set.then_some(key))
+    .collect();
+    if given.len() > 1 {
+        return Err(invalid(format!(
+            "nats: {} are all set; give at most one way to authenticate",
+            given.join(", ")
+        )));
+    }
+    let auth = if let Some(path) = &section.creds_file {
+        let creds = secret("creds_file", path)?;
+        async_nats::ConnectOptions::with_credentials(creds.expose()).map_err(|e| {
+            invalid(format!(
+                "nats.creds_file {}: not a credentials file: {e}",
+                path.display()
+            ))
+        })?;
+        NatsAuth::Creds(creds)
+    } else if let Some(path) = &section.nkey_seed_file {
+        let seed = secret("nkey_seed_file", path)?;
+        nkeys::KeyPair::from_seed(seed.expose()).map_err(|e| {
+            invalid(format!(
+                "nats.nkey_seed_file {}: not an nkey seed: {e}",
+                path.display()
+            ))
+        })?;
+        NatsAuth::NkeySeed(seed)
+    } else if let Some(user) = &section.user {
+        let path = section.password_file.as_ref().ok_or_else(|| {
+            invalid(
+                "nats.user is set without nats.password_file (the password is read from a file)"
+                    .into(),
+            )
+        })?;
+        NatsAuth::UserPassword {
+            user: user.clone(),
+            password: secret("password_file", path)?,
+        }
+    } else if section.password_file.is_some() {
+        return Err(invalid(
+            "nats.password_file is set without nats.user".into(),
+        ));
+    } else if let Some(path) = &section.token_file {
+        NatsAuth::Token(secret("token_file", path)?)
+    } else {
+        NatsAuth::None
+    };
+    let readable = |key: &str, path: &PathBuf| -> Result<PathBuf, ConfigError> {
+        std::fs::File::open(path)
+            .map(|_| path.clone())
+            .map_err(|e| {
+                invalid(format!(
+                    "nats.{key} {}: cannot read it: {e}",
+                    path.display()
+                ))
+            })
+    };
+    let client_cert = match (&section.tls_cert_file, &section.tls_key_file) {
+        (Some(cert), Some(key)) => Some((
+            readable("tls_cert_file", cert)?,
+            readable("tls_key_file", key)?,
+        )),
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(invalid(
+                "nats.tls_cert_file is set without nats.tls_key_file".into(),
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(invalid(
+                "nats.tls_key_file is set without nats.tls_cert_file".into(),
+            ))
+        }
+    };
+    let ca_file = section
+        .tls_ca_file
+        .as_ref()
+        .map(|path| readable("tls_ca_file", path))
+        .transpose()?;
+    let tls_wanted = ca_file.is_some()
+        || client_cert.is_some()
+        || urls.iter().any(|url| url.starts_with("tls://"));
+    let tls = tls_wanted.then_some(NatsTls {
+        ca_file,
+        client_cert,
+    });
+    if let Some(prefix) = &section.inbox_prefix {
+        let valid = !prefix.is_empty()
+            && prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+            && !prefix.starts_with('.')
+            && !prefix.ends_with('.');
+        if !valid {
+            return Err(invalid(format!(
+                "nats.inbox_prefix {prefix:?}: letters, digits, '_', '-' and inner '.' only"
+            )));
+        }
+    }
+    let replicas = section.replicas.unwrap_or(1);
+    if !(1..=5).contains(&replicas) {
+        return Err(invalid(format!(
+            "nats.replicas = {replicas}: JetStream takes 1 to 5"
+        )));
+    }
+    Ok(Some(NatsConfig {
+        urls,
+        auth,
+        tls,
+        inbox_prefix: section.inbox_prefix,
+        stall_ms: section.stall_ms.unwrap_or(15_000),
+        stream: section.stream.unwrap_or_else(|| STREAM_DEFAULT.to_owned()),
+        replicas,
+        duplicate_window_secs: section.duplicate_window_secs.unwrap_or(120),
+        publish_timeout_ms: section.publish_timeout_ms.unwrap_or(5_000),
+    }))
+}
+
+/// A NATS URL names a server, never credentials (§6.1).
+fn check_nats_url(url: &str) -> Result<(), ConfigError> {
+    let rest = url
+        .split_once("://")
+        .filter(|(scheme, _)| matches!(*scheme, "nats" | "tls"))
+        .map(|(_, rest)| rest)
+        .ok_or_else(|| {
+            ConfigError::Invalid(format!(
+                "nats.urls: {:?} is not a nats:// or tls:// URL",
+                redact(url)
+            ))
+        })?;
+    let authority = rest.split('/').next().unwrap_or(rest);
+    if authority.contains('@') {
+        return Err(ConfigError::Invalid(format!(
+            "nats.urls: {:?} carries credentials; put them in nats.creds_file, nats.nkey_seed_file, \
+             nats.user + nats.password_file or nats.token_file instead",
+            redact(url)
+        )));
+    }
+    Ok(())
+}
+
+/// A URL with anything before an `@` blanked, for messages.
+fn redact(url: &str) -> String {
+    match (url.split_once("://"), url.rfind('@')) {
+        (Some((scheme, _)), Some(at)) => format!("{scheme}://…{}", &url[at..]),
+        _ => url.to_owned(),
     }
 }
 
@@ -374,5 +626,89 @@ mod tests {
             ..Default::default()
         })
         .is_err());
+    }
+
+    fn nats_error(section: &str) -> String {
+        let file = write(&format!("[nats]\n{section}\n"));
+        Config::load(&Overrides {
+            config_file: Some(file.path().into()),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string()
+    }
+
+    #[test]
+    fn nats_connection_keys_are_checked_at_load_naming_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let password = dir.path().join("password");
+        std::fs::write(&password, "s3cret-value\n").unwrap();
+        let seed = dir.path().join("seed");
+        std::fs::write(&seed, "not a seed").unwrap();
+        let creds = dir.path().join("creds");
+        std::fs::write(&creds, "garbage").unwrap();
+        let cases = [
+            ("url = \"nats://impact:pw@n1:4222\"", "carries credentials"),
+            ("url = \"nats://n1\"\nurls = [\"nats://n2\"]", "nats.url and nats.urls"),
+            ("urls = []", "nats.urls"),
+            ("url = \"http://n1:4222\"", "not a nats:// or tls://"),
+            (
+                &format!("url = \"nats://n1\"\nuser = \"impact\"\npassword_file = \"{}\"\ntoken_file = \"{}\"", password.display(), password.display()),
+                "at most one way",
+            ),
+            ("url = \"nats://n1\"\nuser = \"impact\"", "nats.password_file"),
+            ("url = \"nats://n1\"\ntoken_file = \"/nonexistent/token\"", "nats.token_file /nonexistent/token: cannot read it"),
+            (&format!("url = \"nats://n1\"\nnkey_seed_file = \"{}\"", seed.display()), "nats.nkey_seed_file"),
+            (&format!("url = \"nats://n1\"\ncreds_file = \"{}\"", creds.display()), "nats.creds_file"),
+            ("url = \"nats://n1\"\ntls_cert_file = \"/etc/hostname\"", "nats.tls_key_file"),
+            ("url = \"nats://n1\"\ntls_ca_file = \"/nonexistent/ca.pem\"", "nats.tls_ca_file"),
+            ("url = \"nats://n1\"\ninbox_prefix = \"_INBOX.>\"", "nats.inbox_prefix"),
+            ("url = \"nats://n1\"\nreplicas = 7", "nats.replicas"),
+            ("url = \"nats://n1\"\npassword = \"inline\"", "unknown field"),
+        ];
+        for (section, expected) in cases {
+            let error = nats_error(section);
+            assert!(error.contains(expected), "{section}: {error}");
+            assert!(
+                !error.contains("s3cret-value") && !error.contains(":pw@"),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn nats_secrets_are_read_from_their_files_and_never_printed() {
+        let dir = tempfile::tempdir().unwrap();
+        let password = dir.path().join("password");
+        std::fs::write(&password, "s3cret-value\n").unwrap();
+        let file = write(&format!(
+            "[nats]\nurls = [\"nats://n1:4222\", \"nats://n2:4222\"]\nuser = \"impact\"\npassword_file = \"{}\"\ninbox_prefix = \"_INBOX_impact\"\n",
+            password.display()
+        ));
+        let config = Config::load(&Overrides {
+            config_file: Some(file.path().into()),
+            ..Default::default()
+        })
+        .unwrap();
+        let nats = config.nats.clone().unwrap();
+        assert_eq!(nats.urls.len(), 2);
+        match &nats.auth {
+            NatsAuth::UserPassword { user, password } => {
+                assert_eq!(
+                    (user.as_str(), password.expose()),
+                    ("impact", "s3cret-value")
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(!format!("{config:?}").contains("s3cret-value"));
+        // The environment's comma-separated list wins over the file's.
+        let config = Config::load(&Overrides {
+            config_file: Some(file.path().into()),
+            nats_url: Some("nats://a:1,nats://b:2,nats://c:3".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(config.nats.unwrap().urls.len(), 3);
     }
 }

@@ -50,13 +50,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             data_dir,
             http,
             nats,
+            nats_urls,
+            nats_creds,
             demo,
         } => {
             let config = Config::load(&Overrides {
                 config_file: config,
                 data_dir,
                 http_addr: http,
-                nats_url: nats,
+                nats_url: nats.or(nats_urls),
+                nats_creds,
             })?;
             impact::app::serve(config, demo).await?;
         }

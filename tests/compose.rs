@@ -51,6 +51,7 @@ fn the_files_the_compose_file_and_dockerfile_use_exist_and_the_config_loads() {
         nats_url: Some("nats://nats:4222".into()),
         http_addr: Some("0.0.0.0:8080".into()),
         data_dir: Some("/data".into()),
+        nats_creds: None,
     };
     let config = impact::config::Config::load(&overrides).expect("the container's config loads");
     assert!(

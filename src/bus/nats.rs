@@ -2,7 +2,7 @@
 //! and the consumer that feeds the writer from the sled checkpoint + 1, in stream order.
 
 use super::{BusError, Published, Status};
-use crate::config::NatsConfig;
+use crate::config::{NatsAuth, NatsConfig};
 use crate::domain::ids::{ActionId, EventId, REVIEW_ACTION};
 use crate::domain::validate::Origin;
 use crate::domain::validate::Parsed;
@@ -29,6 +29,111 @@ pub struct NatsBus {
     /// The newest stream sequence this instance published for an Action and the consumer has
     /// not applied yet: what a check before the next publish for it must wait for.
     in_flight: Mutex<HashMap<ActionId, u64>>,
+    refusals: Arc<Refusals>,
+}
+
+/// The permissions violations the server reports on the connection, for the publish each
+/// explains.
+#[derive(Default)]
+struct Refusals {
+    /// The latest, and when it came.
+    last: Mutex<Option<(std::time::Instant, String)>>,
+    notify: tokio::sync::Notify,
+}
+
+/// How long the first connection may take before the service starts without it.
+const FIRST_CONNECT_SECS: u64 = 5;
+/// Between attempts to publish while the stream has no leader (an election).
+const PUBLISH_RETRY_MS: u64 = 100;
+
+/// The options every connection is made with (CONTRACT.md §6.1). Secrets come from the files
+/// read at start and go nowhere else; the event log names servers and errors, never them.
+fn connect_options(
+    config: &NatsConfig,
+    refusals: &Arc<Refusals>,
+) -> Result<async_nats::ConnectOptions, BusError> {
+    let refusals = refusals.clone();
+    let mut options = async_nats::ConnectOptions::new()
+        .max_reconnects(None)
+        .connection_timeout(Duration::from_secs(2))
+        .reconnect_delay_callback(|attempts| {
+            Duration::from_millis((attempts as u64 * 100).min(RETRY_DELAY_MS_MAX))
+        })
+        .event_callback(move |event| {
+            let refusals = refusals.clone();
+            async move {
+                if let async_nats::Event::ServerError(error) = &event {
+                    let text = error.to_string();
+                    if text.to_lowercase().contains("permissions violation") {
+                        tracing::error!(error = %text, "nats refused an operation");
+                        *refusals.last.lock().unwrap_or_else(|e| e.into_inner()) =
+                            Some((std::time::Instant::now(), text));
+                        refusals.notify.notify_waiters();
+                        return;
+                    }
+                }
+                tracing::info!(%event, "nats")
+            }
+        });
+    options = match &config.auth {
+        NatsAuth::None => options,
+        NatsAuth::Creds(creds) => options.credentials(creds.expose()).map_err(|e| {
+            BusError::Internal(format!("nats.creds_file: not a credentials file: {e}"))
+        })?,
+        NatsAuth::NkeySeed(seed) => options.nkey(seed.expose().to_owned()),
+        NatsAuth::UserPassword { user, password } => {
+            options.user_and_password(user.clone(), password.expose().to_owned())
+        }
+        NatsAuth::Token(token) => options.token(token.expose().to_owned()),
+    };
+    if let Some(tls) = &config.tls {
+        options = options.require_tls(true);
+        if let Some(ca) = &tls.ca_file {
+            options = options.add_root_certificates(ca.clone());
+        }
+        if let Some((cert, key)) = &tls.client_cert {
+            options = options.add_client_certificate(cert.clone(), key.clone());
+        }
+    }
+    if let Some(prefix) = &config.inbox_prefix {
+        options = options.custom_inbox_prefix(prefix);
+    }
+    Ok(options)
+}
+
+/// A connection that keeps trying in the background until the servers are up.
+async fn reconnecting(
+    config: &NatsConfig,
+    refusals: &Arc<Refusals>,
+    addrs: Vec<async_nats::ServerAddr>,
+) -> Result<async_nats::Client, BusError> {
+    connect_options(config, refusals)?
+        .retry_on_initial_connect()
+        .connect(addrs)
+        .await
+        .map_err(|e| BusError::Unavailable(format!("connect to {:?}: {e}", config.urls)))
+}
+
+/// Errors that waiting will not mend: credentials refused, a certificate not trusted.
+fn is_misconfiguration(error: &async_nats::ConnectError) -> bool {
+    use async_nats::ConnectErrorKind::*;
+    matches!(error.kind(), Authentication | AuthorizationViolation | Tls)
+}
+
+fn misconfiguration(config: &NatsConfig, error: &async_nats::ConnectError) -> String {
+    use async_nats::ConnectErrorKind::*;
+    let keys = match (&config.auth, error.kind()) {
+        (_, Tls) => "nats.tls_ca_file, nats.tls_cert_file, nats.tls_key_file",
+        (NatsAuth::Creds(_), _) => "nats.creds_file",
+        (NatsAuth::NkeySeed(_), _) => "nats.nkey_seed_file",
+        (NatsAuth::UserPassword { .. }, _) => "nats.user, nats.password_file",
+        (NatsAuth::Token(_), _) => "nats.token_file",
+        (NatsAuth::None, _) => "nats.creds_file (or another way to authenticate; none is set)",
+    };
+    format!(
+        "NATS at {} refused the connection ({error}); check {keys}",
+        config.urls.join(", ")
+    )
 }
 
 /// Past this many Actions in flight, the applied ones are forgotten.
@@ -53,19 +158,38 @@ pub fn subject_for(parsed: &Parsed) -> String {
 }
 
 impl NatsBus {
-    /// Connects (retrying in the background if the server is not up yet) and starts consuming.
+    /// Connects and starts consuming. A server that is not up yet is retried in the background
+    /// (the service starts unready); one that refuses the credentials or the TLS handshake fails
+    /// the start, naming the cause.
     pub async fn start(config: NatsConfig, writer: Writer) -> Result<NatsBus, BusError> {
-        let client = async_nats::ConnectOptions::new()
-            .retry_on_initial_connect()
-            .max_reconnects(None)
-            .connection_timeout(Duration::from_secs(2))
-            .reconnect_delay_callback(|attempts| {
-                Duration::from_millis((attempts as u64 * 100).min(RETRY_DELAY_MS_MAX))
+        let addrs: Vec<async_nats::ServerAddr> = config
+            .urls
+            .iter()
+            .map(|url| {
+                url.parse()
+                    .map_err(|e| BusError::Internal(format!("nats.urls {url:?}: {e}")))
             })
-            .event_callback(|event| async move { tracing::info!(%event, "nats") })
-            .connect(config.url.as_str())
-            .await
-            .map_err(|e| BusError::Unavailable(format!("connect to {}: {e}", config.url)))?;
+            .collect::<Result<_, _>>()?;
+        let refusals = Arc::new(Refusals::default());
+        let first = tokio::time::timeout(
+            Duration::from_secs(FIRST_CONNECT_SECS),
+            connect_options(&config, &refusals)?.connect(addrs.clone()),
+        )
+        .await;
+        let client = match first {
+            Ok(Ok(client)) => client,
+            Ok(Err(error)) if is_misconfiguration(&error) => {
+                return Err(BusError::Internal(misconfiguration(&config, &error)))
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(%error, urls = ?config.urls, "NATS is not reachable yet; the service starts unready and keeps trying");
+                reconnecting(&config, &refusals, addrs).await?
+            }
+            Err(_) => {
+                tracing::warn!(urls = ?config.urls, "NATS did not answer yet; the service starts unready and keeps trying");
+                reconnecting(&config, &refusals, addrs).await?
+            }
+        };
         let jetstream = jetstream::new(client.clone());
         // The stream exists before the first publish when the broker is up; when it is not, the
         // consumer creates it once the broker is back.
@@ -74,7 +198,7 @@ impl NatsBus {
             Ok(Ok(_)) => {}
             Ok(Err(error)) => tracing::warn!(%error, "the stream is not there yet"),
             Err(_) => {
-                tracing::warn!(url = %config.url, "NATS is not reachable yet; the service starts unready")
+                tracing::warn!(urls = ?config.urls, "the stream could not be set up yet; the service starts unready")
             }
         }
         let consuming = Arc::new(AtomicBool::new(false));
@@ -91,6 +215,7 @@ impl NatsBus {
             consuming,
             writer,
             in_flight: Mutex::new(HashMap::new()),
+            refusals,
         })
     }
 
@@ -177,53 +302,69 @@ impl NatsBus {
             && self.consuming.load(Ordering::Relaxed)
     }
 
-    /// Publishes every event, then awaits every PubAck; `Ok` only when all are durable.
+    /// Publishes every event, in order, then awaits every PubAck; `Ok` only when all are
+    /// durable. While the stream has no leader (an election), what is not acknowledged yet is
+    /// published again, in order and with the same `Nats-Msg-Id`, until `publish_timeout_ms`;
+    /// a publish the server's permissions refuse fails at once, saying so.
     pub async fn publish(
         &self,
         events: Vec<Parsed>,
         submitted_by: Option<String>,
     ) -> Result<Vec<Published>, BusError> {
         let timeout = Duration::from_millis(self.config.publish_timeout_ms);
-        let work = async {
-            let mut pending = Vec::with_capacity(events.len());
-            for parsed in &events {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let payloads: Vec<(String, async_nats::HeaderMap, bytes::Bytes)> = events
+            .iter()
+            .map(|parsed| {
                 let mut headers = async_nats::HeaderMap::new();
                 headers.insert("Nats-Msg-Id", parsed.envelope.event_id.to_string().as_str());
                 if let Some(name) = &submitted_by {
                     headers.insert(HEADER_SUBMITTED_BY, name.as_str());
                 }
                 let payload = serde_json::to_vec(&parsed.envelope).expect("an envelope serializes");
-                let ack = self
-                    .jetstream
-                    .publish_with_headers(subject_for(parsed), headers, payload.into())
-                    .await
-                    .map_err(|e| BusError::Unavailable(format!("publish: {e}")))?;
-                pending.push(ack);
-            }
-            let mut acks = Vec::with_capacity(pending.len());
-            for ack in pending {
-                acks.push(
-                    ack.await
-                        .map_err(|e| BusError::Unavailable(format!("no PubAck: {e}")))?,
-                );
-            }
-            Ok::<_, BusError>(acks)
-        };
-        let acks = match tokio::time::timeout(timeout, work).await {
-            Ok(acks) => acks?,
-            Err(_) => {
-                return Err(BusError::Unavailable(format!(
+                (subject_for(parsed), headers, payload.into())
+            })
+            .collect();
+        // Events from this index on were published more than once: a `duplicate` there may be
+        // this request's own earlier attempt.
+        let mut sent_before = payloads.len();
+        let mut acks: Vec<async_nats::jetstream::publish::PublishAck> = Vec::new();
+        while acks.len() < payloads.len() {
+            let from = acks.len();
+            let attempt =
+                tokio::time::timeout_at(deadline, self.publish_from(&payloads[from..], &mut acks));
+            let why = match attempt.await {
+                Ok(Ok(())) => continue,
+                Ok(Err(PublishFailure::Refused(why))) => return Err(BusError::Unavailable(why)),
+                Ok(Err(PublishFailure::Retry(why))) => why,
+                Err(_) => format!(
                     "JetStream did not acknowledge within {} ms",
                     timeout.as_millis()
-                )))
+                ),
+            };
+            let retry_at = tokio::time::Instant::now() + Duration::from_millis(PUBLISH_RETRY_MS);
+            if retry_at >= deadline {
+                return Err(BusError::Unavailable(format!(
+                    "{why}; nothing more was acknowledged within nats.publish_timeout_ms = {} ms, retry",
+                    timeout.as_millis()
+                )));
             }
-        };
+            tracing::debug!(%why, from = acks.len(), "publishing again");
+            sent_before = sent_before.min(acks.len());
+            tokio::time::sleep_until(retry_at).await;
+        }
         let mut published = Vec::with_capacity(acks.len());
-        for (parsed, ack) in events.iter().zip(acks) {
+        for (index, (parsed, ack)) in events.iter().zip(acks).enumerate() {
             let event_id = parsed.envelope.event_id;
             let (status, seq) = if ack.duplicate {
-                self.confirm_duplicate(&event_id, &parsed.hash, ack.sequence)
+                match self
+                    .confirm_duplicate(&event_id, &parsed.hash, ack.sequence)
                     .await?
+                {
+                    // This request's own earlier attempt stored it.
+                    (Status::Duplicate, seq) if index >= sent_before => (Status::Accepted, seq),
+                    confirmed => confirmed,
+                }
             } else {
                 self.note_in_flight(&parsed.envelope.action_id, ack.sequence);
                 (Status::Accepted, None)
@@ -236,6 +377,77 @@ impl NatsBus {
             });
         }
         Ok(published)
+    }
+}
+
+/// Why a publish did not go through.
+enum PublishFailure {
+    /// The stream has no leader now, or the connection dropped: worth publishing again.
+    Retry(String),
+    /// The server refused it (permissions, size): publishing again cannot help.
+    Refused(String),
+}
+
+impl NatsBus {
+    /// Publishes `payloads` in order and awaits their PubAcks, appending each to `acks`;
+    /// stops at the first that fails.
+    async fn publish_from(
+        &self,
+        payloads: &[(String, async_nats::HeaderMap, bytes::Bytes)],
+        acks: &mut Vec<async_nats::jetstream::publish::PublishAck>,
+    ) -> Result<(), PublishFailure> {
+        use async_nats::jetstream::context::PublishErrorKind;
+        let classify = |subject: &str, error: async_nats::jetstream::context::PublishError| {
+            if let Some(refusal) = self.refusal_for(subject) {
+                return PublishFailure::Refused(format!("NATS refused the publish: {refusal}"));
+            }
+            match error.kind() {
+                PublishErrorKind::MaxPayloadExceeded => {
+                    PublishFailure::Refused(format!("NATS refused the publish: {error}"))
+                }
+                _ => PublishFailure::Retry(format!("publish to {subject}: {error}")),
+            }
+        };
+        let mut pending = Vec::with_capacity(payloads.len());
+        for (subject, headers, payload) in payloads {
+            let ack = self
+                .jetstream
+                .publish_with_headers(subject.clone(), headers.clone(), payload.clone())
+                .await
+                .map_err(|error| classify(subject, error))?;
+            pending.push((subject, ack));
+        }
+        for (subject, ack) in pending {
+            // A publish the server's permissions refuse is never acknowledged: the server says
+            // so on the connection at once, and that answers it.
+            let ack = std::future::IntoFuture::into_future(ack);
+            tokio::pin!(ack);
+            loop {
+                let refused = self.refusals.notify.notified();
+                tokio::select! {
+                    ack = &mut ack => {
+                        acks.push(ack.map_err(|error| classify(subject, error))?);
+                        break;
+                    }
+                    () = refused => {
+                        if let Some(refusal) = self.refusal_for(subject) {
+                            return Err(PublishFailure::Refused(format!(
+                                "NATS refused the publish: {refusal}"
+                            )));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The permissions violation the server reported for `subject`, if it did.
+    fn refusal_for(&self, subject: &str) -> Option<String> {
+        let last = self.refusals.last.lock().unwrap_or_else(|e| e.into_inner());
+        last.as_ref()
+            .filter(|(at, text)| at.elapsed() < Duration::from_secs(10) && text.contains(subject))
+            .map(|(_, text)| text.clone())
     }
 }
 
