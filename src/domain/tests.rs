@@ -666,6 +666,17 @@ fn valid_example(event_type: &str) -> Value {
             review["country"] = json!("XX");
             review
         }
+        "review.part" => {
+            let mut part = event(
+                event_type,
+                None,
+                "2026-10-01",
+                json!({"review_id": "r1", "index": 1, "findings": [], "highlights": []}),
+            );
+            part["action_id"] = json!("REVIEW");
+            part["country"] = json!("XX");
+            part
+        }
         track_type => {
             let mut data = json!({
                 "title": "Protocol revised", "description": "d", "social_actor": "MSDHS", "significance": "high",
@@ -699,6 +710,7 @@ fn all_event_types() -> Vec<String> {
         "outcome.expectation_revised",
         "event.retracted",
         "review.completed",
+        "review.part",
     ]
     .iter()
     .map(|t| t.to_string())
