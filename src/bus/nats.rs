@@ -117,13 +117,34 @@ async fn reconnecting(
 /// Errors that waiting will not mend: credentials refused, a certificate not trusted.
 fn is_misconfiguration(error: &async_nats::ConnectError) -> bool {
     use async_nats::ConnectErrorKind::*;
-    matches!(error.kind(), Authentication | AuthorizationViolation | Tls)
+    matches!(error.kind(), Authentication | AuthorizationViolation) || is_tls_failure(error)
+}
+
+/// A TLS set-up or handshake that failed (async-nats reports a handshake as an I/O error
+/// carrying rustls's).
+fn is_tls_failure(error: &async_nats::ConnectError) -> bool {
+    if matches!(error.kind(), async_nats::ConnectErrorKind::Tls) {
+        return true;
+    }
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        let inner = cause
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .map(|inner| inner as &(dyn std::error::Error + 'static));
+        if cause.is::<async_nats::rustls::Error>()
+            || inner.is_some_and(|inner| inner.is::<async_nats::rustls::Error>())
+        {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 fn misconfiguration(config: &NatsConfig, error: &async_nats::ConnectError) -> String {
-    use async_nats::ConnectErrorKind::*;
-    let keys = match (&config.auth, error.kind()) {
-        (_, Tls) => "nats.tls_ca_file, nats.tls_cert_file, nats.tls_key_file",
+    let keys = match (&config.auth, is_tls_failure(error)) {
+        (_, true) => "nats.tls_ca_file, nats.tls_cert_file, nats.tls_key_file",
         (NatsAuth::Creds(_), _) => "nats.creds_file",
         (NatsAuth::NkeySeed(_), _) => "nats.nkey_seed_file",
         (NatsAuth::UserPassword { .. }, _) => "nats.user, nats.password_file",

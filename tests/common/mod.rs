@@ -26,6 +26,50 @@ pub struct NatsServer {
     pub port: u16,
     pub store: tempfile::TempDir,
     child: Option<Child>,
+    /// A configuration file to start with (`-c`), instead of `-js` on `port`.
+    config: Option<PathBuf>,
+    env: Vec<(String, String)>,
+}
+
+/// The repository's shipped nats-server configuration `name` (under `deploy/nats/`), as a
+/// test runs it: on `port` of loopback, its JetStream store in `store`, the shared users file
+/// beside it, and cluster routes (for `cluster/nN.conf`) on `routes[N-1]`.
+pub fn deploy_config(name: &str, port: u16, store: &Path, routes: &[u16]) -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/nats");
+    let text = std::fs::read_to_string(root.join(name)).unwrap();
+    let mut text = text
+        .replace(
+            "listen: 127.0.0.1:4222",
+            &format!("listen: 127.0.0.1:{port}"),
+        )
+        .replace("listen: 0.0.0.0:4222", &format!("listen: 127.0.0.1:{port}"))
+        .replace(
+            "\"/var/lib/nats\"",
+            &format!("{:?}", store.display().to_string()),
+        )
+        // nats-server resolves an include beside the file: `with_config` copies it there.
+        .replace("include ../users.conf", "include users.conf");
+    if let Some(n) = name
+        .strip_prefix("cluster/n")
+        .and_then(|rest| rest.strip_suffix(".conf"))
+    {
+        let own: usize = n.parse().unwrap();
+        text = text.replace(
+            "listen: 0.0.0.0:6222",
+            &format!("listen: 127.0.0.1:{}", routes[own - 1]),
+        );
+        for (index, route) in routes.iter().enumerate() {
+            text = text.replace(
+                &format!("nats-route://n{}:6222", index + 1),
+                &format!("nats-route://127.0.0.1:{route}"),
+            );
+        }
+    }
+    assert!(
+        !text.contains("/var/lib/nats") && !text.contains(":4222"),
+        "{text}"
+    );
+    text
 }
 
 impl NatsServer {
@@ -35,6 +79,45 @@ impl NatsServer {
             port: free_port(),
             store,
             child: None,
+            config: None,
+            env: Vec::new(),
+        };
+        server.restart();
+        server
+    }
+
+    /// nats-server with the configuration `make(port, store dir)` returns, and `env` (the
+    /// passwords the shipped configuration reads from the environment).
+    pub fn with_config(
+        make: impl FnOnce(u16, &Path) -> String,
+        env: &[(&str, &str)],
+    ) -> NatsServer {
+        let port = free_port();
+        NatsServer::with_config_on(port, make, env)
+    }
+
+    pub fn with_config_on(
+        port: u16,
+        make: impl FnOnce(u16, &Path) -> String,
+        env: &[(&str, &str)],
+    ) -> NatsServer {
+        let store = tempfile::tempdir().unwrap();
+        let path = store.path().join("nats-server.conf");
+        let text = make(port, &store.path().join("js"));
+        if text.contains("include users.conf") {
+            let users = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/nats/users.conf");
+            std::fs::copy(users, store.path().join("users.conf")).unwrap();
+        }
+        std::fs::write(&path, text).unwrap();
+        let mut server = NatsServer {
+            port,
+            store,
+            child: None,
+            config: Some(path),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         server.restart();
         server
@@ -46,6 +129,19 @@ impl NatsServer {
 
     /// Starts (again) on the same port and store.
     pub fn restart(&mut self) {
+        if let Some(config) = &self.config {
+            let child = Command::new(nats_binary())
+                .arg("-c")
+                .arg(config)
+                .envs(self.env.iter().map(|(k, v)| (k, v)))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("nats-server on PATH or NATS_SERVER_BIN (scripts/test installs it)");
+            self.child = Some(child);
+            wait_for_port(self.port);
+            return;
+        }
         let child = Command::new(nats_binary())
             .args([
                 "-js",
