@@ -852,3 +852,74 @@ async fn a_field_office_publishing_straight_to_nats_is_held_to_its_own_rights() 
         .unwrap();
     assert_eq!(outcome["verification"], "disputed", "{view}");
 }
+
+#[tokio::test]
+async fn a_stream_deleted_and_created_again_is_refused_at_start_not_skipped() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_file(dir.path(), &nats, "");
+    let mut service = Service::start(&["--config", &config]);
+    let http = client();
+    wait_ready(&http, &service).await;
+    let action = "MIEUX-TH-2014-01";
+    let (status, _) = post_json(
+        &http,
+        &service.url("/v1/events?wait=true"),
+        &json!([
+            registered(action, "TH"),
+            track(
+                action,
+                "TH",
+                "focal-points",
+                "network.created",
+                "2019-01-01"
+            )
+        ]),
+    )
+    .await;
+    assert_eq!(status, 202);
+    service.terminate();
+
+    // Someone deletes the stream and it is created again: its sequence starts over at 1.
+    let js = jetstream_for(&nats).await;
+    js.delete_stream("IMPACT").await.unwrap();
+    js.create_stream(jetstream::stream::Config {
+        name: "IMPACT".into(),
+        subjects: vec![
+            "impact.events.>".into(),
+            "impact.submitted.>".into(),
+            "impact.reviews.>".into(),
+        ],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    for n in 0..3 {
+        let event = track(
+            action,
+            "TH",
+            &format!("new-{n}"),
+            "network.created",
+            "2019-02-01",
+        );
+        publish(&js, subject(&event), None, event.to_string().into_bytes()).await;
+    }
+    let started = std::process::Command::new(binary())
+        .args([
+            "serve",
+            "--http",
+            "127.0.0.1:0",
+            "--config",
+            &config,
+            "--data-dir",
+        ])
+        .arg(&service.data_dir)
+        .output()
+        .unwrap();
+    assert!(!started.status.success());
+    let stderr = String::from_utf8_lossy(&started.stderr);
+    assert!(
+        stderr.contains("deleted and created again") && stderr.contains("empty data directory"),
+        "{stderr}"
+    );
+}

@@ -216,7 +216,12 @@ impl NatsBus {
         // consumer creates it once the broker is back.
         match tokio::time::timeout(Duration::from_secs(5), ensure_stream(&jetstream, &config)).await
         {
-            Ok(Ok(_)) => {}
+            Ok(Ok(mut stream)) => {
+                // A stream deleted and created again under the same name fails the start.
+                check_stream_identity(&mut stream, &writer)
+                    .await
+                    .map_err(BusError::Internal)?;
+            }
             Ok(Err(error)) => tracing::warn!(%error, "the stream is not there yet"),
             Err(_) => {
                 tracing::warn!(urls = ?config.urls, "the stream could not be set up yet; the service starts unready")
@@ -518,6 +523,60 @@ async fn ensure_stream(
     Ok(stream)
 }
 
+/// The stream this data directory's checkpoint counts in: its name and creation time, kept in
+/// `nats-stream` beside the store when the stream is first seen.
+const STREAM_IDENTITY_FILE: &str = "nats-stream";
+
+/// Checks that the stream on the servers is the one the stored checkpoint counts in: one
+/// deleted and created again under the same name starts over at 1, and consuming it would
+/// silently skip its messages up to the checkpoint.
+async fn check_stream_identity(stream: &mut stream::Stream, writer: &Writer) -> Result<(), String> {
+    let info = stream
+        .info()
+        .await
+        .map_err(|e| format!("stream info: {e}"))?;
+    let name = info.config.name.clone();
+    let created = info.created.unix_timestamp_nanos();
+    let last = info.state.last_sequence;
+    let checkpoint = writer.position().checkpoint;
+    let path = writer.store().dir().join(STREAM_IDENTITY_FILE);
+    let identity = format!("{name} {created}\n");
+    let remedy = "start this instance with an empty data directory (it catches up from the \
+                  stream) or restore the stream it was applied from";
+    match std::fs::read_to_string(&path) {
+        Ok(kept) if kept == identity => {}
+        Ok(kept) => {
+            return Err(format!(
+                "the stream {name} on the servers is not the one this data directory applied \
+                 (kept: {:?}, found: {:?}): it was deleted and created again; {remedy}",
+                kept.trim(),
+                identity.trim()
+            ))
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            if checkpoint > last {
+                return Err(format!(
+                    "the stream {name} holds messages up to {last}, but this data directory \
+                     applied up to {checkpoint}: it is another stream; {remedy}"
+                ));
+            }
+            let temp = path.with_extension("partial");
+            std::fs::write(&temp, &identity)
+                .and_then(|()| std::fs::File::open(&temp)?.sync_all())
+                .and_then(|()| std::fs::rename(&temp, &path))
+                .map_err(|e| format!("keep the stream's identity in {}: {e}", path.display()))?;
+        }
+        Err(error) => return Err(format!("read {}: {error}", path.display())),
+    }
+    if checkpoint > last {
+        return Err(format!(
+            "the stream {name} holds messages up to {last}, but this data directory applied up \
+             to {checkpoint}; {remedy}"
+        ));
+    }
+    Ok(())
+}
+
 /// Feeds the writer from the stream, resuming after the last sequence handed over. Runs until
 /// the writer stops; any NATS error restarts the consumer from where it was.
 async fn consume(
@@ -551,7 +610,8 @@ async fn consume_from(
     consuming: &AtomicBool,
     next: &mut u64,
 ) -> Result<(), String> {
-    let stream = ensure_stream(jetstream, config).await?;
+    let mut stream = ensure_stream(jetstream, config).await?;
+    check_stream_identity(&mut stream, writer).await?;
     let consumer = stream
         .create_consumer(OrderedConfig {
             deliver_policy: DeliverPolicy::ByStartSequence {

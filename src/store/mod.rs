@@ -182,6 +182,11 @@ fn read_u64(bytes: &[u8]) -> Result<u64, StoreError> {
 
 impl Store {
     /// Opens (or creates) the store in `dir` without a free-space reserve.
+    /// The store's directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<Store, StoreError> {
         Store::open_reserved(dir, cache_bytes, 0)
     }
