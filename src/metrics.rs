@@ -24,6 +24,8 @@ pub struct Metrics {
     /// 1 while a scheduled review's slot could not be written and is being retried.
     pub review_failing: Gauge,
     pub review_failures: Counter,
+    /// NATS: the stream's last sequence minus the checkpoint.
+    pub consumer_lag: Gauge,
     registry: Registry,
 }
 
@@ -37,6 +39,7 @@ impl Metrics {
         let store_free_bytes = Gauge::default();
         let review_failing = Gauge::default();
         let review_failures = Counter::default();
+        let consumer_lag = Gauge::default();
         let mut registry = Registry::default();
         let impact = registry.sub_registry_with_prefix("impact");
         impact.register(
@@ -79,6 +82,11 @@ impl Metrics {
             "Attempts to write a scheduled review that failed",
             review_failures.clone(),
         );
+        impact.register(
+            "consumer_lag",
+            "NATS mode: the stream's last sequence minus the checkpoint applied",
+            consumer_lag.clone(),
+        );
         // Every code is present from the start, so a dashboard sees zeros rather than gaps.
         for code in RejectionCode::ALL {
             let _ = rejected.get_or_create(&CodeLabel {
@@ -94,6 +102,7 @@ impl Metrics {
             store_free_bytes,
             review_failing,
             review_failures,
+            consumer_lag,
             registry,
         }
     }

@@ -66,18 +66,6 @@ fn assert_each_once(counts: &HashMap<String, usize>, accepted: &[String]) {
     assert!(counts.values().all(|count| *count == 1), "no event twice");
 }
 
-fn records(data_dir: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
-    let store = impact::store::Store::open(data_dir, 16 << 20).unwrap();
-    store.record_bytes().map(Result::unwrap).collect()
-}
-
-/// The views the service left equal those a rebuild from its log gives, byte for byte.
-fn assert_views_equal_a_rebuild(data_dir: &Path) {
-    let before = records(data_dir);
-    impact::commands::rebuild_within(data_dir, false, 32 << 20, 0).unwrap();
-    assert_eq!(before, records(data_dir), "the views equal a rebuild");
-}
-
 /// Each file under `dir` with its bytes: to show a refused start changed nothing.
 fn files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     let mut files = BTreeMap::new();

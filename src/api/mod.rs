@@ -174,6 +174,12 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
     if let Some(down) = &writes_down {
         body["writes_down_because"] = json!(down.to_string());
     }
+    if let crate::bus::Bus::Nats(bus) = &app.bus {
+        body["consumer_lag"] = json!(bus.consumer_lag());
+        if bus.is_stalled() {
+            body["consumer"] = json!("stalled");
+        }
+    }
     // Not a reason to take the instance out of service: reads and writes go on.
     if let Some(cause) = app.review_failure() {
         body["scheduled_review"] = json!("failing");
@@ -194,6 +200,9 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
     app.metrics
         .store_free_bytes
         .set(app.store.health().free_bytes() as i64);
+    if let crate::bus::Bus::Nats(bus) = &app.bus {
+        app.metrics.consumer_lag.set(bus.consumer_lag() as i64);
+    }
     (
         [(
             header::CONTENT_TYPE,

@@ -8,9 +8,10 @@ use crate::domain::validate::Origin;
 use crate::domain::validate::Parsed;
 use crate::ingest::{Incoming, Payload, Source, Submission, Writer};
 use async_nats::jetstream::{self, consumer::pull::OrderedConfig, consumer::DeliverPolicy, stream};
+use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,7 +25,7 @@ pub struct NatsBus {
     client: async_nats::Client,
     jetstream: jetstream::Context,
     config: NatsConfig,
-    consuming: Arc<AtomicBool>,
+    consumer: Arc<ConsumerState>,
     writer: Writer,
     /// The newest stream sequence this instance published for an Action and the consumer has
     /// not applied yet: what a check before the next publish for it must wait for.
@@ -40,6 +41,34 @@ struct Refusals {
     last: Mutex<Option<(std::time::Instant, String)>>,
     notify: tokio::sync::Notify,
 }
+
+/// What the consumer is doing, for `/readyz` and `/metrics` (CONTRACT.md §6.3).
+#[derive(Default)]
+struct ConsumerState {
+    consuming: AtomicBool,
+    /// When it last received a message, or started: milliseconds since the Unix epoch.
+    last_received_ms: AtomicU64,
+    /// The stream's last sequence minus the checkpoint, as last measured.
+    lag: AtomicU64,
+    /// Received nothing for longer than `nats.stall_ms` although the stream holds more.
+    stalled: AtomicBool,
+}
+
+impl ConsumerState {
+    fn received_now(&self) {
+        self.last_received_ms.store(now_ms(), Ordering::Relaxed);
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as u64)
+}
+
+/// An ordered consumer's pull requests expire after this, and its heartbeats come within it:
+/// one on a server that died is noticed and created again in a few seconds (30 s by default).
+const CONSUMER_EXPIRES_SECS: u64 = 4;
 
 /// How long the first connection may take before the service starts without it.
 const FIRST_CONNECT_SECS: u64 = 5;
@@ -227,18 +256,24 @@ impl NatsBus {
                 tracing::warn!(urls = ?config.urls, "the stream could not be set up yet; the service starts unready")
             }
         }
-        let consuming = Arc::new(AtomicBool::new(false));
+        let consumer = Arc::new(ConsumerState::default());
         tokio::spawn(consume(
             jetstream.clone(),
             config.clone(),
             writer.clone(),
-            consuming.clone(),
+            consumer.clone(),
+        ));
+        tokio::spawn(watch_consumer(
+            jetstream.clone(),
+            config.clone(),
+            writer.clone(),
+            consumer.clone(),
         ));
         Ok(NatsBus {
             client,
             jetstream,
             config,
-            consuming,
+            consumer,
             writer,
             in_flight: Mutex::new(HashMap::new()),
             refusals,
@@ -325,7 +360,19 @@ impl NatsBus {
 
     pub fn is_ready(&self) -> bool {
         self.client.connection_state() == async_nats::connection::State::Connected
-            && self.consuming.load(Ordering::Relaxed)
+            && self.consumer.consuming.load(Ordering::Relaxed)
+            && !self.is_stalled()
+    }
+
+    /// The consumer received nothing for longer than `nats.stall_ms` although the stream holds
+    /// messages after the checkpoint.
+    pub fn is_stalled(&self) -> bool {
+        self.consumer.stalled.load(Ordering::Relaxed)
+    }
+
+    /// The stream's last sequence minus the checkpoint, as last measured.
+    pub fn consumer_lag(&self) -> u64 {
+        self.consumer.lag.load(Ordering::Relaxed)
     }
 
     /// Publishes every event, in order, then awaits every PubAck; `Ok` only when all are
@@ -577,21 +624,64 @@ async fn check_stream_identity(stream: &mut stream::Stream, writer: &Writer) -> 
     Ok(())
 }
 
+/// Measures the consumer's lag and whether it stalled, every second, until the writer stops.
+async fn watch_consumer(
+    jetstream: jetstream::Context,
+    config: NatsConfig,
+    writer: Writer,
+    consumer: Arc<ConsumerState>,
+) {
+    let mut stalled_since_logged = false;
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let last = match tokio::time::timeout(Duration::from_secs(2), async {
+            jetstream
+                .get_stream(&config.stream)
+                .await
+                .ok()?
+                .info()
+                .await
+                .ok()
+                .map(|info| info.state.last_sequence)
+        })
+        .await
+        {
+            Ok(Some(last)) => last,
+            _ => continue, // The broker is away: the connection state says so.
+        };
+        let lag = last.saturating_sub(writer.position().checkpoint);
+        consumer.lag.store(lag, Ordering::Relaxed);
+        let quiet_ms = now_ms().saturating_sub(consumer.last_received_ms.load(Ordering::Relaxed));
+        let stalled = lag > 0 && quiet_ms > config.stall_ms;
+        consumer.stalled.store(stalled, Ordering::Relaxed);
+        if stalled && !stalled_since_logged {
+            tracing::warn!(
+                lag,
+                quiet_ms,
+                "the consumer received nothing although the stream holds more; not ready"
+            );
+        } else if !stalled && stalled_since_logged {
+            tracing::info!(lag, "the consumer is receiving again");
+        }
+        stalled_since_logged = stalled;
+    }
+}
+
 /// Feeds the writer from the stream, resuming after the last sequence handed over. Runs until
 /// the writer stops; any NATS error restarts the consumer from where it was.
 async fn consume(
     jetstream: jetstream::Context,
     config: NatsConfig,
     writer: Writer,
-    consuming: Arc<AtomicBool>,
+    consumer: Arc<ConsumerState>,
 ) {
     let mut next = writer.position().checkpoint + 1;
     let mut attempt: u64 = 0;
     loop {
-        match consume_from(&jetstream, &config, &writer, &consuming, &mut next).await {
+        match consume_from(&jetstream, &config, &writer, &consumer, &mut next).await {
             Ok(()) => return,
             Err(error) => {
-                consuming.store(false, Ordering::Relaxed);
+                consumer.consuming.store(false, Ordering::Relaxed);
                 attempt += 1;
                 tracing::warn!(%error, next, "consumer stopped; restarting");
                 tokio::time::sleep(Duration::from_millis(
@@ -607,7 +697,7 @@ async fn consume_from(
     jetstream: &jetstream::Context,
     config: &NatsConfig,
     writer: &Writer,
-    consuming: &AtomicBool,
+    state: &ConsumerState,
     next: &mut u64,
 ) -> Result<(), String> {
     let mut stream = ensure_stream(jetstream, config).await?;
@@ -617,6 +707,7 @@ async fn consume_from(
             deliver_policy: DeliverPolicy::ByStartSequence {
                 start_sequence: *next,
             },
+            max_expires: Duration::from_secs(CONSUMER_EXPIRES_SECS),
             ..Default::default()
         })
         .await
@@ -625,18 +716,24 @@ async fn consume_from(
         .messages()
         .await
         .map_err(|e| format!("consume: {e}"))?;
-    consuming.store(true, Ordering::Relaxed);
+    state.received_now();
+    state.consuming.store(true, Ordering::Relaxed);
     tracing::info!(start_sequence = *next, "consuming the stream");
     let mut chunks = messages.ready_chunks(CONSUME_BATCH_MAX);
     while let Some(chunk) = chunks.next().await {
+        state.received_now();
         let mut items = Vec::with_capacity(chunk.len());
         let mut last = None;
         for message in chunk {
             let message = message.map_err(|e| format!("message: {e}"))?;
-            let stream_seq = message
-                .info()
-                .map_err(|e| format!("message info: {e}"))?
-                .stream_sequence;
+            let info = message.info().map_err(|e| format!("message info: {e}"))?;
+            let stream_seq = info.stream_sequence;
+            // The stream's own time for the message: the same `recorded_at` on every replica.
+            let published = DateTime::<Utc>::from_timestamp_nanos(
+                info.published
+                    .unix_timestamp_nanos()
+                    .clamp(0, i64::MAX as i128) as i64,
+            );
             if stream_seq < *next {
                 continue; // Redelivered after a consumer restart: already handed over.
             }
@@ -662,6 +759,7 @@ async fn consume_from(
                 source: Source::Nats {
                     subject,
                     stream_seq,
+                    published,
                 },
                 submitted_by,
             });

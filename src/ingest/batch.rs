@@ -291,6 +291,7 @@ impl Batch {
             Source::Nats {
                 subject,
                 stream_seq,
+                published,
             },
         ) = (&outcome, keep_rejections, &source)
         {
@@ -306,7 +307,7 @@ impl Batch {
             self.state.next_rejection_id += 1;
             self.commit.rejections.push(RejectionRecord {
                 id,
-                received_at: crate::domain::event::format_timestamp(&self.now),
+                received_at: crate::domain::event::format_timestamp(published),
                 source: "nats".into(),
                 subject: Some(subject.clone()),
                 stream_seq: Some(*stream_seq),
@@ -373,7 +374,17 @@ impl Batch {
                 stream_seq,
                 submitted_by,
             } => (*recorded_at, *stream_seq, submitted_by.clone()),
-            Source::Nats { stream_seq, .. } => (self.now, Some(*stream_seq), submitted_by),
+            // Never before the last: replicas apply the same messages in the same order, so
+            // this is the same on each of them.
+            Source::Nats {
+                stream_seq,
+                published,
+                ..
+            } => (
+                (*published).max(self.state.last_recorded_at),
+                Some(*stream_seq),
+                submitted_by,
+            ),
             Source::Http | Source::Service => (self.now, None, submitted_by),
         };
         self.state.last_recorded_at = self.state.last_recorded_at.max(recorded_at);

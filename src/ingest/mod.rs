@@ -33,7 +33,12 @@ pub enum Source {
     /// The HTTP API on the embedded bus: rejections go back to the caller.
     Http,
     /// A message of the JetStream stream: rejections go to the rejection store.
-    Nats { subject: String, stream_seq: u64 },
+    Nats {
+        subject: String,
+        stream_seq: u64,
+        /// The stream's timestamp for the message: its events' `recorded_at` (CONTRACT §6.3).
+        published: DateTime<Utc>,
+    },
     /// `impact import`: the stored fields of the exported event are kept.
     Import {
         recorded_at: DateTime<Utc>,

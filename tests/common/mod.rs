@@ -445,3 +445,16 @@ pub async fn all_events(client: &reqwest::Client, service: &Service) -> Vec<Valu
         .map(|line| serde_json::from_str(line).unwrap())
         .collect()
 }
+
+/// Every view record of a stopped service's store, by key.
+pub fn records(data_dir: &Path) -> std::collections::BTreeMap<Vec<u8>, Vec<u8>> {
+    let store = impact::store::Store::open(data_dir, 16 << 20).unwrap();
+    store.record_bytes().map(Result::unwrap).collect()
+}
+
+/// The views a stopped service left equal those a rebuild from its log gives, byte for byte.
+pub fn assert_views_equal_a_rebuild(data_dir: &Path) {
+    let before = records(data_dir);
+    impact::commands::rebuild_within(data_dir, false, 32 << 20, 0).unwrap();
+    assert_eq!(before, records(data_dir), "the views equal a rebuild");
+}
