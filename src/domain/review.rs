@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Totals {
     pub actions: u32,
     pub outcomes: u32,
@@ -69,7 +70,9 @@ pub struct ReviewReport {
     pub country: Option<Country>,
     pub schedule_slot: Option<String>,
     pub totals: Totals,
+    #[serde(default)]
     pub by_country: BTreeMap<String, Totals>,
+    #[serde(default)]
     pub by_track: BTreeMap<String, Totals>,
     pub findings: Vec<Finding>,
     pub highlights: Vec<Highlight>,

@@ -991,3 +991,31 @@ fn a_report_in_parts_is_the_report_again_when_joined() {
     }
     assert_eq!(head.joined(parts), report);
 }
+
+#[test]
+fn a_review_whose_report_cannot_be_read_back_is_a_schema_violation() {
+    let mut review = valid_example("review.completed");
+    assert!(schemas()
+        .parse_value(review.clone(), Origin::Service)
+        .is_ok());
+    // Passes the schema's few checks, but its findings are not findings.
+    review["data"]["findings"] = json!([{"action_id": 7}]);
+    let rejection = schemas()
+        .parse_value(review, Origin::Service)
+        .expect_err("a report the service cannot read");
+    assert_eq!(rejection.code, RejectionCode::SchemaViolation);
+    assert!(
+        rejection.message.contains("review report"),
+        "{}",
+        rejection.message
+    );
+    let mut part = valid_example("review.part");
+    part["data"]["highlights"] = json!(["not a highlight"]);
+    assert_eq!(
+        schemas()
+            .parse_value(part, Origin::Service)
+            .unwrap_err()
+            .code,
+        RejectionCode::SchemaViolation
+    );
+}

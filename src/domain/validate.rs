@@ -222,6 +222,7 @@ impl Schemas {
             ));
         }
         self.check_schema(&value)?;
+        check_review_shape(&value)?;
         let envelope: Envelope = serde_json::from_value(value)
             .map_err(|e| Rejection::new(RejectionCode::SchemaViolation, e.to_string()))?;
         let kind = EventKind::read(&envelope).map_err(|error| match error {
@@ -287,6 +288,26 @@ fn serialized_len(value: &Value) -> usize {
         Ok(()) => count.0,
         Err(_) => usize::MAX,
     }
+}
+
+/// A review's report (or part) must be one the service can read back: the schema checks its
+/// envelope and a few fields; this reads it whole, so a forged or malformed review can never
+/// make `/v1/reviews` fail.
+fn check_review_shape(value: &Value) -> Result<(), Rejection> {
+    use serde::Deserialize;
+    let data = value.get("data").unwrap_or(&Value::Null);
+    let read = match value.get("type").and_then(Value::as_str) {
+        Some("review.completed") => super::review::ReviewReport::deserialize(data).map(drop),
+        Some("review.part") => super::review::ReviewPart::deserialize(data).map(drop),
+        _ => return Ok(()),
+    };
+    read.map_err(|e| {
+        Rejection::at(
+            RejectionCode::SchemaViolation,
+            "/data",
+            format!("not a review report the service can read: {e}"),
+        )
+    })
 }
 
 fn too_large(size: usize, origin: Origin) -> Rejection {
