@@ -12,8 +12,16 @@ use std::path::Path;
 use std::time::Duration;
 
 fn config_file(dir: &Path, nats: &NatsServer, extra: &str) -> String {
+    config_with(dir, &format!("url = \"{}\"\n", nats.url()), extra)
+}
+
+fn config_for(dir: &Path, brokers: &Brokers, extra: &str) -> String {
+    config_with(dir, &brokers.nats_lines(), extra)
+}
+
+fn config_with(dir: &Path, nats_lines: &str, extra: &str) -> String {
     let path = dir.join("impact.toml");
-    std::fs::write(&path, format!("[nats]\nurl = \"{}\"\nduplicate_window_secs = 2\npublish_timeout_ms = 2000\n{extra}\n[review]\nschedule = \"off\"\n", nats.url())).unwrap();
+    std::fs::write(&path, format!("[nats]\n{nats_lines}duplicate_window_secs = 2\npublish_timeout_ms = 2000\n{extra}\n[review]\nschedule = \"off\"\n")).unwrap();
     path.to_string_lossy().into_owned()
 }
 
@@ -322,13 +330,12 @@ async fn assert_log_is_exact(data_dir: &Path, acked: &[String]) {
 }
 
 /// The crash loop: SIGKILL the service at random moments while events are published.
-pub async fn crash_loop(kills: usize, events: usize) {
-    let nats = NatsServer::start();
+pub async fn crash_loop(kills: usize, events: usize, brokers: Brokers) {
     let dir = tempfile::tempdir().unwrap();
-    let mut service = Service::start(&["--config", &config_file(dir.path(), &nats, "")]);
+    let mut service = Service::start(&["--config", &config_for(dir.path(), &brokers, "")]);
     let http = client();
     wait_ready(&http, &service).await;
-    let publisher = tokio::spawn(publish_stream_of_events(jetstream_for(&nats).await, events));
+    let publisher = tokio::spawn(publish_stream_of_events(brokers.jetstream().await, events));
     let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
     for _ in 0..kills {
         seed ^= seed << 13;
@@ -355,21 +362,36 @@ async fn sigkill_of_the_service_twenty_times_during_ingest_loses_and_doubles_not
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(20);
-    crash_loop(kills, 50_000).await;
+    crash_loop(kills, 50_000, Brokers::single()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_of_the_service_during_ingest_from_an_r3_cluster_loses_and_doubles_nothing() {
+    crash_loop(10, 20_000, Brokers::cluster()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_of_the_broker_during_ingest_loses_and_doubles_nothing() {
-    let mut nats = NatsServer::start();
+    broker_kill(Brokers::single()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_of_the_stream_leader_of_a_cluster_during_ingest_loses_and_doubles_nothing() {
+    broker_kill(Brokers::cluster()).await;
+}
+
+/// Kills the server leading the stream between two runs of publishing, then restarts it.
+async fn broker_kill(mut brokers: Brokers) {
     let dir = tempfile::tempdir().unwrap();
-    let mut service = Service::start(&["--config", &config_file(dir.path(), &nats, "")]);
+    let mut service = Service::start(&["--config", &config_for(dir.path(), &brokers, "")]);
     let http = client();
     wait_ready(&http, &service).await;
-    let first = publish_stream_of_events(jetstream_for(&nats).await, 10_000).await;
-    nats.kill();
+    let first = publish_stream_of_events(brokers.jetstream().await, 10_000).await;
+    let leader = brokers.leader().await;
+    brokers.servers[leader].kill();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    nats.restart();
-    let second = publish_stream_of_events(jetstream_for(&nats).await, 5_000).await;
+    brokers.servers[leader].restart();
+    let second = publish_stream_of_events(brokers.jetstream().await, 5_000).await;
     wait_ready(&http, &service).await;
     // Some of the second run's registrations repeat the first run's Actions: those are new
     // event ids for existing Actions, all valid.
@@ -385,16 +407,28 @@ async fn sigkill_of_the_broker_during_ingest_loses_and_doubles_nothing() {
 
 #[tokio::test]
 async fn poison_messages_of_every_kind_are_kept_aside_in_one_pass() {
-    let nats = NatsServer::start();
-    let js = jetstream_for(&nats).await;
+    poison(Brokers::single()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_messages_on_an_r3_cluster_are_kept_aside_in_one_pass() {
+    poison(Brokers::cluster()).await;
+}
+
+async fn poison(brokers: Brokers) {
+    let js = brokers.jetstream().await;
     // The stream is filled before the service starts, so one pass reads it all.
-    js.get_or_create_stream(jetstream::stream::Config {
-        name: "IMPACT".into(),
-        subjects: vec!["impact.events.>".into(), "impact.reviews.>".into()],
-        ..Default::default()
+    eventually(30, async || {
+        js.get_or_create_stream(jetstream::stream::Config {
+            name: "IMPACT".into(),
+            subjects: vec!["impact.events.>".into(), "impact.reviews.>".into()],
+            num_replicas: brokers.servers.len(),
+            ..Default::default()
+        })
+        .await
+        .ok()
     })
-    .await
-    .unwrap();
+    .await;
     let action = "MIEUX-TH-2014-01";
     let base = track(
         action,
@@ -530,7 +564,7 @@ async fn poison_messages_of_every_kind_are_kept_aside_in_one_pass() {
     assert_eq!((valid, bad), (1000, 100));
 
     let dir = tempfile::tempdir().unwrap();
-    let service = Service::start(&["--config", &config_file(dir.path(), &nats, "")]);
+    let service = Service::start(&["--config", &config_for(dir.path(), &brokers, "")]);
     let http = client();
     eventually(60, async || {
         (log_position(&http, &service).await? == 1000).then_some(())

@@ -458,3 +458,87 @@ pub fn assert_views_equal_a_rebuild(data_dir: &Path) {
     impact::commands::rebuild_within(data_dir, false, 32 << 20, 0).unwrap();
     assert_eq!(before, records(data_dir), "the views equal a rebuild");
 }
+
+/// The NATS the service runs against in a test: one server, or a three-server JetStream
+/// cluster (no users: the tests that publish anything anywhere, like the poison one).
+pub struct Brokers {
+    pub servers: Vec<NatsServer>,
+}
+
+impl Brokers {
+    pub fn single() -> Brokers {
+        Brokers {
+            servers: vec![NatsServer::start()],
+        }
+    }
+
+    pub fn cluster() -> Brokers {
+        let clients: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let routes: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let route_list = routes
+            .iter()
+            .map(|port| format!("\"nats-route://127.0.0.1:{port}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let servers = (0..3)
+            .map(|n| {
+                let (route, route_list) = (routes[n], route_list.clone());
+                NatsServer::with_config_on(
+                    clients[n],
+                    move |port, store| {
+                        format!(
+                            "listen: 127.0.0.1:{port}\nserver_name: n{}\njetstream {{ store_dir: {:?} }}\n\
+                             cluster {{ name: impact, listen: 127.0.0.1:{route}, routes: [{route_list}] }}\n",
+                            n + 1,
+                            store.display().to_string()
+                        )
+                    },
+                    &[],
+                )
+            })
+            .collect();
+        Brokers { servers }
+    }
+
+    /// The service's `[nats]` lines for these servers.
+    pub fn nats_lines(&self) -> String {
+        let urls: Vec<String> = self
+            .servers
+            .iter()
+            .map(|server| format!("\"{}\"", server.url()))
+            .collect();
+        format!(
+            "urls = [{}]\nreplicas = {}\n",
+            urls.join(", "),
+            self.servers.len()
+        )
+    }
+
+    /// A plain client of all the servers.
+    pub async fn jetstream(&self) -> async_nats::jetstream::Context {
+        let addrs: Vec<async_nats::ServerAddr> = self
+            .servers
+            .iter()
+            .map(|server| server.url().parse().unwrap())
+            .collect();
+        async_nats::jetstream::new(async_nats::connect(addrs).await.unwrap())
+    }
+
+    /// The server leading the stream `IMPACT` now (the only one, on a single server).
+    pub async fn leader(&self) -> usize {
+        if self.servers.len() == 1 {
+            return 0;
+        }
+        let js = self.jetstream().await;
+        eventually(30, async || {
+            let mut stream = js.get_stream("IMPACT").await.ok()?;
+            let info = stream.info().await.ok()?;
+            let name = info.cluster.as_ref()?.leader.clone()?;
+            name.trim_start_matches('n')
+                .parse::<usize>()
+                .ok()
+                .map(|n| n - 1)
+        })
+        .await
+    }
+}
