@@ -957,3 +957,82 @@ async fn a_stream_deleted_and_created_again_is_refused_at_start_not_skipped() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_review_for_a_slot_to_come_is_rejected_and_the_real_one_is_written_then() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("impact.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[nats]\nurl = \"{}\"\n[review]\nschedule = \"* * * * *\"\n",
+            nats.url()
+        ),
+    )
+    .unwrap();
+    let service = Service::start(&["--config", path.to_str().unwrap()]);
+    let http = client();
+    wait_ready(&http, &service).await;
+    // The start's catch-up writes this minute's review; copy it as the forger would.
+    let current = eventually(30, async || {
+        let (_, list) = get_json(&http, &service.url("/v1/reviews")).await;
+        list["reviews"].as_array()?.first()?["review_id"]
+            .as_str()
+            .map(str::to_owned)
+    })
+    .await;
+    let (_, mut forged) = get_json(&http, &service.url(&format!("/v1/reviews/{current}"))).await;
+    let now = chrono::Utc::now();
+    // The next slot, or the one after when the next is only seconds away (the forgery must
+    // arrive before its slot does).
+    let ahead = if now.timestamp() % 60 > 45 { 2 } else { 1 };
+    let next =
+        now - chrono::Duration::seconds(now.timestamp() % 60) + chrono::Duration::minutes(ahead);
+    let next_id = format!("scheduled-{}", next.format("%Y%m%dT%H%MZ"));
+    forged["review_id"] = json!(next_id);
+    forged["schedule_slot"] = json!(next.format("%Y-%m-%dT%H:%M:%SZ").to_string());
+    forged["findings"] = json!([{"action_id": "MIEUX-TH-9999", "outcome_id": null, "flag": "stale", "detail": "forged"}]);
+    let mut review = event(
+        "review.completed",
+        "REVIEW",
+        "XX",
+        None,
+        "2026-01-01",
+        json!({}),
+    );
+    review["data"] = forged;
+    let js = jetstream_for(&nats).await;
+    publish(
+        &js,
+        format!("impact.reviews.{next_id}"),
+        None,
+        review.to_string().into_bytes(),
+    )
+    .await;
+    let rejected = eventually(20, async || {
+        let (_, body) = get_json(&http, &service.url("/v1/rejections")).await;
+        body["rejections"]
+            .as_array()?
+            .iter()
+            .find(|r| r["event_id"] == review["event_id"])
+            .cloned()
+    })
+    .await;
+    assert_eq!(rejected["code"], "schema_violation", "{rejected}");
+    // When the slot comes, the service writes its own review under that id.
+    let (status, real) = eventually(150, async || {
+        let (status, real) = get_json(&http, &service.url(&format!("/v1/reviews/{next_id}"))).await;
+        (status == 200).then_some((status, real))
+    })
+    .await;
+    assert_eq!(status, 200);
+    assert!(
+        real["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["detail"] != "forged"),
+        "{real}"
+    );
+}
