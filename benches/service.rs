@@ -10,8 +10,13 @@
 //!   chunk); then publish-to-visible latency at half the service's end-to-end rate. The CPU
 //!   each process used per event is printed for the service's two phases.
 //!
+//! - a three-server JetStream cluster, stream R3, two service instances: raw R3 publish vs the
+//!   same events published straight to NATS and timed until applied on both instances; then
+//!   HTTP posts through one instance while the stream's leader is killed: the longest stall
+//!   between acknowledged posts and the posts answered `503`.
+//!
 //! Run: `cargo bench --bench service` (needs nats-server on PATH or NATS_SERVER_BIN;
-//! IMPACT_BENCH_NATS_EVENTS sets N, default 200,000).
+//! IMPACT_BENCH_NATS_EVENTS sets N, default 200,000; IMPACT_BENCH_CLUSTER_EVENTS, 50,000).
 
 #[path = "common/mod.rs"]
 mod common;
@@ -682,12 +687,251 @@ async fn main() {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
-    // IMPACT_BENCH_ONLY=http or =nats runs one half.
+    // IMPACT_BENCH_ONLY=http, =nats or =cluster runs one part.
     let only = std::env::var("IMPACT_BENCH_ONLY").unwrap_or_default();
-    if only != "nats" {
+    if only.is_empty() || only == "http" {
         http_benchmarks(cores).await;
     }
-    if only != "http" {
+    if only.is_empty() || only == "nats" {
         nats_benchmarks(cores).await;
     }
+    if only.is_empty() || only == "cluster" {
+        cluster_benchmarks(cores).await;
+    }
+}
+
+/// Three nats-servers in a JetStream cluster on loopback (no users: the bench measures speed).
+struct ClusterNats {
+    servers: Vec<Option<Proc>>,
+    ports: Vec<u16>,
+    routes: Vec<u16>,
+    stores: Vec<tempfile::TempDir>,
+}
+
+impl ClusterNats {
+    fn start() -> ClusterNats {
+        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let routes: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let stores = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+        let mut cluster = ClusterNats {
+            servers: vec![None, None, None],
+            ports,
+            routes,
+            stores,
+        };
+        for n in 0..3 {
+            cluster.start_server(n);
+        }
+        cluster
+    }
+
+    fn start_server(&mut self, n: usize) {
+        let routes: Vec<String> = self
+            .routes
+            .iter()
+            .map(|port| format!("nats://127.0.0.1:{port}"))
+            .collect();
+        let binary = std::env::var("NATS_SERVER_BIN").unwrap_or_else(|_| "nats-server".into());
+        let child = Command::new(binary)
+            .args(["-js", "-a", "127.0.0.1", "-p", &self.ports[n].to_string()])
+            .args(["-n", &format!("n{}", n + 1), "--cluster_name", "impact"])
+            .args(["--cluster", &format!("nats://127.0.0.1:{}", self.routes[n])])
+            .args(["--routes", &routes.join(",")])
+            .arg("-sd")
+            .arg(self.stores[n].path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server on PATH or NATS_SERVER_BIN");
+        while std::net::TcpStream::connect(("127.0.0.1", self.ports[n])).is_err() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.servers[n] = Some(Proc(child));
+    }
+
+    fn kill(&mut self, n: usize) {
+        self.servers[n] = None; // Proc's drop kills -9 and waits.
+    }
+
+    fn urls(&self) -> Vec<String> {
+        self.ports
+            .iter()
+            .map(|port| format!("nats://127.0.0.1:{port}"))
+            .collect()
+    }
+
+    async fn jetstream(&self) -> async_nats::jetstream::Context {
+        let addrs: Vec<async_nats::ServerAddr> =
+            self.urls().iter().map(|url| url.parse().unwrap()).collect();
+        async_nats::jetstream::new(async_nats::connect(addrs).await.unwrap())
+    }
+}
+
+fn start_replica(data_dir: &std::path::Path, urls: &[String]) -> (Proc, String) {
+    let config = data_dir.with_extension("toml");
+    let urls: Vec<String> = urls.iter().map(|url| format!("\"{url}\"")).collect();
+    std::fs::write(
+        &config,
+        format!(
+            "[nats]\nurls = [{}]\nreplicas = 3\npublish_timeout_ms = 10000\n[review]\nschedule = \"off\"\n",
+            urls.join(", ")
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_impact"))
+        .args(["serve", "--http", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .arg("--config")
+        .arg(&config)
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = lines.next().unwrap().unwrap();
+    std::thread::spawn(move || for _ in lines {});
+    let base = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap()
+        .trim_end_matches('/')
+        .to_owned();
+    (Proc(child), base)
+}
+
+async fn wait_ready(client: &reqwest::Client, base: &str) {
+    loop {
+        if let Ok(response) = client.get(format!("{base}/readyz")).send().await {
+            if response.status() == 200 {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn cluster_benchmarks(cores: usize) {
+    let events: usize = std::env::var("IMPACT_BENCH_CLUSTER_EVENTS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(50_000);
+    let actions = events / 10;
+    println!("\nNATS cluster: three servers, stream R3, two service instances; {events} events over {actions} Actions, PubAck window {PUBLISH_WINDOW}, {cores} cores");
+    let payloads: Vec<(String, String, Vec<u8>)> = (0..events)
+        .map(|n| message(serde_json::from_slice(&event_json_over(n, actions)).unwrap()))
+        .collect();
+    let mut cluster = ClusterNats::start();
+    let js = cluster.jetstream().await;
+    // The meta leader is elected a moment after the servers start.
+    loop {
+        let created = js
+            .get_or_create_stream(async_nats::jetstream::stream::Config {
+                name: "RAW".into(),
+                subjects: vec!["raw.>".into()],
+                num_replicas: 3,
+                ..Default::default()
+            })
+            .await;
+        if created.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let raw: Vec<(String, String, Vec<u8>)> = payloads
+        .iter()
+        .map(|(id, tail, json)| (format!("raw.events.{tail}"), id.clone(), json.clone()))
+        .collect();
+    let started = Instant::now();
+    publish_all(&js, &raw, None).await;
+    let raw_rate = rate(events, started.elapsed().as_secs_f64());
+    js.delete_stream("RAW").await.unwrap();
+    println!("raw R3 publish (ceiling):          {raw_rate:>9.0} events/s");
+
+    // End to end: published straight to NATS, timed until applied on both instances.
+    let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let urls = cluster.urls();
+    let (_a, base_a) = start_replica(&dirs[0].path().join("data"), &urls);
+    let (_b, base_b) = start_replica(&dirs[1].path().join("data"), &urls);
+    let client = reqwest::Client::new();
+    wait_ready(&client, &base_a).await;
+    wait_ready(&client, &base_b).await;
+    let messages: Vec<(String, String, Vec<u8>)> = payloads
+        .iter()
+        .map(|(id, tail, json)| (format!("impact.events.{tail}"), id.clone(), json.clone()))
+        .collect();
+    let started = Instant::now();
+    publish_all(&js, &messages, None).await;
+    for base in [&base_a, &base_b] {
+        while log_position(&client, base).await < events as u64 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let applied_rate = rate(events, started.elapsed().as_secs_f64());
+    println!(
+        "published, applied on both instances: {applied_rate:>9.0} events/s ({:.0}% of raw R3 publish)",
+        100.0 * applied_rate / raw_rate
+    );
+
+    // Posts through one instance, one event each from 8 clients, while the stream's leader is
+    // killed -9 and restarted 10 s later: the longest time without an acknowledged post.
+    let mut stream = js.get_stream("IMPACT").await.unwrap();
+    let info = stream.info().await.unwrap();
+    let leader = info.cluster.clone().unwrap().leader.unwrap();
+    let leader: usize = leader.trim_start_matches('n').parse::<usize>().unwrap() - 1;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let acked: Arc<std::sync::Mutex<Vec<Instant>>> = Arc::default();
+    let refused = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut posters = Vec::new();
+    for client_no in 0..8 {
+        let (client, base, stop, acked, refused) = (
+            client.clone(),
+            base_a.clone(),
+            stop.clone(),
+            acked.clone(),
+            refused.clone(),
+        );
+        posters.push(tokio::spawn(async move {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                let body = event_json_over(events + client_no * 1_000_000 + n, actions);
+                let response = client
+                    .post(format!("{base}/v1/events"))
+                    .header("Content-Type", "application/json")
+                    .body(body)
+                    .send()
+                    .await;
+                match response.map(|r| r.status().as_u16()) {
+                    Ok(202) => acked.lock().unwrap().push(Instant::now()),
+                    _ => {
+                        refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let killed_at = Instant::now();
+    cluster.kill(leader);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    cluster.start_server(leader);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for poster in posters {
+        poster.await.unwrap();
+    }
+    let mut times = acked.lock().unwrap().clone();
+    times.sort();
+    let longest = times
+        .windows(2)
+        .filter(|pair| pair[1] >= killed_at - Duration::from_secs(1))
+        .map(|pair| pair[1] - pair[0])
+        .max()
+        .unwrap_or_default();
+    println!(
+        "leader killed under 8 posting clients: longest stall {:.2} s (target <= 10 s), {} posts answered, {} not acknowledged (503 or error)",
+        longest.as_secs_f64(),
+        times.len(),
+        refused.load(std::sync::atomic::Ordering::Relaxed)
+    );
 }

@@ -395,3 +395,51 @@ async fn each_way_to_authenticate_connects_and_each_mistake_fails_at_start_namin
     let stderr = start_fails(&config);
     assert!(stderr.contains("nats.creds_file"), "{stderr}");
 }
+
+#[tokio::test]
+async fn a_publish_the_servers_permissions_refuse_is_answered_at_once_saying_so() {
+    let nats = NatsServer::with_config(
+        |port, store| deploy_config("nats-server.conf", port, store, &[]),
+        &passwords(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    // Misconfigured: the service runs as the Thai field office's user, which may not publish
+    // on the service's subjects.
+    let password = write(dir.path(), "password", THAI_PASSWORD);
+    let config = service_config(
+        dir.path(),
+        &format!(
+            "url = \"{}\"\nuser = \"fo-th\"\npassword_file = \"{password}\"\ninbox_prefix = \"_INBOX_fo-th\"",
+            nats.url()
+        ),
+    );
+    let service = Service::start(&["--config", &config]);
+    let http = client();
+    eventually(20, async || {
+        http.get(service.url("/healthz"))
+            .send()
+            .await
+            .ok()
+            .map(drop)
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let (status, body) = post_as(
+        &http,
+        &service,
+        "fo-token",
+        &json!(registered("MIEUX-TH-2014-01", "TH")),
+    )
+    .await;
+    let waited = started.elapsed();
+    assert_eq!(status, 503, "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.to_lowercase().contains("permissions violation"),
+        "{message}"
+    );
+    assert!(
+        waited < Duration::from_secs(2),
+        "answered after {waited:?}, not at once"
+    );
+}
