@@ -37,6 +37,10 @@ pub struct App {
     pub streams: Arc<tokio::sync::Semaphore>,
     /// Why the scheduled review being retried cannot be written, while it cannot.
     review_failure: std::sync::Mutex<Option<String>>,
+    /// Browsers' sessions (CONTRACT.md §4.2).
+    pub sessions: crate::web::session::Sessions,
+    /// With auth off there is no session: the forms' CSRF token is this process's.
+    pub open_csrf: String,
 }
 
 impl App {
@@ -55,6 +59,7 @@ impl App {
             )),
         };
         let streams = Arc::new(tokio::sync::Semaphore::new(config.max_streams));
+        let config_session_hours = config.session_hours;
         Ok((
             Arc::new(App {
                 config,
@@ -66,6 +71,8 @@ impl App {
                 views: crate::api::ViewCache::new(crate::api::VIEW_CACHE_BYTES),
                 streams,
                 review_failure: std::sync::Mutex::new(None),
+                sessions: crate::web::session::Sessions::new(config_session_hours),
+                open_csrf: crate::web::session::random_token(),
             }),
             writer_thread,
         ))

@@ -18,6 +18,8 @@ pub const MIN_FREE_MIB_DEFAULT: u64 = 64;
 pub const MAX_CONNECTIONS_DEFAULT: usize = 10_000;
 /// NDJSON streams of the log open at once (`server.max_streams`).
 pub const MAX_STREAMS_DEFAULT: usize = 64;
+/// How long a browser session lasts (`server.session_hours`).
+pub const SESSION_HOURS_DEFAULT: u64 = 12;
 
 /// Descriptors kept for everything but client connections: sled's files, the broker, the
 /// over-cap answers, the restart's exec.
@@ -60,6 +62,8 @@ struct ServerSection {
     min_free_mib: Option<u64>,
     max_connections: Option<usize>,
     max_streams: Option<usize>,
+    session_hours: Option<u64>,
+    cookie_secure: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -181,6 +185,10 @@ pub struct Config {
     pub max_connections: Option<usize>,
     /// `server.max_streams`.
     pub max_streams: usize,
+    /// `server.session_hours`: how long a browser session lasts.
+    pub session_hours: u64,
+    /// `server.cookie_secure`: the session cookie is `Secure` (sent over HTTPS only).
+    pub cookie_secure: bool,
     pub nats: Option<NatsConfig>,
     /// `None`: scheduled reviews are off.
     pub review_schedule: Option<String>,
@@ -256,6 +264,8 @@ impl Config {
             min_free_bytes: file.server.min_free_mib.unwrap_or(MIN_FREE_MIB_DEFAULT) << 20,
             max_connections: file.server.max_connections,
             max_streams: file.server.max_streams.unwrap_or(MAX_STREAMS_DEFAULT),
+            session_hours: file.server.session_hours.unwrap_or(SESSION_HOURS_DEFAULT),
+            cookie_secure: file.server.cookie_secure.unwrap_or(true),
             nats,
             review_schedule,
             rules,
@@ -278,6 +288,13 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "server.max_connections must be at least 1".into(),
             ));
+        }
+        if self.session_hours == 0 || self.session_hours > 24 * 366 {
+            return Err(ConfigError::Invalid(format!(
+                "server.session_hours = {}: between 1 and {} hours",
+                self.session_hours,
+                24 * 366
+            )));
         }
         if self.max_streams == 0 {
             return Err(ConfigError::Invalid(

@@ -17,6 +17,7 @@ pub mod restart;
 pub mod review;
 pub mod server;
 pub mod store;
+pub mod web;
 
 /// jemalloc, not glibc's malloc: under load glibc's allocator was ~38% of the service's CPU
 /// (cross-thread frees, `malloc_consolidate`), and with jemalloc the POST rate rose ~30% while

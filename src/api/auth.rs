@@ -3,7 +3,7 @@
 
 use super::error::ApiError;
 use crate::app::App;
-use crate::config::Role;
+use crate::config::{Principal, Role};
 use crate::domain::event::EventKind;
 use crate::domain::ids::Country;
 use crate::domain::validate::Parsed;
@@ -24,48 +24,79 @@ pub struct Caller {
 impl FromRequestParts<Arc<App>> for Caller {
     type Rejection = ApiError;
 
+    /// A bearer token; or, for a request that changes nothing (`GET`, `HEAD`), the browser's
+    /// session cookie. A `POST` to `/v1` never takes the cookie (CONTRACT.md §4.2).
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Caller, ApiError> {
         if !app.config.auth_enabled() {
-            return Ok(Caller {
-                name: None,
-                role: Role::Admin,
-                countries: None,
-            });
+            return Ok(Caller::open());
         }
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .ok_or_else(|| {
-                ApiError::Unauthenticated(
-                    "an Authorization: Bearer <token> header is required".into(),
-                )
-            })?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .map(str::trim)
-            .ok_or_else(|| {
-                ApiError::Unauthenticated(
-                    "the Authorization header must be \"Bearer <token>\"".into(),
-                )
-            })?;
-        let digest = hex::encode(Sha256::digest(token.as_bytes()));
-        let principal = app
-            .config
-            .principals
-            .iter()
-            .find(|principal| principal.token_sha256 == digest)
-            .ok_or_else(|| ApiError::Unauthenticated("unknown token".into()))?;
-        Ok(Caller {
-            name: Some(principal.name.clone()),
-            role: principal.role,
-            countries: (principal.role == Role::FieldOffice).then(|| principal.countries.clone()),
-        })
+        if let Some(header) = parts.headers.get(axum::http::header::AUTHORIZATION) {
+            let token = header
+                .to_str()
+                .ok()
+                .and_then(|value| value.strip_prefix("Bearer "))
+                .map(str::trim)
+                .ok_or_else(|| {
+                    ApiError::Unauthenticated(
+                        "the Authorization header must be \"Bearer <token>\"".into(),
+                    )
+                })?;
+            let principal = principal_with_token(app, token)
+                .ok_or_else(|| ApiError::Unauthenticated("unknown token".into()))?;
+            return Ok(Caller::of(principal));
+        }
+        let reads_only = matches!(
+            parts.method,
+            axum::http::Method::GET | axum::http::Method::HEAD
+        );
+        if reads_only {
+            if let Some((_, session)) = crate::web::session_of(&parts.headers, app) {
+                if let Some(principal) = principal_named(app, &session.principal) {
+                    return Ok(Caller::of(principal));
+                }
+            }
+        }
+        Err(ApiError::Unauthenticated(
+            "an Authorization: Bearer <token> header is required".into(),
+        ))
     }
 }
 
+/// The configured principal whose token this is.
+pub fn principal_with_token<'a>(app: &'a App, token: &str) -> Option<&'a Principal> {
+    let digest = hex::encode(Sha256::digest(token.as_bytes()));
+    app.config
+        .principals
+        .iter()
+        .find(|principal| crate::web::session::same_secret(&principal.token_sha256, &digest))
+}
+
+/// The configured principal of this name (a session's).
+pub fn principal_named<'a>(app: &'a App, name: &str) -> Option<&'a Principal> {
+    app.config
+        .principals
+        .iter()
+        .find(|principal| principal.name == name)
+}
+
 impl Caller {
+    /// With auth off, every request acts as an admin (loopback only).
+    pub fn open() -> Caller {
+        Caller {
+            name: None,
+            role: Role::Admin,
+            countries: None,
+        }
+    }
+
+    pub fn of(principal: &Principal) -> Caller {
+        Caller {
+            name: Some(principal.name.clone()),
+            role: principal.role,
+            countries: (principal.role == Role::FieldOffice).then(|| principal.countries.clone()),
+        }
+    }
+
     pub fn sees(&self, country: &Country) -> bool {
         self.countries
             .as_ref()

@@ -25,6 +25,9 @@ pub enum ApiError {
     Unauthenticated(String),
     #[error("forbidden: {0}")]
     Forbidden(String),
+    /// A form post without its session's CSRF token (CONTRACT.md §4.2).
+    #[error("csrf: {0}")]
+    Csrf(String),
     /// One event of a body that the caller may not submit (named, so a client can set it
     /// aside and send the rest); nothing of the body was stored.
     #[error("forbidden: event {index}: {message}")]
@@ -124,6 +127,7 @@ impl ApiError {
                 simple(StatusCode::UNAUTHORIZED, "unauthenticated", message)
             }
             ApiError::Forbidden(message) => simple(StatusCode::FORBIDDEN, "forbidden", message),
+            ApiError::Csrf(message) => simple(StatusCode::FORBIDDEN, "csrf", message),
             ApiError::ForbiddenEvent { index, message } => (
                 StatusCode::FORBIDDEN,
                 json!({"error": {"code": "forbidden", "message": format!("event {index}: {message}"),

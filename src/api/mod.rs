@@ -1,9 +1,8 @@
-//! The only module that knows HTTP (CONTRACT.md §4): routes, auth, query parsing, error →
-//! status, and the dashboard pages.
+//! The HTTP API (CONTRACT.md §4): routes, auth, query parsing, error → status. The pages are
+//! `crate::web`'s, merged into the same router.
 
 mod actions;
-mod auth;
-mod dashboard;
+pub mod auth;
 mod error;
 mod events;
 mod guard;
@@ -34,8 +33,6 @@ pub const BODY_EVENTS_MAX: usize = 1000;
 
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
-        .route("/", get(dashboard::index))
-        .route("/actions/{id}", get(dashboard::action))
         .route("/v1/events", post(events::post_events).get(events::log))
         .route("/v1/rejections", get(events::rejections))
         .route("/v1/actions", get(actions::list))
@@ -45,10 +42,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/reviews/{id}", get(reviews::one))
         .route("/v1/schemas", get(schemas))
         .route("/v1/schemas/{name}", get(schema))
-        .route("/style.css", get(dashboard::stylesheet))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .merge(crate::web::routes())
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(axum::extract::DefaultBodyLimit::max(BODY_BYTES_MAX))
         .layer(guard::GuardLayer {

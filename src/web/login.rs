@@ -1,0 +1,195 @@
+//! `/login` and `/logout` (CONTRACT.md §4.2).
+
+use super::{render, session, session_of, Chrome};
+use crate::api::auth::principal_with_token;
+use crate::api::ApiError;
+use crate::app::App;
+use askama::Template;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Form;
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    chrome: Chrome,
+    next: String,
+    error: Option<String>,
+}
+
+/// Where to go after signing in: a path of this service, never another site.
+fn local_path(next: Option<&str>) -> String {
+    match next {
+        Some(path)
+            if path.starts_with('/')
+                && !path.starts_with("//")
+                && !path.contains('\\')
+                && !path.chars().any(char::is_control) =>
+        {
+            path.to_owned()
+        }
+        _ => "/".to_owned(),
+    }
+}
+
+fn page(next: String, error: Option<String>, status: StatusCode) -> Result<Response, ApiError> {
+    let chrome = Chrome {
+        signed_in: None,
+        csrf: String::new(),
+    };
+    Ok((
+        status,
+        render(LoginPage {
+            chrome,
+            next,
+            error,
+        })?,
+    )
+        .into_response())
+}
+
+pub async fn form(
+    State(app): State<Arc<App>>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let next = local_path(query.get("next").map(String::as_str));
+    if !app.config.auth_enabled() {
+        // No principal, no sign-in: every page is open (loopback only).
+        return Ok(Redirect::to(&next).into_response());
+    }
+    page(next, None, StatusCode::OK)
+}
+
+#[derive(Deserialize)]
+pub struct SignIn {
+    #[serde(default)]
+    token: String,
+    next: Option<String>,
+}
+
+pub async fn sign_in(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Form(form): Form<SignIn>,
+) -> Result<Response, ApiError> {
+    let next = local_path(form.next.as_deref());
+    if !app.config.auth_enabled() {
+        return Ok(Redirect::to(&next).into_response());
+    }
+    // A sign-in posted from another site would sign the browser in as someone else.
+    if from_another_site(&headers) {
+        return Err(ApiError::Forbidden(
+            "a sign-in must come from this service's own page".into(),
+        ));
+    }
+    let Some(principal) = principal_with_token(&app, form.token.trim()) else {
+        return page(
+            next,
+            Some("That token is not one this service knows. Check it and try again.".into()),
+            StatusCode::UNAUTHORIZED,
+        );
+    };
+    let (id, _) = app.sessions.create(&principal.name, chrono::Utc::now());
+    let cookie = format!(
+        "{}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{}",
+        session::COOKIE,
+        app.sessions.lifetime_secs(),
+        if app.config.cookie_secure {
+            "; Secure"
+        } else {
+            ""
+        }
+    );
+    let mut response = Redirect::to(&next).into_response();
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&cookie).map_err(|e| ApiError::Internal(e.to_string()))?,
+    );
+    Ok(response)
+}
+
+/// `Origin` or `Sec-Fetch-Site` says the form was posted from another site.
+fn from_another_site(headers: &HeaderMap) -> bool {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if text("sec-fetch-site") == Some("cross-site") {
+        return true;
+    }
+    match (text("origin"), text("host")) {
+        (Some(origin), Some(host)) => {
+            origin != format!("http://{host}") && origin != format!("https://{host}")
+        }
+        _ => false,
+    }
+}
+
+#[derive(Deserialize)]
+pub struct SignOut {
+    #[serde(default)]
+    csrf: String,
+}
+
+pub async fn sign_out(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Form(form): Form<SignOut>,
+) -> Result<Response, ApiError> {
+    let session = session_of(&headers, &app);
+    let expected = match &session {
+        Some((_, session)) => session.csrf.clone(),
+        None if !app.config.auth_enabled() => app.open_csrf.clone(),
+        // Not signed in: nothing to end.
+        None => return Ok(Redirect::to("/login").into_response()),
+    };
+    if !session::same_secret(&form.csrf, &expected) {
+        return Err(ApiError::Csrf(
+            "the form's csrf token is missing or not this session's: reload the page and try again"
+                .into(),
+        ));
+    }
+    let Some((id, _)) = session else {
+        return Ok(Redirect::to("/").into_response());
+    };
+    app.sessions.end(&id);
+    let mut response = Redirect::to("/login").into_response();
+    let expired = format!(
+        "{}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0{}",
+        session::COOKIE,
+        if app.config.cookie_secure {
+            "; Secure"
+        } else {
+            ""
+        }
+    );
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&expired).map_err(|e| ApiError::Internal(e.to_string()))?,
+    );
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::local_path;
+
+    #[test]
+    fn after_sign_in_only_this_service_s_paths() {
+        assert_eq!(
+            local_path(Some("/actions/X?as_of=2019-01-01")),
+            "/actions/X?as_of=2019-01-01"
+        );
+        for outside in [
+            "https://evil.example/",
+            "//evil.example/",
+            "/\\evil",
+            "javascript:x",
+            "",
+        ] {
+            assert_eq!(local_path(Some(outside)), "/", "{outside}");
+        }
+        assert_eq!(local_path(None), "/");
+    }
+}

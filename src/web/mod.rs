@@ -1,0 +1,112 @@
+//! The pages people meet (CONTRACT.md §4.2, §4.3): server-rendered HTML from askama templates
+//! (`templates/`, escaping by default), one base layout, a stylesheet served here, no script and
+//! no asset from another origin. Sign-in gives a browser a server-held session; a page without
+//! one answers `303` to `/login`.
+
+mod login;
+mod pages;
+pub mod session;
+mod words;
+
+use crate::api::{ApiError, Caller};
+use crate::app::App;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use session::Session;
+use std::sync::Arc;
+
+pub fn routes() -> Router<Arc<App>> {
+    Router::new()
+        .route("/", get(pages::index))
+        .route("/actions/{id}", get(pages::action))
+        .route("/login", get(login::form).post(login::sign_in))
+        .route("/logout", post(login::sign_out))
+        .route("/style.css", get(stylesheet))
+}
+
+/// The browser's live session and its id, from the `impact_session` cookie.
+pub fn session_of(headers: &axum::http::HeaderMap, app: &App) -> Option<(String, Session)> {
+    let header = headers.get(header::COOKIE)?.to_str().ok()?;
+    let id = session::cookie(header, session::COOKIE)?;
+    let session = app.sessions.get(id, chrono::Utc::now())?;
+    Some((id.to_owned(), session))
+}
+
+/// What every page's layout shows: who is signed in (and how to sign out), and the CSRF token
+/// its forms carry.
+pub struct Chrome {
+    pub signed_in: Option<String>,
+    pub csrf: String,
+}
+
+/// The caller of a page: from the session cookie (or a bearer token, for scripts), or, without
+/// one, a redirect to the sign-in page that comes back here.
+pub struct PageCaller {
+    pub caller: Caller,
+    pub chrome: Chrome,
+}
+
+impl FromRequestParts<Arc<App>> for PageCaller {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<PageCaller, Response> {
+        if !app.config.auth_enabled() {
+            return Ok(PageCaller {
+                caller: Caller::open(),
+                chrome: Chrome {
+                    signed_in: None,
+                    csrf: app.open_csrf.clone(),
+                },
+            });
+        }
+        if let Some((_, session)) = session_of(&parts.headers, app) {
+            if let Some(principal) = crate::api::auth::principal_named(app, &session.principal) {
+                return Ok(PageCaller {
+                    chrome: Chrome {
+                        signed_in: Some(format!("{} ({})", principal.name, principal.role.label())),
+                        csrf: session.csrf.clone(),
+                    },
+                    caller: Caller::of(principal),
+                });
+            }
+        }
+        if parts.headers.contains_key(header::AUTHORIZATION) {
+            let caller = Caller::from_request_parts(parts, app)
+                .await
+                .map_err(IntoResponse::into_response)?;
+            return Ok(PageCaller {
+                caller,
+                chrome: Chrome {
+                    signed_in: None,
+                    csrf: String::new(),
+                },
+            });
+        }
+        let next = parts.uri.path_and_query().map_or("/", |path| path.as_str());
+        Err(Redirect::to(&format!("/login?next={}", words::url_encode(next))).into_response())
+    }
+}
+
+/// A page, or the error page for what went wrong (in words, with its status).
+pub fn render(template: impl askama::Template) -> Result<Html<String>, ApiError> {
+    template
+        .render()
+        .map(Html)
+        .map_err(|e| ApiError::Internal(format!("render a page: {e}")))
+}
+
+const STYLE: &str = include_str!("style.css");
+
+/// The pages' stylesheet, served by the service (the Content-Security-Policy allows no inline
+/// style and no other origin).
+async fn stylesheet() -> impl IntoResponse {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        STYLE,
+    )
+}

@@ -1,0 +1,89 @@
+//! What the pages say for the domain's codes: the words people use, never an enum's name.
+
+use crate::domain::fold::{DateSource, ExpectedView, FlagKind, OutcomeState, Verification};
+use chrono::NaiveDate;
+
+pub fn state(state: OutcomeState) -> &'static str {
+    match state {
+        OutcomeState::InProgress => "in progress",
+        OutcomeState::Achieved => "achieved",
+        OutcomeState::Sustained => "sustained",
+        OutcomeState::Regressed => "going backwards",
+    }
+}
+
+pub fn verification(verification: Verification) -> &'static str {
+    match verification {
+        Verification::Verified => "verified",
+        Verification::Disputed => "disputed",
+        Verification::Reported => "reported, not verified",
+    }
+}
+
+pub fn flag(flag: FlagKind) -> &'static str {
+    match flag {
+        FlagKind::Disputed => "disputed",
+        FlagKind::NoOutcomes => "no outcomes reported",
+        FlagKind::Overdue => "overdue",
+        FlagKind::Regressed => "going backwards",
+        FlagKind::Stale => "no recent report",
+        FlagKind::Unverified => "not verified",
+    }
+}
+
+/// A stage or track name as words: `in_force` → "in force".
+pub fn name(code: &str) -> String {
+    code.replace('_', " ")
+}
+
+/// `31 May 2019`.
+pub fn date(date: NaiveDate) -> String {
+    date.format("%-d %B %Y").to_string()
+}
+
+/// "adopted by 31 May 2019 (stated)", or "(default)" for an expectation the rules gave.
+pub fn expected(expected: &ExpectedView) -> String {
+    let source = match expected.date_source {
+        DateSource::Explicit => "stated",
+        DateSource::Defaulted => "default",
+    };
+    format!(
+        "{} by {} ({source})",
+        name(expected.stage),
+        date(expected.by)
+    )
+}
+
+/// A query-string value, percent-encoded.
+pub fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_read_as_words() {
+        assert_eq!(state(OutcomeState::InProgress), "in progress");
+        assert_eq!(name("in_force"), "in force");
+        let by = NaiveDate::from_ymd_opt(2019, 5, 31).unwrap();
+        let view = ExpectedView {
+            stage: "adopted",
+            by,
+            date_source: DateSource::Explicit,
+        };
+        assert_eq!(expected(&view), "adopted by 31 May 2019 (stated)");
+        assert_eq!(
+            url_encode("/actions/X?as_of=2019-01-01&a=b"),
+            "/actions/X%3Fas_of%3D2019-01-01%26a%3Db"
+        );
+    }
+}

@@ -1,0 +1,317 @@
+//! The pages over HTTP (CONTRACT.md §4.2, §4.3): sign-in, sessions, the cookie's attributes,
+//! CSRF, what each role sees, and titles shown as text. Real binary, real store.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+fn sha256_hex(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+fn config(dir: &std::path::Path) -> String {
+    let path = dir.join("impact.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[review]\nschedule = \"off\"\n\n\
+             [[principals]]\nname = \"fo-bangkok\"\nrole = \"field_office\"\ncountries = [\"TH\"]\ntoken_sha256 = \"{}\"\n\n\
+             [[principals]]\nname = \"eval\"\nrole = \"evaluator\"\ntoken_sha256 = \"{}\"\n\n\
+             [[principals]]\nname = \"root\"\nrole = \"admin\"\ntoken_sha256 = \"{}\"\n",
+            sha256_hex("fo-token"),
+            sha256_hex("eval-token"),
+            sha256_hex("admin-token")
+        ),
+    )
+    .unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+/// A client that does not follow redirects, so each `303` can be checked.
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+const THAI: &str = "MIEUX-TH-2014-01";
+const LAO: &str = "MIEUX-LA-2019-01";
+
+async fn seed(service: &Service) {
+    let mut thai = registered(THAI, "TH");
+    thai["data"]["title"] = json!("<script>alert('x')</script> Study visit");
+    let mut thai_outcome = track(
+        THAI,
+        "TH",
+        "vot-protocol",
+        "legislation.pending",
+        "2018-11-20",
+    );
+    thai_outcome["data"] = json!({"title": "<b>Protocol</b> revised", "expected": {"stage": "adopted", "by": "2019-05-31"}});
+    let lao = registered(LAO, "LA");
+    let response = browser()
+        .post(service.url("/v1/events?wait=true"))
+        .bearer_auth("admin-token")
+        .json(&json!([thai, thai_outcome, lao]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202, "{}", response.text().await.unwrap());
+}
+
+/// Signs in with `token`: the session cookie's `name=value`.
+async fn sign_in(service: &Service, token: &str) -> String {
+    let response = browser()
+        .post(service.url("/login"))
+        .form(&[("token", token), ("next", "/")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    let cookie = response.headers()["set-cookie"].to_str().unwrap();
+    cookie.split(';').next().unwrap().to_owned()
+}
+
+async fn page(service: &Service, path: &str, cookie: &str) -> (u16, String) {
+    let response = browser()
+        .get(service.url(path))
+        .header("Cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+/// The page's CSRF token (the sign-out form's hidden field).
+fn csrf_of(html: &str) -> String {
+    let at = html.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
+    html[at..at + html[at..].find('"').unwrap()].to_owned()
+}
+
+#[tokio::test]
+async fn a_page_without_a_session_sends_the_browser_to_sign_in_and_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start(&["--config", &config(dir.path())]);
+    seed(&service).await;
+    let response = browser()
+        .get(service.url(&format!("/actions/{THAI}?as_of=2019-01-01")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    assert_eq!(
+        response.headers()["location"],
+        format!("/login?next=/actions/{THAI}%3Fas_of%3D2019-01-01").as_str()
+    );
+    let (status, form) = page(&service, "/login?next=/actions/X", "").await;
+    assert_eq!(status, 200);
+    assert!(
+        form.contains("name=\"token\"") && form.contains("value=\"/actions/X\""),
+        "{form}"
+    );
+
+    // A wrong token: 401, the form again, no cookie.
+    let wrong = browser()
+        .post(service.url("/login"))
+        .form(&[("token", "guess"), ("next", "/")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    assert!(wrong.headers().get("set-cookie").is_none());
+    assert!(wrong
+        .text()
+        .await
+        .unwrap()
+        .contains("not one this service knows"));
+
+    // The right one: 303 to where the browser was going, and the session cookie.
+    let right = browser()
+        .post(service.url("/login"))
+        .form(&[("token", "fo-token"), ("next", "/actions/X")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(right.status(), 303);
+    assert_eq!(right.headers()["location"], "/actions/X");
+    let cookie = right.headers()["set-cookie"].to_str().unwrap().to_owned();
+    for attribute in [
+        "impact_session=",
+        "HttpOnly",
+        "SameSite=Strict",
+        "Path=/",
+        "Secure",
+        "Max-Age=43200",
+    ] {
+        assert!(
+            cookie.contains(attribute),
+            "{attribute} missing from {cookie}"
+        );
+    }
+    let value = cookie
+        .split(';')
+        .next()
+        .unwrap()
+        .trim_start_matches("impact_session=");
+    assert!(value.len() >= 32, "at least 128 random bits: {value}");
+    assert!(!cookie.contains("fo-token"), "the cookie is not the token");
+
+    // Another site's page cannot sign the browser in.
+    let forged = browser()
+        .post(service.url("/login"))
+        .header("Origin", "http://evil.example")
+        .form(&[("token", "fo-token")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    assert!(forged.headers().get("set-cookie").is_none());
+    // Only this service's paths after sign-in.
+    let away = browser()
+        .post(service.url("/login"))
+        .form(&[("token", "fo-token"), ("next", "https://evil.example/")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(away.headers()["location"], "/");
+}
+
+#[tokio::test]
+async fn a_field_office_sees_only_its_country_and_the_cookie_never_posts() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start(&["--config", &config(dir.path())]);
+    seed(&service).await;
+    let cookie = sign_in(&service, "fo-token").await;
+    let (status, index) = page(&service, "/", &cookie).await;
+    assert_eq!(status, 200);
+    assert!(index.contains(THAI), "{index}");
+    assert!(
+        !index.contains(LAO) && !index.contains(">LA<"),
+        "no Lao Action in a Thai page"
+    );
+    assert!(
+        index.contains("Signed in as fo-bangkok (field office)"),
+        "{index}"
+    );
+    let (status, _) = page(&service, &format!("/actions/{LAO}"), &cookie).await;
+    assert_eq!(status, 403);
+
+    // /v1 reads take the cookie; /v1 writes never do.
+    let (status, list) = page(&service, "/v1/actions", &cookie).await;
+    assert_eq!(status, 200);
+    assert!(list.contains(THAI) && !list.contains(LAO), "{list}");
+    let posted = browser()
+        .post(service.url("/v1/events"))
+        .header("Cookie", &cookie)
+        .json(&registered("MIEUX-TH-2020-01", "TH"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), 401);
+}
+
+#[tokio::test]
+async fn titles_are_text_and_no_page_names_another_origin() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start(&["--config", &config(dir.path())]);
+    seed(&service).await;
+    let cookie = sign_in(&service, "admin-token").await;
+    for path in ["/", &format!("/actions/{THAI}"), "/login"] {
+        let (status, html) = page(&service, path, &cookie).await;
+        assert_eq!(status, 200, "{path}");
+        assert!(
+            !html.contains("<script"),
+            "{path}: a title became markup:\n{html}"
+        );
+        assert!(!html.contains("<b>Protocol"), "{path}");
+        for attribute in [
+            "src=\"http",
+            "href=\"http",
+            "action=\"http",
+            "src=\"//",
+            "href=\"//",
+            "url(http",
+            "@import",
+        ] {
+            assert!(
+                !html.contains(attribute),
+                "{path} names another origin ({attribute})"
+            );
+        }
+    }
+    let (_, action) = page(&service, &format!("/actions/{THAI}"), &cookie).await;
+    assert!(
+        action.contains("&#60;script&#62;") || action.contains("&lt;script&gt;"),
+        "the title is shown, as text: {action}"
+    );
+    // Words, not codes.
+    assert!(
+        action.contains("in progress") && action.contains("adopted by 31 May 2019 (stated)"),
+        "{action}"
+    );
+    assert!(
+        !action.contains("in_progress<") && !action.contains("Explicit"),
+        "{action}"
+    );
+    let css = browser()
+        .get(service.url("/style.css"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!css.contains("http") && !css.contains("@import"), "{css}");
+}
+
+#[tokio::test]
+async fn signing_out_takes_the_session_s_csrf_token_and_ends_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start(&["--config", &config(dir.path())]);
+    let cookie = sign_in(&service, "eval-token").await;
+    let (_, html) = page(&service, "/", &cookie).await;
+    let csrf = csrf_of(&html);
+    let other = sign_in(&service, "eval-token").await;
+    let (_, other_html) = page(&service, "/", &other).await;
+    let other_csrf = csrf_of(&other_html);
+    assert_ne!(csrf, other_csrf);
+    for (token, why) in [("", "none"), (other_csrf.as_str(), "another session's")] {
+        let refused = browser()
+            .post(service.url("/logout"))
+            .header("Cookie", &cookie)
+            .form(&[("csrf", token)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 403, "{why}");
+        let body: serde_json::Value = refused.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "csrf", "{why}");
+        assert_eq!(
+            page(&service, "/", &cookie).await.0,
+            200,
+            "{why}: the session goes on"
+        );
+    }
+    let out = browser()
+        .post(service.url("/logout"))
+        .header("Cookie", &cookie)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), 303);
+    assert_eq!(out.headers()["location"], "/login");
+    assert!(out.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .contains("Max-Age=0"));
+    assert_eq!(
+        page(&service, "/", &cookie).await.0,
+        303,
+        "the session ended"
+    );
+    assert_eq!(page(&service, "/", &other).await.0, 200, "only that one");
+}
