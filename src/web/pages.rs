@@ -21,7 +21,7 @@ struct Row {
     achieved: u32,
     sustained: u32,
     regressed: u32,
-    flags: Vec<&'static str>,
+    flags: Vec<String>,
     last_report: String,
 }
 
@@ -52,12 +52,19 @@ pub async fn index(
             .iter()
             .map(|status| {
                 let view = &status.view;
-                let mut flags: Vec<&'static str> = status
-                    .flags
-                    .iter()
-                    .map(|flag| words::flag(flag.flag))
+                // Each kind once, with how many outcomes carry it.
+                let mut counted: std::collections::BTreeMap<&'static str, usize> =
+                    std::collections::BTreeMap::new();
+                for flag in &status.flags {
+                    *counted.entry(words::flag(flag.flag)).or_default() += 1;
+                }
+                let flags = counted
+                    .into_iter()
+                    .map(|(flag, count)| match count {
+                        1 => flag.to_owned(),
+                        n => format!("{flag} ×{n}"),
+                    })
                     .collect();
-                flags.dedup();
                 Row {
                     action_id: view.action_id.to_string(),
                     country: view.country.to_string(),
