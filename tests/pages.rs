@@ -315,3 +315,45 @@ async fn signing_out_takes_the_session_s_csrf_token_and_ends_it() {
     );
     assert_eq!(page(&service, "/", &other).await.0, 200, "only that one");
 }
+
+#[tokio::test]
+async fn the_list_page_filters_and_shows_a_bad_filter_beside_its_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start(&["--config", &config(dir.path())]);
+    seed(&service).await;
+    let admin = sign_in(&service, "admin-token").await;
+    let (status, all) = page(&service, "/", &admin).await;
+    assert_eq!(status, 200);
+    assert!(all.contains(THAI) && all.contains(LAO));
+    assert!(all.contains("Actions by country") && all.contains("Outcomes by state"));
+    let (_, lao_only) = page(&service, "/?country=LA&state=&flag=", &admin).await;
+    assert!(
+        lao_only.contains(LAO) && !lao_only.contains(&format!(">{THAI}<")),
+        "{lao_only}"
+    );
+    assert!(
+        lao_only.contains("<option value=\"LA\" selected>"),
+        "the form keeps the choice"
+    );
+    // The time-travel filters go with every link to an Action.
+    let (_, then) = page(&service, "/?as_of=2019-01-01", &admin).await;
+    assert!(
+        then.contains(&format!("/actions/{THAI}?as_of=2019-01-01")),
+        "{then}"
+    );
+    // A malformed filter: the page again, 400, the error beside its field, never a 500.
+    let (status, bad) = page(&service, "/?as_of=2019-13-45&state=stuck&asof=x", &admin).await;
+    assert_eq!(status, 400);
+    assert!(bad.contains("as_of must be a date YYYY-MM-DD"), "{bad}");
+    assert!(bad.contains("unknown state"), "{bad}");
+    assert!(bad.contains("unknown query parameter"), "{bad}");
+    assert!(
+        bad.contains("<form class=\"filters\""),
+        "the form is there to correct it"
+    );
+
+    // The Thai field office's charts count Thai Actions only.
+    let thai = sign_in(&service, "fo-token").await;
+    let (_, index) = page(&service, "/", &thai).await;
+    assert!(!index.contains(">LA<"), "no Lao bar or option: {index}");
+}

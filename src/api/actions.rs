@@ -44,40 +44,55 @@ impl<'a> From<&'a ActionStatus> for ActionListItem<'a> {
 }
 
 /// The list filters: an Action matches when one of its outcomes or flags does.
-struct ListFilter {
-    country: Option<Country>,
-    track: Option<Track>,
-    state: Option<OutcomeState>,
-    flag: Option<FlagKind>,
+#[derive(Default)]
+pub struct ListFilter {
+    pub country: Option<Country>,
+    pub track: Option<Track>,
+    pub state: Option<OutcomeState>,
+    pub flag: Option<FlagKind>,
 }
 
 /// The list's own filters, beside those of §3.1.
-const LIST_PARAMS: &[&str] = &["country", "track", "state", "flag"];
+pub const LIST_PARAMS: &[&str] = &["country", "track", "state", "flag"];
 
 impl ListFilter {
     fn parse(query: &HashMap<String, String>) -> Result<ListFilter, ApiError> {
-        let bad = |name: &str, text: &str| ApiError::BadQuery(format!("unknown {name} {text:?}"));
-        Ok(ListFilter {
-            country: query
-                .get("country")
-                .map(|c| Country::parse_assigned(c).map_err(|_| bad("country", c)))
-                .transpose()?,
-            track: query
-                .get("track")
-                .map(|t| Track::parse(t).ok_or_else(|| bad("track", t)))
-                .transpose()?,
-            state: query
-                .get("state")
-                .map(|s| OutcomeState::parse(s).ok_or_else(|| bad("state", s)))
-                .transpose()?,
-            flag: query
-                .get("flag")
-                .map(|f| FlagKind::parse(f).ok_or_else(|| bad("flag", f)))
-                .transpose()?,
-        })
+        let (filter, faults) = ListFilter::checked(query);
+        match faults.into_iter().next() {
+            Some((_, message)) => Err(ApiError::BadQuery(message)),
+            None => Ok(filter),
+        }
     }
 
-    fn matches(&self, status: &ActionStatus) -> bool {
+    /// The filters that read, and for each that does not, its name and what is wrong.
+    pub fn checked(query: &HashMap<String, String>) -> (ListFilter, Vec<(&'static str, String)>) {
+        let mut faults = Vec::new();
+        let mut read = |name: &'static str, parse: &dyn Fn(&str) -> bool| -> Option<String> {
+            let text = query.get(name)?;
+            if text.is_empty() {
+                return None; // A form's "any".
+            }
+            if parse(text) {
+                Some(text.clone())
+            } else {
+                faults.push((name, format!("unknown {name} {text:?}")));
+                None
+            }
+        };
+        let country = read("country", &|c| Country::parse_assigned(c).is_ok());
+        let track = read("track", &|t| Track::parse(t).is_some());
+        let state = read("state", &|s| OutcomeState::parse(s).is_some());
+        let flag = read("flag", &|f| FlagKind::parse(f).is_some());
+        let filter = ListFilter {
+            country: country.and_then(|c| Country::parse_assigned(&c).ok()),
+            track: track.and_then(|t| Track::parse(&t)),
+            state: state.and_then(|s| OutcomeState::parse(&s)),
+            flag: flag.and_then(|f| FlagKind::parse(&f)),
+        };
+        (filter, faults)
+    }
+
+    pub fn matches(&self, status: &ActionStatus) -> bool {
         let outcomes = &status.view.outcomes;
         self.track
             .is_none_or(|track| outcomes.iter().any(|o| o.track == track.name()))

@@ -1,7 +1,7 @@
 //! The HTTP API (CONTRACT.md §4): routes, auth, query parsing, error → status. The pages are
 //! `crate::web`'s, merged into the same router.
 
-mod actions;
+pub mod actions;
 pub mod auth;
 mod error;
 mod events;
@@ -87,28 +87,60 @@ pub fn only_params(query: &HashMap<String, String>, groups: &[&[&str]]) -> Resul
 
 /// The time-travel filters of CONTRACT.md §3.1 from a query string.
 pub fn filters(query: &HashMap<String, String>) -> Result<Filters, ApiError> {
-    Ok(Filters {
-        as_of: query
-            .get("as_of")
-            .map(|text| parse_date("as_of", text))
-            .transpose()?,
-        until_seq: query
-            .get("until_seq")
-            .map(|text| parse_u64("until_seq", text))
-            .transpose()?,
-        known_at: query
-            .get("known_at")
-            .map(|text| {
-                DateTime::parse_from_rfc3339(text)
-                    .map(|at| at.with_timezone(&Utc))
-                    .map_err(|_| {
-                        ApiError::BadQuery(format!(
-                            "known_at must be an RFC 3339 timestamp, not {text:?}"
-                        ))
-                    })
-            })
-            .transpose()?,
-    })
+    let (filters, faults) = filters_checked(query);
+    match faults.into_iter().next() {
+        Some((_, message)) => Err(ApiError::BadQuery(message)),
+        None => Ok(filters),
+    }
+}
+
+/// The filters that read, and for each that does not, its name and what is wrong (a page shows
+/// each beside its field).
+pub fn filters_checked(query: &HashMap<String, String>) -> (Filters, Vec<(&'static str, String)>) {
+    let mut faults = Vec::new();
+    let as_of = query
+        .get("as_of")
+        .and_then(|text| noted(&mut faults, "as_of", parse_date("as_of", text)));
+    let until_seq = query
+        .get("until_seq")
+        .and_then(|text| noted(&mut faults, "until_seq", parse_u64("until_seq", text)));
+    let known_at = query.get("known_at").and_then(|text| {
+        let parsed = DateTime::parse_from_rfc3339(text)
+            .map(|at| at.with_timezone(&Utc))
+            .map_err(|_| {
+                ApiError::BadQuery(format!(
+                    "known_at must be an RFC 3339 timestamp, not {text:?}"
+                ))
+            });
+        noted(&mut faults, "known_at", parsed)
+    });
+    (
+        Filters {
+            as_of,
+            until_seq,
+            known_at,
+        },
+        faults,
+    )
+}
+
+/// The value, or `None` with the fault noted under `name`.
+fn noted<T>(
+    faults: &mut Vec<(&'static str, String)>,
+    name: &'static str,
+    result: Result<T, ApiError>,
+) -> Option<T> {
+    match result {
+        Ok(value) => Some(value),
+        Err(ApiError::BadQuery(message)) => {
+            faults.push((name, message));
+            None
+        }
+        Err(other) => {
+            faults.push((name, other.to_string()));
+            None
+        }
+    }
 }
 
 /// A response of JSON already rendered.

@@ -3,8 +3,9 @@
 use super::{render, words, Chrome, PageCaller};
 use crate::api::{blocking, filters, only_params, ApiError, Query, FILTER_PARAMS};
 use crate::app::App;
-use crate::domain::fold::ActionStatus;
+use crate::domain::fold::{ActionStatus, FlagKind, OutcomeState};
 use crate::domain::ids::ActionId;
+use crate::domain::tracks::Track;
 use crate::queries;
 use askama::Template;
 use axum::extract::{Path, State};
@@ -25,22 +26,141 @@ struct Row {
     last_report: String,
 }
 
+/// A field of the filter form: its value as asked, and what is wrong with it, if anything.
+#[derive(Default)]
+pub struct Field {
+    pub value: String,
+    pub error: Option<String>,
+}
+
+/// An option of a select: its value, its words, and whether it is the one asked for.
+struct Choice {
+    value: String,
+    label: String,
+    selected: bool,
+}
+
+fn choices(field: &Field, options: impl IntoIterator<Item = (String, String)>) -> Vec<Choice> {
+    options
+        .into_iter()
+        .map(|(value, label)| Choice {
+            selected: field.value == value,
+            value,
+            label,
+        })
+        .collect()
+}
+
+/// One bar of a chart: its label, its number, and its length in the chart's units (0–100).
+struct Bar {
+    label: String,
+    count: u32,
+    length: u32,
+}
+
+fn bars(counts: Vec<(String, u32)>) -> Vec<Bar> {
+    let most = counts
+        .iter()
+        .map(|(_, count)| *count)
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    counts
+        .into_iter()
+        .map(|(label, count)| Bar {
+            length: count * 100 / most,
+            label,
+            count,
+        })
+        .collect()
+}
+
 #[derive(Template)]
 #[template(path = "index.html")]
 struct IndexPage {
     chrome: Chrome,
     reference: String,
     rows: Vec<Row>,
+    fields: std::collections::BTreeMap<&'static str, Field>,
+    countries: Vec<Choice>,
+    tracks: Vec<Choice>,
+    states: Vec<Choice>,
+    flags: Vec<Choice>,
+    unknown: Option<String>,
+    by_state: Vec<Bar>,
+    by_country: Vec<Bar>,
+    /// The time-travel part of the query, kept in every link to an Action.
+    keep: String,
+}
+
+/// The names of the fields of `/`'s form.
+const INDEX_FIELDS: [&str; 7] = [
+    "country",
+    "track",
+    "state",
+    "flag",
+    "as_of",
+    "until_seq",
+    "known_at",
+];
+
+/// A page's query without the fields a form left empty ("any").
+fn asked(query: &Query) -> std::collections::HashMap<String, String> {
+    query
+        .iter()
+        .filter(|(_, value)| !value.trim().is_empty())
+        .map(|(name, value)| (name.clone(), value.trim().to_owned()))
+        .collect()
+}
+
+/// `as_of`, `until_seq` and `known_at` as asked, for links.
+fn time_travel_query(query: &std::collections::HashMap<String, String>) -> String {
+    let parts: Vec<String> = ["as_of", "until_seq", "known_at"]
+        .iter()
+        .filter_map(|name| {
+            query
+                .get(*name)
+                .map(|value| format!("{name}={}", words::url_encode(value)))
+        })
+        .collect();
+    match parts.is_empty() {
+        true => String::new(),
+        false => format!("?{}", parts.join("&")),
+    }
 }
 
 pub async fn index(
     State(app): State<Arc<App>>,
     PageCaller { caller, chrome }: PageCaller,
     query: Query,
-) -> Result<Html<String>, ApiError> {
-    only_params(&query, &[FILTER_PARAMS])?;
-    let filters = filters(&query)?;
-    blocking(move || {
+) -> Result<axum::response::Response, ApiError> {
+    use crate::api::actions::{ListFilter, LIST_PARAMS};
+    use axum::response::IntoResponse;
+    let query = asked(&query);
+    let unknown = only_params(&query, &[FILTER_PARAMS, LIST_PARAMS])
+        .err()
+        .map(|error| match error {
+            ApiError::BadQuery(message) => message,
+            other => other.to_string(),
+        });
+    let (filters, mut faults) = crate::api::filters_checked(&query);
+    let (list_filter, list_faults) = ListFilter::checked(&query);
+    faults.extend(list_faults);
+    let mut fields: std::collections::BTreeMap<&'static str, Field> = INDEX_FIELDS
+        .iter()
+        .map(|name| {
+            let value = query.get(*name).cloned().unwrap_or_default();
+            (*name, Field { value, error: None })
+        })
+        .collect();
+    let bad_request = unknown.is_some() || !faults.is_empty();
+    for (name, message) in faults {
+        if let Some(field) = fields.get_mut(name) {
+            field.error = Some(message);
+        }
+    }
+    let keep = time_travel_query(&query);
+    let html = blocking(move || {
         let statuses = queries::statuses(
             &app.store,
             app.durable_seq(),
@@ -48,47 +168,129 @@ pub async fn index(
             &app.config.rules,
             |country| caller.sees(country),
         )?;
-        let rows = statuses
+        let mut countries: Vec<String> = statuses
             .iter()
-            .map(|status| {
-                let view = &status.view;
-                // Each kind once, with how many outcomes carry it.
-                let mut counted: std::collections::BTreeMap<&'static str, usize> =
-                    std::collections::BTreeMap::new();
-                for flag in &status.flags {
-                    *counted.entry(words::flag(flag.flag)).or_default() += 1;
-                }
-                let flags = counted
-                    .into_iter()
-                    .map(|(flag, count)| match count {
-                        1 => flag.to_owned(),
-                        n => format!("{flag} ×{n}"),
-                    })
-                    .collect();
-                Row {
-                    action_id: view.action_id.to_string(),
-                    country: view.country.to_string(),
-                    title: view
-                        .title
-                        .clone()
-                        .unwrap_or_else(|| "(not registered yet)".into()),
-                    outcomes: view.summary.outcomes,
-                    in_progress: view.summary.in_progress,
-                    achieved: view.summary.achieved,
-                    sustained: view.summary.sustained,
-                    regressed: view.summary.regressed,
-                    flags,
-                    last_report: words::date(view.last_event_on),
-                }
+            .map(|s| s.view.country.to_string())
+            .collect();
+        countries.sort();
+        countries.dedup();
+        let shown: Vec<&ActionStatus> = statuses
+            .iter()
+            .filter(|status| {
+                list_filter
+                    .country
+                    .as_ref()
+                    .is_none_or(|country| *country == status.view.country)
+                    && list_filter.matches(status)
             })
             .collect();
+        let mut by_state = [0u32; 4];
+        let mut by_country: std::collections::BTreeMap<String, u32> = Default::default();
+        for status in &shown {
+            let summary = &status.view.summary;
+            for (slot, count) in by_state.iter_mut().zip([
+                summary.in_progress,
+                summary.achieved,
+                summary.sustained,
+                summary.regressed,
+            ]) {
+                *slot += count;
+            }
+            *by_country
+                .entry(status.view.country.to_string())
+                .or_default() += 1;
+        }
+        let state_labels = [
+            OutcomeState::InProgress,
+            OutcomeState::Achieved,
+            OutcomeState::Sustained,
+            OutcomeState::Regressed,
+        ];
+        let rows = shown.iter().map(|status| row(status)).collect();
+        let choices_of =
+            |name: &str, options: Vec<(String, String)>| choices(&fields[name], options);
+        let countries = choices_of(
+            "country",
+            countries.into_iter().map(|c| (c.clone(), c)).collect(),
+        );
+        let tracks = choices_of(
+            "track",
+            Track::all()
+                .map(|track| (track.name().to_owned(), words::name(track.name())))
+                .collect(),
+        );
+        let states = choices_of(
+            "state",
+            state_labels
+                .iter()
+                .map(|state| (state.as_str().to_owned(), words::state(*state).to_owned()))
+                .collect(),
+        );
+        let flags = choices_of(
+            "flag",
+            FlagKind::ALL
+                .iter()
+                .map(|flag| (flag.as_str().to_owned(), words::flag(*flag).to_owned()))
+                .collect(),
+        );
         render(IndexPage {
             chrome,
             reference: words::date(queries::reference_date(&filters)),
             rows,
+            fields,
+            countries,
+            tracks,
+            states,
+            flags,
+            unknown,
+            by_state: bars(
+                state_labels
+                    .iter()
+                    .zip(by_state)
+                    .map(|(state, count)| (words::state(*state).to_owned(), count))
+                    .collect(),
+            ),
+            by_country: bars(by_country.into_iter().collect()),
+            keep,
         })
     })
-    .await
+    .await?;
+    let status = match bad_request {
+        true => axum::http::StatusCode::BAD_REQUEST,
+        false => axum::http::StatusCode::OK,
+    };
+    Ok((status, html).into_response())
+}
+
+/// One Action in the list, in words.
+fn row(status: &ActionStatus) -> Row {
+    let view = &status.view;
+    // Each kind once, with how many outcomes carry it.
+    let mut counted: std::collections::BTreeMap<&'static str, usize> = Default::default();
+    for flag in &status.flags {
+        *counted.entry(words::flag(flag.flag)).or_default() += 1;
+    }
+    Row {
+        action_id: view.action_id.to_string(),
+        country: view.country.to_string(),
+        title: view
+            .title
+            .clone()
+            .unwrap_or_else(|| "(not registered yet)".into()),
+        outcomes: view.summary.outcomes,
+        in_progress: view.summary.in_progress,
+        achieved: view.summary.achieved,
+        sustained: view.summary.sustained,
+        regressed: view.summary.regressed,
+        flags: counted
+            .into_iter()
+            .map(|(flag, count)| match count {
+                1 => flag.to_owned(),
+                n => format!("{flag} ×{n}"),
+            })
+            .collect(),
+        last_report: words::date(view.last_event_on),
+    }
 }
 
 struct OutcomeRow {
