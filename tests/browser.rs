@@ -198,6 +198,35 @@ async fn a_field_office_signs_in_sees_only_its_country_and_signs_out() {
     )
     .unwrap();
 
+    // The time-travel control: the Action as it stood on 1 January 2016.
+    let as_of = browser.find(Locator::Id("as_of")).await.unwrap();
+    as_of.send_keys("01012016").await.unwrap();
+    browser
+        .find(Locator::Css("form.filters button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    eventually(10, async || {
+        let url = browser.current_url().await.ok()?;
+        url.query()?.contains("as_of=2016-01-01").then_some(())
+    })
+    .await;
+    let then = browser
+        .find(Locator::Css("main"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(then.contains("as of 1 January 2016"), "{then}");
+    assert!(
+        !then.contains("vot-protocol"),
+        "the protocol outcome came later: {then}"
+    );
+    assert!(then.contains("established (now)"), "{then}");
+
     // Another country's Action, asked for by address: refused.
     browser
         .goto(&service.url("/actions/MIEUX-LA-2016-02"))

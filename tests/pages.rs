@@ -357,3 +357,79 @@ async fn the_list_page_filters_and_shows_a_bad_filter_beside_its_field() {
     let (_, index) = page(&service, "/", &thai).await;
     assert!(!index.contains(">LA<"), "no Lao bar or option: {index}");
 }
+
+#[tokio::test]
+async fn an_action_page_travels_in_time_and_marks_what_was_retracted() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start(&["--config", &config(dir.path())]);
+    seed(&service).await;
+    let later = track(
+        THAI,
+        "TH",
+        "vot-protocol",
+        "legislation.adopted",
+        "2019-04-01",
+    );
+    let withdrawn = track(
+        THAI,
+        "TH",
+        "focal-points",
+        "mechanism.proposed",
+        "2019-02-01",
+    );
+    let retraction = event(
+        "event.retracted",
+        THAI,
+        "TH",
+        None,
+        "2019-03-01",
+        json!({"target_event_id": withdrawn["event_id"], "reason": "reported twice"}),
+    );
+    let response = browser()
+        .post(service.url("/v1/events?wait=true"))
+        .bearer_auth("admin-token")
+        .json(&json!([later, withdrawn, retraction]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let cookie = sign_in(&service, "fo-token").await;
+    let (_, now) = page(&service, &format!("/actions/{THAI}"), &cookie).await;
+    assert!(
+        now.contains("adopted <span class=\"mark\">(now)</span>"),
+        "{now}"
+    );
+    assert!(
+        now.contains("(retracted)"),
+        "the withdrawn event is marked in the history"
+    );
+    assert!(
+        now.contains("<h2>Timeline</h2>") && now.contains("<circle"),
+        "{now}"
+    );
+    let (status, then) = page(
+        &service,
+        &format!("/actions/{THAI}?as_of=2019-01-01"),
+        &cookie,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(
+        then.contains("pending <span class=\"mark\">(now)</span>"),
+        "{then}"
+    );
+    assert!(then.contains("as of 1 January 2019"), "{then}");
+    let (status, bad) = page(&service, &format!("/actions/{THAI}?as_of=someday"), &cookie).await;
+    assert_eq!(status, 400);
+    assert!(
+        bad.contains("as_of must be a date") && bad.contains("<form"),
+        "{bad}"
+    );
+    assert!(
+        page(&service, &format!("/actions/{THAI}"), &cookie)
+            .await
+            .1
+            .len()
+            < 100 * 1024
+    );
+}

@@ -1,7 +1,7 @@
 //! `/` and `/actions/{id}`: the Actions in scope, and one Action's outcomes and flags.
 
 use super::{render, words, Chrome, PageCaller};
-use crate::api::{blocking, filters, only_params, ApiError, Query, FILTER_PARAMS};
+use crate::api::{blocking, only_params, ApiError, Query, FILTER_PARAMS};
 use crate::app::App;
 use crate::domain::fold::{ActionStatus, FlagKind, OutcomeState};
 use crate::domain::ids::ActionId;
@@ -9,7 +9,6 @@ use crate::domain::tracks::Track;
 use crate::queries;
 use askama::Template;
 use axum::extract::{Path, State};
-use axum::response::Html;
 use std::sync::Arc;
 
 /// One Action in the list, in words.
@@ -293,7 +292,19 @@ fn row(status: &ActionStatus) -> Row {
     }
 }
 
+/// One step of an outcome's track, as the ladder shows it.
+struct Step {
+    name: String,
+    /// "now", "highest reached", "reached", "expected", or nothing.
+    marks: Vec<&'static str>,
+    class: &'static str,
+    current: bool,
+}
+
 struct OutcomeRow {
+    ladder: Vec<Step>,
+    /// The current stage when it is an exit (stalled, withdrawn …).
+    exit: Option<String>,
     title: String,
     outcome_id: String,
     track: String,
@@ -304,6 +315,24 @@ struct OutcomeRow {
     state_class: &'static str,
     expected: String,
     verification: &'static str,
+}
+
+/// One event of the history, in words.
+struct EventRow {
+    seq: u64,
+    occurred_on: String,
+    what: String,
+    outcome: String,
+    recorded_at: String,
+    submitted_by: String,
+    retracted: bool,
+}
+
+/// A dot of the timeline: where on the line (0–1000), and what it is.
+struct Dot {
+    x: u32,
+    label: String,
+    retracted: bool,
 }
 
 struct FlagRow {
@@ -323,6 +352,12 @@ struct ActionPage {
     last_report: String,
     outcomes: Vec<OutcomeRow>,
     flags: Vec<FlagRow>,
+    history: Vec<EventRow>,
+    timeline: Vec<Dot>,
+    first_day: String,
+    last_day: String,
+    fields: std::collections::BTreeMap<&'static str, Field>,
+    reference: String,
 }
 
 pub async fn action(
@@ -330,12 +365,28 @@ pub async fn action(
     PageCaller { caller, chrome }: PageCaller,
     Path(id): Path<String>,
     query: Query,
-) -> Result<Html<String>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let query = asked(&query);
     only_params(&query, &[FILTER_PARAMS])?;
-    let filters = filters(&query)?;
+    let (filters, faults) = crate::api::filters_checked(&query);
+    let mut fields: std::collections::BTreeMap<&'static str, Field> =
+        ["as_of", "until_seq", "known_at"]
+            .into_iter()
+            .map(|name| {
+                let value = query.get(name).cloned().unwrap_or_default();
+                (name, Field { value, error: None })
+            })
+            .collect();
+    let bad_request = !faults.is_empty();
+    for (name, message) in faults {
+        if let Some(field) = fields.get_mut(name) {
+            field.error = Some(message);
+        }
+    }
     let action_id =
         ActionId::parse(&id).map_err(|_| ApiError::NotFound(format!("no Action {id:?}")))?;
-    blocking(move || {
+    let html = blocking(move || {
         let status: ActionStatus = queries::status(
             &app.store,
             app.durable_seq(),
@@ -343,28 +394,14 @@ pub async fn action(
             &filters,
             &app.config.rules,
         )?
-        .ok_or_else(|| ApiError::NotFound(format!("no Action {action_id}")))?;
+        .ok_or_else(|| {
+            ApiError::NotFound(format!("no Action {action_id} (at that point in time)"))
+        })?;
         caller.require_country(&status.view.country)?;
+        let events = queries::history(&app.store, app.durable_seq(), &action_id, &filters)?
+            .unwrap_or_default();
         let view = &status.view;
-        let outcomes = view
-            .outcomes
-            .iter()
-            .map(|outcome| OutcomeRow {
-                title: outcome.title.clone(),
-                outcome_id: outcome.outcome_id.to_string(),
-                track: words::name(outcome.track),
-                stage: words::name(outcome.stage),
-                since: words::date(outcome.stage_since),
-                highest: outcome.highest_stage.map_or("—".into(), words::name),
-                state: words::state(outcome.state),
-                state_class: outcome.state.as_str(),
-                expected: outcome
-                    .expected
-                    .as_ref()
-                    .map_or("—".into(), words::expected),
-                verification: words::verification(outcome.verification),
-            })
-            .collect();
+        let outcomes = view.outcomes.iter().map(outcome_row).collect();
         let flags = status
             .flags
             .iter()
@@ -375,6 +412,48 @@ pub async fn action(
                     .as_ref()
                     .map_or(String::new(), ToString::to_string),
                 detail: flag.detail.clone(),
+            })
+            .collect();
+        let text = |event: &serde_json::Value, key: &str| {
+            event[key].as_str().map(str::to_owned).unwrap_or_default()
+        };
+        let history: Vec<EventRow> = events
+            .iter()
+            .map(|event| EventRow {
+                seq: event["seq"].as_u64().unwrap_or(0),
+                occurred_on: event["occurred_on"]
+                    .as_str()
+                    .and_then(|d| d.parse().ok())
+                    .map_or_else(|| text(event, "occurred_on"), words::date),
+                what: words::event_type(&text(event, "type")),
+                outcome: text(event, "outcome_id"),
+                recorded_at: text(event, "recorded_at"),
+                submitted_by: event["submitted_by"]
+                    .as_str()
+                    .map_or("—".into(), str::to_owned),
+                retracted: event["retracted"].as_bool().unwrap_or(false),
+            })
+            .collect();
+        let days: Vec<chrono::NaiveDate> = events
+            .iter()
+            .filter_map(|event| event["occurred_on"].as_str()?.parse().ok())
+            .collect();
+        let (first, last) = (days.iter().min().copied(), days.iter().max().copied());
+        let span = match (first, last) {
+            (Some(first), Some(last)) => (last - first).num_days().max(1),
+            _ => 1,
+        };
+        let timeline = events
+            .iter()
+            .zip(&history)
+            .filter_map(|(event, row)| {
+                let day: chrono::NaiveDate = event["occurred_on"].as_str()?.parse().ok()?;
+                let x = ((day - first?).num_days() * 1000 / span) as u32;
+                Some(Dot {
+                    x,
+                    label: format!("{}: {}", row.occurred_on, row.what),
+                    retracted: row.retracted,
+                })
             })
             .collect();
         render(ActionPage {
@@ -389,7 +468,83 @@ pub async fn action(
             last_report: words::date(view.last_event_on),
             outcomes,
             flags,
+            history,
+            timeline,
+            first_day: first.map_or(String::new(), words::date),
+            last_day: last.map_or(String::new(), words::date),
+            fields,
+            reference: words::date(queries::reference_date(&filters)),
         })
     })
-    .await
+    .await?;
+    let status = match bad_request {
+        true => axum::http::StatusCode::BAD_REQUEST,
+        false => axum::http::StatusCode::OK,
+    };
+    Ok((status, html).into_response())
+}
+
+/// An outcome in words, with its track drawn as a ladder of its forward stages.
+fn outcome_row(outcome: &crate::domain::fold::OutcomeView) -> OutcomeRow {
+    let track = Track::parse(outcome.track);
+    let current = track.and_then(|track| track.stage(outcome.stage));
+    let highest = outcome
+        .highest_stage
+        .and_then(|name| track.and_then(|track| track.stage(name)));
+    let expected = outcome
+        .expected
+        .as_ref()
+        .and_then(|expected| track.and_then(|track| track.stage(expected.stage)));
+    let ladder = track
+        .into_iter()
+        .flat_map(|track| track.stages())
+        .filter(|stage| stage.rank().is_some())
+        .map(|stage| {
+            let mut marks = Vec::new();
+            if Some(stage) == current {
+                marks.push("now");
+            }
+            if Some(stage) == highest && Some(stage) != current {
+                marks.push("highest reached");
+            }
+            let reached = highest
+                .and_then(|h| h.rank())
+                .is_some_and(|h| stage.rank().is_some_and(|rank| rank <= h));
+            if reached && marks.is_empty() {
+                marks.push("reached");
+            }
+            if Some(stage) == expected {
+                marks.push("expected");
+            }
+            Step {
+                current: Some(stage) == current,
+                name: words::name(stage.name()),
+                class: match (Some(stage) == current, reached) {
+                    (true, _) => "now",
+                    (false, true) => "reached",
+                    (false, false) => "ahead",
+                },
+                marks,
+            }
+        })
+        .collect();
+    OutcomeRow {
+        ladder,
+        exit: current
+            .filter(|stage| stage.is_exit())
+            .map(|stage| words::name(stage.name())),
+        title: outcome.title.clone(),
+        outcome_id: outcome.outcome_id.to_string(),
+        track: words::name(outcome.track),
+        stage: words::name(outcome.stage),
+        since: words::date(outcome.stage_since),
+        highest: outcome.highest_stage.map_or("—".into(), words::name),
+        state: words::state(outcome.state),
+        state_class: outcome.state.as_str(),
+        expected: outcome
+            .expected
+            .as_ref()
+            .map_or("—".into(), words::expected),
+        verification: words::verification(outcome.verification),
+    }
 }

@@ -36,6 +36,23 @@ pub fn name(code: &str) -> String {
     code.replace('_', " ")
 }
 
+/// An event's type as words: "legislation: pending", "verified", "registered".
+pub fn event_type(code: &str) -> String {
+    match code {
+        "action.registered" => "Action registered".into(),
+        "action.closed" => "Action closed".into(),
+        "outcome.verified" => "outcome verified".into(),
+        "outcome.disputed" => "outcome disputed".into(),
+        "outcome.expectation_revised" => "expectation revised".into(),
+        "event.retracted" => "event retracted".into(),
+        "review.completed" => "review".into(),
+        other => match other.split_once('.') {
+            Some((track, stage)) => format!("{}: {}", name(track), name(stage)),
+            None => name(other),
+        },
+    }
+}
+
 /// `31 May 2019`.
 pub fn date(date: NaiveDate) -> String {
     date.format("%-d %B %Y").to_string()
