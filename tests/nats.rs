@@ -9,6 +9,7 @@ use impact::store::Store;
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 fn config_file(dir: &Path, nats: &NatsServer, extra: &str) -> String {
@@ -1035,4 +1036,116 @@ async fn a_forged_review_for_a_slot_to_come_is_rejected_and_the_real_one_is_writ
             .all(|f| f["detail"] != "forged"),
         "{real}"
     );
+}
+
+/// A TCP proxy in front of nats-server that, while `hold` is set, drops the stream's messages
+/// on their way to the client (`HMSG`/`MSG` frames whose reply subject is `$JS.ACK.…`) and
+/// passes everything else: heartbeats, API replies, PINGs. A consumer behind it hears nothing
+/// while its connection and the stream stay healthy: a stall, as on a dead consumer node.
+async fn stream_holding_proxy(upstream: u16) -> (u16, Arc<std::sync::atomic::AtomicBool>) {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    let hold = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let holding = hold.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((client, _)) = listener.accept().await else {
+                return;
+            };
+            let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await else {
+                continue;
+            };
+            let (mut client_read, mut client_write) = client.into_split();
+            let (server_read, mut server_write) = server.into_split();
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
+            });
+            let holding = holding.clone();
+            tokio::spawn(async move {
+                let mut from_server = BufReader::new(server_read);
+                let mut line = String::new();
+                loop {
+                    line.clear();
+                    if from_server.read_line(&mut line).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let words: Vec<&str> = line.split_whitespace().collect();
+                    let (frame, payload_len) = match words.first().copied() {
+                        // HMSG subject sid [reply] header_len total_len
+                        Some("HMSG") => (true, words.last().and_then(|n| n.parse::<usize>().ok())),
+                        // MSG subject sid [reply] len
+                        Some("MSG") => (true, words.last().and_then(|n| n.parse::<usize>().ok())),
+                        _ => (false, None),
+                    };
+                    let mut payload = Vec::new();
+                    if let (true, Some(len)) = (frame, payload_len) {
+                        payload.resize(len + 2, 0);
+                        if from_server.read_exact(&mut payload).await.is_err() {
+                            return;
+                        }
+                    }
+                    let replies_to_ack = words.get(3).is_some_and(|w| w.starts_with("$JS.ACK."));
+                    if frame && replies_to_ack && holding.load(std::sync::atomic::Ordering::Relaxed)
+                    {
+                        continue; // A stream message: dropped while holding.
+                    }
+                    if client_write.write_all(line.as_bytes()).await.is_err()
+                        || client_write.write_all(&payload).await.is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, hold)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_consumer_makes_the_instance_unready_until_it_recovers() {
+    let nats = NatsServer::start();
+    let (proxy, hold) = stream_holding_proxy(nats.port).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_with(
+        dir.path(),
+        &format!("url = \"nats://127.0.0.1:{proxy}\"\n"),
+        "stall_ms = 1500",
+    );
+    let service = Service::start(&["--config", &config]);
+    let http = client();
+    wait_ready(&http, &service).await;
+    let js = jetstream_for(&nats).await;
+    let action = "MIEUX-TH-2014-01";
+    hold.store(true, std::sync::atomic::Ordering::Relaxed);
+    for n in 0..5 {
+        let event = track(
+            action,
+            "TH",
+            &format!("o-{n}"),
+            "network.created",
+            "2019-01-01",
+        );
+        publish(&js, subject(&event), None, event.to_string().into_bytes()).await;
+    }
+    let stalled = eventually(15, async || {
+        let (status, ready) = get_json(&http, &service.url("/readyz")).await;
+        (status == 503 && ready["consumer"] == "stalled").then_some(ready)
+    })
+    .await;
+    assert_eq!(stalled["consumer_lag"], 5, "{stalled}");
+    let metrics = get_text(&http, &service.url("/metrics")).await;
+    assert!(metrics.contains("impact_consumer_lag 5"), "{metrics}");
+    // The messages flow again: the consumer notices the gap, recovers, applies all.
+    hold.store(false, std::sync::atomic::Ordering::Relaxed);
+    let event = track(action, "TH", "o-5", "network.created", "2019-01-01");
+    publish(&js, subject(&event), None, event.to_string().into_bytes()).await;
+    eventually(30, async || {
+        (log_position(&http, &service).await? == 6).then_some(())
+    })
+    .await;
+    wait_ready(&http, &service).await;
+    let (_, ready) = get_json(&http, &service.url("/readyz")).await;
+    assert!(ready.get("consumer").is_none(), "{ready}");
+    assert_eq!(ready["consumer_lag"], 0, "{ready}");
 }

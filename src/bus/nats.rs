@@ -634,7 +634,7 @@ async fn watch_consumer(
     let mut stalled_since_logged = false;
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let last = match tokio::time::timeout(Duration::from_secs(2), async {
+        let last = tokio::time::timeout(Duration::from_secs(2), async {
             jetstream
                 .get_stream(&config.stream)
                 .await
@@ -645,11 +645,13 @@ async fn watch_consumer(
                 .map(|info| info.state.last_sequence)
         })
         .await
-        {
-            Ok(Some(last)) => last,
-            _ => continue, // The broker is away: the connection state says so.
+        .ok()
+        .flatten();
+        // While the stream cannot be asked (an election), the last lag measured stands.
+        let lag = match last {
+            Some(last) => last.saturating_sub(writer.position().checkpoint),
+            None => consumer.lag.load(Ordering::Relaxed),
         };
-        let lag = last.saturating_sub(writer.position().checkpoint);
         consumer.lag.store(lag, Ordering::Relaxed);
         let quiet_ms = now_ms().saturating_sub(consumer.last_received_ms.load(Ordering::Relaxed));
         let stalled = lag > 0 && quiet_ms > config.stall_ms;
