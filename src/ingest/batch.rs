@@ -16,7 +16,7 @@ use crate::store::{Commit, NewEvent, RejectionRecord};
 use base64::Engine;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use foldhash::{HashMap, HashMapExt, HashSet};
+use foldhash::{HashMap, HashMapExt};
 use std::sync::Arc;
 
 /// What the writer carries from one batch to the next.
@@ -78,42 +78,48 @@ impl Ready {
     }
 }
 
-/// The keys of the log a batch reads: Action records, event ids, review ids.
-#[derive(Default)]
-pub struct Needs {
-    pub actions: HashSet<ActionId>,
-    pub events: HashSet<EventId>,
-    pub reviews: HashSet<String>,
-}
-
-impl Needs {
-    pub fn of<'a>(items: impl IntoIterator<Item = &'a Ready>) -> Needs {
-        let mut needs = Needs::default();
-        for parsed in items
-            .into_iter()
-            .filter_map(|item| item.parsed.as_ref().ok())
-        {
-            needs.events.insert(parsed.envelope.event_id);
-            match review_id(parsed) {
-                Some(review_id) => {
-                    needs.reviews.insert(review_id);
-                }
-                None if parsed.kind.is_review() => {}
-                None => {
-                    needs.actions.insert(parsed.envelope.action_id.clone());
-                }
-            }
-        }
-        needs
+impl Ready {
+    /// The event, if the stateless checks passed it.
+    pub fn parsed(&self) -> Option<&Parsed> {
+        self.parsed.as_ref().ok()
     }
 }
 
-/// What the log held for a batch's [`Needs`] when it was fetched (absent keys as `None`).
+/// What a batch reads of the log, by the Action records, event ids and review ids its events
+/// name.
+pub enum Need<'a> {
+    Action(&'a ActionId),
+    Event(&'a EventId),
+    Review(String),
+}
+
+/// The keys of the log an event needs read before it is built into a batch.
+pub fn needs(parsed: &Parsed) -> impl Iterator<Item = Need<'_>> {
+    let event = std::iter::once(Need::Event(&parsed.envelope.event_id));
+    let other = match review_id(parsed) {
+        Some(review_id) => Some(Need::Review(review_id)),
+        None if parsed.kind.is_review() => None,
+        None => Some(Need::Action(&parsed.envelope.action_id)),
+    };
+    event.chain(other)
+}
+
+/// What the log held for a batch's needs when it was fetched (absent keys as `None`).
 #[derive(Default)]
 pub struct Prefetch {
     pub records: HashMap<ActionId, Option<Arc<ActionRecord>>>,
     pub ids: HashMap<EventId, Option<(u64, [u8; 32])>>,
     pub reviews: HashMap<String, Option<u64>>,
+}
+
+impl Prefetch {
+    pub fn with_capacity(events: usize) -> Prefetch {
+        Prefetch {
+            records: HashMap::with_capacity(events),
+            ids: HashMap::with_capacity(events),
+            reviews: HashMap::new(),
+        }
+    }
 }
 
 const FETCHED: &str = "a batch reads only what was fetched for it";
@@ -396,29 +402,7 @@ impl Batch {
             submitted_by.as_deref(),
         );
         if let Some(fact) = fact {
-            // Taken out of the fetch, so that the push below copies the record only while the
-            // batch being committed (it was fetched from there) or an undo still holds it.
-            let before = match self.changes.records.remove(&action_id) {
-                Some(record) => Some(record),
-                None => self
-                    .fetched
-                    .records
-                    .get_mut(&action_id)
-                    .expect(FETCHED)
-                    .take(),
-            };
-            if let Some(undo) = &mut self.undo {
-                if !undo.records.contains_key(&action_id) {
-                    undo.records.insert(action_id.clone(), before.clone());
-                }
-            }
-            let mut record = before.unwrap_or_else(|| {
-                Arc::new(ActionRecord::new(
-                    action_id.clone(),
-                    parsed.envelope.country.clone(),
-                ))
-            });
-            Arc::make_mut(&mut record).push(FoldEvent {
+            let event = FoldEvent {
                 seq,
                 event_id,
                 occurred_on: parsed.envelope.occurred_on,
@@ -429,8 +413,38 @@ impl Batch {
                     .as_ref()
                     .map_or(0, |evidence| evidence.len() as u16),
                 fact,
-            });
-            self.changes.records.insert(action_id.clone(), record);
+            };
+            if let Some(record) = self.changes.records.get_mut(&action_id) {
+                if let Some(undo) = &mut self.undo {
+                    if !undo.records.contains_key(&action_id) {
+                        undo.records.insert(action_id.clone(), Some(record.clone()));
+                    }
+                }
+                // Copied only while an undo (or the batch being committed) still holds it.
+                Arc::make_mut(record).push(event);
+            } else {
+                // Taken out of the fetch, so the push copies the record only while the batch
+                // being committed (it was fetched from there) or an undo still holds it.
+                let before = self
+                    .fetched
+                    .records
+                    .get_mut(&action_id)
+                    .expect(FETCHED)
+                    .take();
+                if let Some(undo) = &mut self.undo {
+                    undo.records
+                        .entry(action_id.clone())
+                        .or_insert_with(|| before.clone());
+                }
+                let mut record = before.unwrap_or_else(|| {
+                    Arc::new(ActionRecord::new(
+                        action_id.clone(),
+                        parsed.envelope.country.clone(),
+                    ))
+                });
+                Arc::make_mut(&mut record).push(event);
+                self.changes.records.insert(action_id.clone(), record);
+            }
         }
         if let Some(undo) = &mut self.undo {
             undo.new_ids.push(event_id);

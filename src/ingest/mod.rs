@@ -13,7 +13,7 @@ use crate::domain::validate::{Origin, Parsed, Rejection, Schemas};
 use crate::metrics::Metrics;
 use crate::store::health::WritesDown;
 use crate::store::{Commit, Store, StoreError};
-use batch::{Batch, Built, Changes, Counts, Needs, Prefetch, Ready, WriterState};
+use batch::{Batch, Built, Changes, Counts, Need, Prefetch, Ready, WriterState};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -282,7 +282,7 @@ impl Writer {
 pub fn dry_run(store: &Store, schemas: &Schemas, items: Vec<Incoming>) -> SubmissionResult {
     let items: Vec<Ready> = items.into_iter().map(|i| Ready::new(i, schemas)).collect();
     let store_error = |e: StoreError| WriteError::Store(e.to_string());
-    let fetched = fetch(store, None, &Needs::of(&items)).map_err(store_error)?;
+    let fetched = fetch(store, None, items.len(), &items).map_err(store_error)?;
     // The position is read after the records: every fact they hold is at or before it, so the
     // events checked here come after them, as they will when they are applied.
     let state = load_state(store).map_err(store_error)?;
@@ -291,28 +291,40 @@ pub fn dry_run(store: &Store, schemas: &Schemas, items: Vec<Incoming>) -> Submis
 
 /// Reads what a batch needs: from the batch being committed meanwhile (`earlier`, newer than
 /// the store), else from the store. The only store reads of building a batch.
-fn fetch(store: &Store, earlier: Option<&Changes>, needs: &Needs) -> Result<Prefetch, StoreError> {
-    let mut fetched = Prefetch::default();
-    for action_id in &needs.actions {
-        let record = match earlier.and_then(|earlier| earlier.records.get(action_id)) {
-            Some(record) => Some(record.clone()),
-            None => store.record(action_id)?.map(Arc::new),
-        };
-        fetched.records.insert(action_id.clone(), record);
-    }
-    for event_id in &needs.events {
-        let seen = match earlier.and_then(|earlier| earlier.ids.get(event_id)) {
-            Some(seen) => Some(*seen),
-            None => store.event_index(event_id)?,
-        };
-        fetched.ids.insert(*event_id, seen);
-    }
-    for review_id in &needs.reviews {
-        let seq = match earlier.and_then(|earlier| earlier.reviews.get(review_id)) {
-            Some(seq) => Some(*seq),
-            None => store.review_seq(review_id)?,
-        };
-        fetched.reviews.insert(review_id.clone(), seq);
+fn fetch<'a>(
+    store: &Store,
+    earlier: Option<&Changes>,
+    events: usize,
+    items: impl IntoIterator<Item = &'a Ready>,
+) -> Result<Prefetch, StoreError> {
+    let mut fetched = Prefetch::with_capacity(events);
+    for parsed in items.into_iter().filter_map(Ready::parsed) {
+        for need in batch::needs(parsed) {
+            match need {
+                Need::Action(action_id) if !fetched.records.contains_key(action_id) => {
+                    let record = match earlier.and_then(|earlier| earlier.records.get(action_id)) {
+                        Some(record) => Some(record.clone()),
+                        None => store.record(action_id)?.map(Arc::new),
+                    };
+                    fetched.records.insert(action_id.clone(), record);
+                }
+                Need::Event(event_id) if !fetched.ids.contains_key(event_id) => {
+                    let seen = match earlier.and_then(|earlier| earlier.ids.get(event_id)) {
+                        Some(seen) => Some(*seen),
+                        None => store.event_index(event_id)?,
+                    };
+                    fetched.ids.insert(*event_id, seen);
+                }
+                Need::Review(review_id) if !fetched.reviews.contains_key(&review_id) => {
+                    let seq = match earlier.and_then(|earlier| earlier.reviews.get(&review_id)) {
+                        Some(seq) => Some(*seq),
+                        None => store.review_seq(&review_id)?,
+                    };
+                    fetched.reviews.insert(review_id, seq);
+                }
+                _ => {}
+            }
+        }
     }
     Ok(fetched)
 }
@@ -410,10 +422,14 @@ fn run(
                 )
             })
             .unzip();
-        let needs = Needs::of(items.iter().flat_map(|(items, _)| items));
         // A store read that fails leaves nothing built: crash-only, nothing of the batch is
         // written (and no checkpoint moves past the messages it holds).
-        let fetched = match fetch(&store, in_flight.as_ref(), &needs) {
+        let fetched = match fetch(
+            &store,
+            in_flight.as_ref(),
+            event_count,
+            items.iter().flat_map(|(items, _)| items),
+        ) {
             Ok(fetched) => fetched,
             Err(error) => {
                 store.health().fail(&error.to_string());
