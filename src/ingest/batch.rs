@@ -1,6 +1,6 @@
 //! The pure core of the write side: one group commit built from submissions and what the log
 //! holds for them, without I/O. The pipeline (`super`) reads what a batch needs first
-//! ([`Needs`] → [`Prefetch`]), then builds it here: validation against the records, the rules,
+//! ([`needs`] → [`Prefetch`]), then builds it here: validation against the records, the rules,
 //! the facts and the changes to write. Nothing here can fail on the store, so a batch is
 //! either built whole or, when the fetch failed, not at all.
 
