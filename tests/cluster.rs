@@ -111,7 +111,7 @@ async fn ready(http: &reqwest::Client, service: &Service) -> (u16, Value) {
 }
 
 async fn wait_ready(http: &reqwest::Client, service: &Service) {
-    eventually(60, async || {
+    eventually(120, async || {
         (ready(http, service).await.0 == 200).then_some(())
     })
     .await;

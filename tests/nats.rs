@@ -332,6 +332,7 @@ async fn assert_log_is_exact(data_dir: &Path, acked: &[String]) {
 
 /// The crash loop: SIGKILL the service at random moments while events are published.
 pub async fn crash_loop(kills: usize, events: usize, brokers: Brokers) {
+    brokers.jetstream_ready().await;
     let dir = tempfile::tempdir().unwrap();
     let mut service = Service::start(&["--config", &config_for(dir.path(), &brokers, "")]);
     let http = client();
@@ -383,6 +384,7 @@ async fn sigkill_of_the_stream_leader_of_a_cluster_during_ingest_loses_and_doubl
 
 /// Kills the server leading the stream between two runs of publishing, then restarts it.
 async fn broker_kill(mut brokers: Brokers) {
+    brokers.jetstream_ready().await;
     let dir = tempfile::tempdir().unwrap();
     let mut service = Service::start(&["--config", &config_for(dir.path(), &brokers, "")]);
     let http = client();
@@ -417,6 +419,7 @@ async fn poison_messages_on_an_r3_cluster_are_kept_aside_in_one_pass() {
 }
 
 async fn poison(brokers: Brokers) {
+    brokers.jetstream_ready().await;
     let js = brokers.jetstream().await;
     // The stream is filled before the service starts, so one pass reads it all.
     eventually(30, async || {

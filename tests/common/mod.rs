@@ -524,6 +524,20 @@ impl Brokers {
         async_nats::jetstream::new(async_nats::connect(addrs).await.unwrap())
     }
 
+    /// Waits until JetStream answers on these servers: a cluster elects its meta leader a while
+    /// after its servers start, longer on a busy machine.
+    pub async fn jetstream_ready(&self) {
+        let js = self.jetstream().await;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while js.query_account().await.is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "JetStream did not become ready in 120 s"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// The server leading the stream `IMPACT` now (the only one, on a single server).
     pub async fn leader(&self) -> usize {
         if self.servers.len() == 1 {
