@@ -100,15 +100,21 @@ fn free_port() -> u16 {
 }
 
 fn start_service(data_dir: &std::path::Path, nats: Option<&str>) -> (Proc, String) {
-    let config = data_dir.with_extension("toml");
     let nats = nats.map_or(String::new(), |url| format!("[nats]\nurl = \"{url}\"\n"));
-    std::fs::write(&config, format!("{nats}[review]\nschedule = \"off\"\n")).unwrap();
+    start_configured(data_dir, &nats, "warn")
+}
+
+/// The service over `data_dir` with `config` (and scheduled reviews off), logging at
+/// `log_level`: the process and its base URL.
+fn start_configured(data_dir: &std::path::Path, config: &str, log_level: &str) -> (Proc, String) {
+    let path = data_dir.with_extension("toml");
+    std::fs::write(&path, format!("{config}[review]\nschedule = \"off\"\n")).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_impact"))
         .args(["serve", "--http", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
         .arg("--config")
-        .arg(&config)
-        .env("RUST_LOG", "warn")
+        .arg(&path)
+        .env("RUST_LOG", log_level)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -768,35 +774,12 @@ impl ClusterNats {
 }
 
 fn start_replica(data_dir: &std::path::Path, urls: &[String]) -> (Proc, String) {
-    let config = data_dir.with_extension("toml");
     let urls: Vec<String> = urls.iter().map(|url| format!("\"{url}\"")).collect();
-    std::fs::write(
-        &config,
-        format!(
-            "[nats]\nurls = [{}]\nreplicas = 3\npublish_timeout_ms = 10000\n[review]\nschedule = \"off\"\n",
-            urls.join(", ")
-        ),
-    )
-    .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_impact"))
-        .args(["serve", "--http", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
-        .arg("--config")
-        .arg(&config)
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = lines.next().unwrap().unwrap();
-    std::thread::spawn(move || for _ in lines {});
-    let base = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap()
-        .trim_end_matches('/')
-        .to_owned();
-    (Proc(child), base)
+    let nats = format!(
+        "[nats]\nurls = [{}]\nreplicas = 3\npublish_timeout_ms = 10000\n",
+        urls.join(", ")
+    );
+    start_configured(data_dir, &nats, "error")
 }
 
 async fn wait_ready(client: &reqwest::Client, base: &str) {

@@ -5,7 +5,6 @@ mod common;
 
 use common::*;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -380,23 +379,8 @@ async fn every_rejection_code_reachable_over_http_has_its_status() {
     );
 }
 
-fn sha256_hex(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
-}
-
 fn auth_config(dir: &std::path::Path) -> std::path::PathBuf {
-    let path = dir.join("impact.toml");
-    let text = format!(
-        "[review]\nschedule = \"off\"\n\n\
-         [[principals]]\nname = \"fo-bangkok\"\nrole = \"field_office\"\ncountries = [\"TH\"]\ntoken_sha256 = \"{}\"\n\n\
-         [[principals]]\nname = \"eval\"\nrole = \"evaluator\"\ntoken_sha256 = \"{}\"\n\n\
-         [[principals]]\nname = \"root\"\nrole = \"admin\"\ntoken_sha256 = \"{}\"\n",
-        sha256_hex("fo-token"),
-        sha256_hex("eval-token"),
-        sha256_hex("admin-token")
-    );
-    std::fs::write(&path, text).unwrap();
-    path
+    principals_config(dir, "").into()
 }
 
 #[tokio::test]
@@ -1282,20 +1266,7 @@ async fn the_outbox_keeps_every_event_the_server_did_not_answer_for_by_name() {
         "{stderr}"
     );
     assert!(outbox_events(&outbox).is_empty(), "{stderr}");
-    let log = client()
-        .get(service.url("/v1/events?after=0"))
-        .bearer_auth("admin-token")
-        .header("Accept", "application/x-ndjson")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let stored_events: Vec<Value> = log
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect();
+    let stored_events = all_events_as(&client(), &service, "admin-token").await;
     let stored = ids(&stored_events);
     let mut expected = ids(&events);
     expected.remove(laos_id);

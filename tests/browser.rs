@@ -8,7 +8,6 @@ mod common;
 use common::*;
 use fantoccini::{ClientBuilder, Locator};
 use serde_json::json;
-use sha2::{Digest, Sha256};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -73,32 +72,27 @@ impl Driver {
     }
 }
 
-fn sha256_hex(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
+/// The text of the first element `at` finds.
+async fn text_of(browser: &fantoccini::Client, at: Locator<'_>) -> String {
+    browser.find(at).await.unwrap().text().await.unwrap()
 }
 
-fn screenshot_dir() -> std::path::PathBuf {
+async fn click(browser: &fantoccini::Client, at: Locator<'_>) {
+    browser.find(at).await.unwrap().click().await.unwrap();
+}
+
+/// The page as it looks now, to `target/screenshots/<name>`, for a person to look at.
+async fn screenshot(browser: &fantoccini::Client, name: &str) {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    std::fs::write(dir.join(name), browser.screenshot().await.unwrap()).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_field_office_signs_in_sees_only_its_country_and_signs_out() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("impact.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\ncookie_secure = false\n[review]\nschedule = \"off\"\n\n\
-             [[principals]]\nname = \"fo-bangkok\"\nrole = \"field_office\"\ncountries = [\"TH\"]\ntoken_sha256 = \"{}\"\n\n\
-             [[principals]]\nname = \"root\"\nrole = \"admin\"\ntoken_sha256 = \"{}\"\n",
-            sha256_hex("fo-token"),
-            sha256_hex("admin-token")
-        ),
-    )
-    .unwrap();
-    let service = Service::start(&["--config", config.to_str().unwrap(), "--demo"]);
+    let config = principals_config(dir.path(), "[server]\ncookie_secure = false\n");
+    let service = Service::start(&["--config", &config, "--demo"]);
     // The demo data loads through the bus at start: wait for the Lao Action to be there.
     let http = client();
     eventually(30, async || {
@@ -124,24 +118,12 @@ async fn a_field_office_signs_in_sees_only_its_country_and_signs_out() {
         .starts_with("/login"));
     let token = browser.find(Locator::Id("token")).await.unwrap();
     token.send_keys("fo-token").await.unwrap();
-    browser
-        .find(Locator::Css("form.login button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&browser, Locator::Css("form.login button")).await;
     eventually(10, async || {
         (browser.current_url().await.ok()?.path() == "/").then_some(())
     })
     .await;
-    let text = browser
-        .find(Locator::Css("main"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = text_of(&browser, Locator::Css("main")).await;
     assert!(text.contains("MIEUX-TH-2014-01"), "{text}");
     for other in ["MIEUX-LA-2016-02", "MIEUX-KG-2018-06", "MIEUX-PH-2015-03"] {
         assert!(
@@ -149,77 +131,33 @@ async fn a_field_office_signs_in_sees_only_its_country_and_signs_out() {
             "{other} shown to the Thai field office"
         );
     }
-    let header = browser
-        .find(Locator::Css("header"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let header = text_of(&browser, Locator::Css("header")).await;
     assert!(
         header.contains("Signed in as fo-bangkok (field office)"),
         "{header}"
     );
-    std::fs::write(
-        screenshot_dir().join("index.png"),
-        browser.screenshot().await.unwrap(),
-    )
-    .unwrap();
+    screenshot(&browser, "index.png").await;
 
-    browser
-        .find(Locator::LinkText("MIEUX-TH-2014-01"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    let heading = browser
-        .find(Locator::Css("h1"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    click(&browser, Locator::LinkText("MIEUX-TH-2014-01")).await;
+    let heading = text_of(&browser, Locator::Css("h1")).await;
     assert!(heading.contains("Thai and EU authorities"), "{heading}");
-    let page = browser
-        .find(Locator::Css("main"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = text_of(&browser, Locator::Css("main")).await;
     assert!(
         page.contains("in progress") && page.contains("(stated)"),
         "{page}"
     );
-    std::fs::write(
-        screenshot_dir().join("action.png"),
-        browser.screenshot().await.unwrap(),
-    )
-    .unwrap();
+    screenshot(&browser, "action.png").await;
 
     // The time-travel control: the Action as it stood on 1 January 2016.
     let as_of = browser.find(Locator::Id("as_of")).await.unwrap();
     as_of.send_keys("01012016").await.unwrap();
-    browser
-        .find(Locator::Css("form.filters button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&browser, Locator::Css("form.filters button")).await;
     eventually(10, async || {
         let url = browser.current_url().await.ok()?;
         url.query()?.contains("as_of=2016-01-01").then_some(())
     })
     .await;
-    let then = browser
-        .find(Locator::Css("main"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let then = text_of(&browser, Locator::Css("main")).await;
     assert!(then.contains("as of 1 January 2016"), "{then}");
     assert!(
         !then.contains("vot-protocol"),
@@ -239,13 +177,7 @@ async fn a_field_office_signs_in_sees_only_its_country_and_signs_out() {
     );
 
     browser.goto(&service.url("/")).await.unwrap();
-    browser
-        .find(Locator::Css("form.signout button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&browser, Locator::Css("form.signout button")).await;
     eventually(10, async || {
         browser
             .current_url()

@@ -14,61 +14,21 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-const SERVICE_PASSWORD: &str = "service-password-for-tests";
-const THAI_PASSWORD: &str = "thai-password-for-tests";
-
-struct Cluster {
-    servers: Vec<NatsServer>,
+/// The index of the server named `name` (`n1`…`n3`).
+fn index_of(name: &str) -> usize {
+    name.trim_start_matches('n').parse::<usize>().unwrap() - 1
 }
 
-impl Cluster {
-    fn start() -> Cluster {
-        let clients: Vec<u16> = (0..3).map(|_| free_port()).collect();
-        let routes: Vec<u16> = (0..3).map(|_| free_port()).collect();
-        let env = [
-            ("IMPACT_NATS_PASSWORD", SERVICE_PASSWORD),
-            ("FO_TH_NATS_PASSWORD", THAI_PASSWORD),
-            ("FO_LA_NATS_PASSWORD", "lao-password-for-tests"),
-        ];
-        let servers = (0..3)
-            .map(|n| {
-                let routes = routes.clone();
-                NatsServer::with_config_on(
-                    clients[n],
-                    move |port, store| {
-                        deploy_config(&format!("cluster/n{}.conf", n + 1), port, store, &routes)
-                    },
-                    &env,
-                )
-            })
-            .collect();
-        Cluster { servers }
-    }
-
-    fn urls(&self) -> String {
-        self.servers
-            .iter()
-            .map(|server| format!("\"{}\"", server.url()))
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-
-    /// The index of the server named `name` (`n1`…`n3`).
-    fn index_of(name: &str) -> usize {
-        name.trim_start_matches('n').parse::<usize>().unwrap() - 1
-    }
-}
-
-fn instance_config(dir: &Path, cluster: &Cluster) -> String {
+fn instance_config(dir: &Path, cluster: &Brokers) -> String {
     let password = dir.join("password");
-    std::fs::write(&password, SERVICE_PASSWORD).unwrap();
+    std::fs::write(&password, SERVICE_NATS_PASSWORD).unwrap();
     let path = dir.join("impact.toml");
     std::fs::write(
         &path,
         format!(
-            "[nats]\nurls = [{}]\nuser = \"impact\"\npassword_file = \"{}\"\ninbox_prefix = \"_INBOX_impact\"\n\
-             replicas = 3\nstall_ms = 1500\npublish_timeout_ms = 10000\n[review]\nschedule = \"off\"\n",
-            cluster.urls(),
+            "[nats]\n{}user = \"impact\"\npassword_file = \"{}\"\ninbox_prefix = \"_INBOX_impact\"\n\
+             stall_ms = 1500\npublish_timeout_ms = 10000\n[review]\nschedule = \"off\"\n",
+            cluster.nats_lines(),
             password.display()
         ),
     )
@@ -77,21 +37,12 @@ fn instance_config(dir: &Path, cluster: &Cluster) -> String {
 }
 
 /// A connection as the service's user, to ask the cluster where the stream's leader is.
-async fn inspector(cluster: &Cluster) -> jetstream::Context {
-    let addrs: Vec<async_nats::ServerAddr> = cluster
-        .servers
-        .iter()
-        .map(|s| s.url().parse().unwrap())
-        .collect();
-    let client = async_nats::ConnectOptions::with_user_and_password(
-        "impact".into(),
-        SERVICE_PASSWORD.into(),
+async fn inspector(cluster: &Brokers) -> jetstream::Context {
+    jetstream::new(
+        cluster
+            .connect_as("impact", SERVICE_NATS_PASSWORD, "_INBOX_impact")
+            .await,
     )
-    .custom_inbox_prefix("_INBOX_impact")
-    .connect(addrs)
-    .await
-    .unwrap();
-    jetstream::new(client)
 }
 
 async fn stream_leader(js: &jetstream::Context) -> Option<String> {
@@ -165,7 +116,7 @@ async fn views_of(http: &reqwest::Client, service: &Service) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn replicas_on_an_r3_stream_lose_and_double_nothing_when_its_leader_is_killed() {
-    let mut cluster = Cluster::start();
+    let mut cluster = Brokers::shipped_cluster(&shipped_passwords());
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let a = Service::start(&["--config", &instance_config(dirs[0].path(), &cluster)]);
     let b = Service::start(&["--config", &instance_config(dirs[1].path(), &cluster)]);
@@ -223,19 +174,9 @@ async fn replicas_on_an_r3_stream_lose_and_double_nothing_when_its_leader_is_kil
         }));
     }
     {
-        let urls: Vec<async_nats::ServerAddr> = cluster
-            .servers
-            .iter()
-            .map(|s| s.url().parse().unwrap())
-            .collect();
-        let thai = async_nats::ConnectOptions::with_user_and_password(
-            "fo-th".into(),
-            THAI_PASSWORD.into(),
-        )
-        .custom_inbox_prefix("_INBOX_fo-th")
-        .connect(urls)
-        .await
-        .unwrap();
+        let thai = cluster
+            .connect_as("fo-th", THAI_NATS_PASSWORD, "_INBOX_fo-th")
+            .await;
         let (acked, stop) = (acked.clone(), stop.clone());
         writers.push(tokio::spawn(async move {
             let mut js = jetstream::new(thai);
@@ -280,7 +221,7 @@ async fn replicas_on_an_r3_stream_lose_and_double_nothing_when_its_leader_is_kil
     // while the writers go on (its log position stands still) must say so on /readyz.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let leader = stream_leader(&js).await.expect("the stream has a leader");
-    let first = Cluster::index_of(&leader);
+    let first = index_of(&leader);
     let mut stalled_seen = [false, false];
     let mut still_since = [std::time::Instant::now(); 2];
     let mut last_position = [0u64; 2];

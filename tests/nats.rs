@@ -57,6 +57,15 @@ async fn publish(
         .sequence
 }
 
+/// The service on `nats` (test settings), ready; its data's temp dir lives as long as it.
+async fn serving(nats: &NatsServer) -> (Service, reqwest::Client, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start(&["--config", &config_file(dir.path(), nats, "")]);
+    let http = client();
+    wait_ready(&http, &service).await;
+    (service, http, dir)
+}
+
 async fn wait_ready(http: &reqwest::Client, service: &Service) {
     let url = service.url("/readyz");
     eventually(30, async || {
@@ -82,10 +91,7 @@ async fn log_position(http: &reqwest::Client, service: &Service) -> Option<u64> 
 #[tokio::test]
 async fn events_published_straight_to_nats_show_in_the_views_and_a_wrong_subject_is_rejected() {
     let nats = NatsServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let service = Service::start(&["--config", &config_file(dir.path(), &nats, "")]);
-    let http = client();
-    wait_ready(&http, &service).await;
+    let (service, http, _dir) = serving(&nats).await;
     let js = jetstream_for(&nats).await;
     let action = "MIEUX-TH-2014-01";
     let first = registered(action, "TH");
@@ -142,10 +148,7 @@ async fn events_published_straight_to_nats_show_in_the_views_and_a_wrong_subject
 #[tokio::test]
 async fn http_submissions_go_through_the_stream_and_wait_true_reads_its_writes() {
     let nats = NatsServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let service = Service::start(&["--config", &config_file(dir.path(), &nats, "")]);
-    let http = client();
-    wait_ready(&http, &service).await;
+    let (service, http, _dir) = serving(&nats).await;
     let action = "MIEUX-KG-2018-06";
     let body = json!([
         registered(action, "KG"),
@@ -184,10 +187,7 @@ async fn http_submissions_go_through_the_stream_and_wait_true_reads_its_writes()
 #[tokio::test]
 async fn readiness_follows_the_broker_and_a_submission_without_it_is_503() {
     let mut nats = NatsServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let service = Service::start(&["--config", &config_file(dir.path(), &nats, "")]);
-    let http = client();
-    wait_ready(&http, &service).await;
+    let (service, http, _dir) = serving(&nats).await;
     nats.kill();
     eventually(20, async || {
         (http.get(service.url("/readyz")).send().await.ok()?.status() == 503).then_some(())
@@ -624,10 +624,7 @@ async fn stored_event(http: &reqwest::Client, service: &Service, event_id: &str)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_event_id_with_other_content_is_never_answered_duplicate() {
     let nats = NatsServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let service = Service::start(&["--config", &config_file(dir.path(), &nats, "")]);
-    let http = client();
-    wait_ready(&http, &service).await;
+    let (service, http, _dir) = serving(&nats).await;
     let action = "MIEUX-TH-2015-02";
     let (status, _) = post_json(
         &http,
@@ -705,10 +702,7 @@ async fn one_event_id_with_other_content_is_never_answered_duplicate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eight_clients_posting_to_one_action_read_their_own_writes_and_never_fail() {
     let nats = NatsServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let service = Service::start(&["--config", &config_file(dir.path(), &nats, "")]);
-    let http = client();
-    wait_ready(&http, &service).await;
+    let (service, http, _dir) = serving(&nats).await;
     let action = "MIEUX-PH-2016-04";
     let (status, _) = post_json(
         &http,
@@ -751,10 +745,7 @@ async fn eight_clients_posting_to_one_action_read_their_own_writes_and_never_fai
 #[tokio::test]
 async fn a_field_office_publishing_straight_to_nats_is_held_to_its_own_rights() {
     let nats = NatsServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let service = Service::start(&["--config", &config_file(dir.path(), &nats, "")]);
-    let http = client();
-    wait_ready(&http, &service).await;
+    let (service, http, _dir) = serving(&nats).await;
     let js = jetstream_for(&nats).await;
     let action = "MIEUX-TH-2014-01";
     // Through the API (the service publishes on `impact.submitted.…`): an evaluator's dispute.

@@ -7,20 +7,8 @@ mod common;
 use async_nats::jetstream;
 use common::*;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use std::path::Path;
 use std::time::Duration;
-
-const SERVICE_PASSWORD: &str = "service-password-for-tests";
-const THAI_PASSWORD: &str = "thai-password-for-tests";
-
-fn passwords() -> [(&'static str, &'static str); 3] {
-    [
-        ("IMPACT_NATS_PASSWORD", SERVICE_PASSWORD),
-        ("FO_TH_NATS_PASSWORD", THAI_PASSWORD),
-        ("FO_LA_NATS_PASSWORD", "lao-password-for-tests"),
-    ]
-}
 
 fn write(dir: &Path, name: &str, text: &str) -> String {
     let path = dir.join(name);
@@ -28,23 +16,9 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
     path.to_string_lossy().into_owned()
 }
 
-fn sha256_hex(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
-}
-
-/// The service's configuration: `nats` lines under `[nats]`, and two principals.
+/// The service's configuration: `nats` lines under `[nats]`, and the tests' principals.
 fn service_config(dir: &Path, nats: &str) -> String {
-    write(
-        dir,
-        "impact.toml",
-        &format!(
-            "[nats]\n{nats}\npublish_timeout_ms = 3000\n[review]\nschedule = \"off\"\n\n\
-             [[principals]]\nname = \"fo-bangkok\"\nrole = \"field_office\"\ncountries = [\"TH\"]\ntoken_sha256 = \"{}\"\n\n\
-             [[principals]]\nname = \"root\"\nrole = \"admin\"\ntoken_sha256 = \"{}\"\n",
-            sha256_hex("fo-token"),
-            sha256_hex("admin-token")
-        ),
-    )
+    principals_config(dir, &format!("[nats]\n{nats}\npublish_timeout_ms = 3000\n"))
 }
 
 /// `impact serve` that must fail at start: its stderr (a start that hangs fails the test).
@@ -97,22 +71,6 @@ async fn post_as(
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
-async fn stored(http: &reqwest::Client, service: &Service) -> Vec<Value> {
-    let text = http
-        .get(service.url("/v1/events?after=0"))
-        .bearer_auth("admin-token")
-        .header("Accept", "application/x-ndjson")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect()
-}
-
 async fn wait_ready(http: &reqwest::Client, service: &Service) {
     eventually(30, async || {
         (http.get(service.url("/readyz")).send().await.ok()?.status() == 200).then_some(())
@@ -124,10 +82,10 @@ async fn wait_ready(http: &reqwest::Client, service: &Service) {
 async fn the_shipped_permissions_hold_a_field_office_to_its_own_country_and_subjects() {
     let nats = NatsServer::with_config(
         |port, store| deploy_config("nats-server.conf", port, store, &[]),
-        &passwords(),
+        &shipped_passwords(),
     );
     let dir = tempfile::tempdir().unwrap();
-    let password = write(dir.path(), "password", SERVICE_PASSWORD);
+    let password = write(dir.path(), "password", SERVICE_NATS_PASSWORD);
     let config = service_config(
         dir.path(),
         &format!(
@@ -146,12 +104,14 @@ async fn the_shipped_permissions_hold_a_field_office_to_its_own_country_and_subj
     assert_eq!(status, 202, "{answer}");
 
     // Straight to NATS as the Thai field office's user.
-    let thai =
-        async_nats::ConnectOptions::with_user_and_password("fo-th".into(), THAI_PASSWORD.into())
-            .custom_inbox_prefix("_INBOX_fo-th")
-            .connect(nats.url())
-            .await
-            .unwrap();
+    let thai = async_nats::ConnectOptions::with_user_and_password(
+        "fo-th".into(),
+        THAI_NATS_PASSWORD.into(),
+    )
+    .custom_inbox_prefix("_INBOX_fo-th")
+    .connect(nats.url())
+    .await
+    .unwrap();
     let mut js = jetstream::new(thai.clone());
     js.set_timeout(Duration::from_secs(2));
     let own = track(
@@ -200,13 +160,13 @@ async fn the_shipped_permissions_hold_a_field_office_to_its_own_country_and_subj
     );
 
     let events = eventually(30, async || {
-        let events = stored(&http, &service).await;
+        let events = all_events_as(&http, &service, "admin-token").await;
         (events.len() >= 2).then_some(events)
     })
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let events = if events.len() == 2 {
-        stored(&http, &service).await
+        all_events_as(&http, &service, "admin-token").await
     } else {
         events
     };
@@ -354,7 +314,7 @@ async fn each_way_to_authenticate_connects_and_each_mistake_fails_at_start_namin
     // The shipped users, a wrong password: refused at start, naming the keys.
     let nats = NatsServer::with_config(
         |port, store| deploy_config("nats-server.conf", port, store, &[]),
-        &passwords(),
+        &shipped_passwords(),
     );
     let sub = tempfile::tempdir().unwrap();
     let wrong = write(sub.path(), "password", "not-the-password");
@@ -374,13 +334,13 @@ async fn each_way_to_authenticate_connects_and_each_mistake_fails_at_start_namin
     let config = service_config(
         sub.path(),
         &format!(
-            "url = \"nats://impact:{SERVICE_PASSWORD}@127.0.0.1:{}\"",
+            "url = \"nats://impact:{SERVICE_NATS_PASSWORD}@127.0.0.1:{}\"",
             nats.port
         ),
     );
     let stderr = start_fails(&config);
     assert!(stderr.contains("carries credentials"), "{stderr}");
-    assert!(!stderr.contains(SERVICE_PASSWORD), "{stderr}");
+    assert!(!stderr.contains(SERVICE_NATS_PASSWORD), "{stderr}");
     let creds = sub.path().join("impact.creds");
     std::fs::write(&creds, "").unwrap();
     std::fs::set_permissions(&creds, std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
@@ -400,12 +360,12 @@ async fn each_way_to_authenticate_connects_and_each_mistake_fails_at_start_namin
 async fn a_publish_the_servers_permissions_refuse_is_answered_at_once_saying_so() {
     let nats = NatsServer::with_config(
         |port, store| deploy_config("nats-server.conf", port, store, &[]),
-        &passwords(),
+        &shipped_passwords(),
     );
     let dir = tempfile::tempdir().unwrap();
     // Misconfigured: the service runs as the Thai field office's user, which may not publish
     // on the service's subjects.
-    let password = write(dir.path(), "password", THAI_PASSWORD);
+    let password = write(dir.path(), "password", THAI_NATS_PASSWORD);
     let config = service_config(
         dir.path(),
         &format!(

@@ -5,28 +5,9 @@ mod common;
 
 use common::*;
 use serde_json::json;
-use sha2::{Digest, Sha256};
-
-fn sha256_hex(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
-}
 
 fn config(dir: &std::path::Path) -> String {
-    let path = dir.join("impact.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[review]\nschedule = \"off\"\n\n\
-             [[principals]]\nname = \"fo-bangkok\"\nrole = \"field_office\"\ncountries = [\"TH\"]\ntoken_sha256 = \"{}\"\n\n\
-             [[principals]]\nname = \"eval\"\nrole = \"evaluator\"\ntoken_sha256 = \"{}\"\n\n\
-             [[principals]]\nname = \"root\"\nrole = \"admin\"\ntoken_sha256 = \"{}\"\n",
-            sha256_hex("fo-token"),
-            sha256_hex("eval-token"),
-            sha256_hex("admin-token")
-        ),
-    )
-    .unwrap();
-    path.to_string_lossy().into_owned()
+    principals_config(dir, "")
 }
 
 /// A client that does not follow redirects, so each `303` can be checked.

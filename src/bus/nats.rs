@@ -186,7 +186,7 @@ fn misconfiguration(config: &NatsConfig, error: &async_nats::ConnectError) -> St
     )
 }
 
-/// Past this many Actions in flight, the applied ones are forgotten.
+/// From this many Actions in flight on (a power of two), the applied ones are forgotten.
 const IN_FLIGHT_PRUNE_AT: usize = 4096;
 
 pub fn subject_for(parsed: &Parsed) -> String {
@@ -245,9 +245,9 @@ impl NatsBus {
         // consumer creates it once the broker is back.
         match tokio::time::timeout(Duration::from_secs(5), ensure_stream(&jetstream, &config)).await
         {
-            Ok(Ok(mut stream)) => {
+            Ok(Ok(stream)) => {
                 // A stream deleted and created again under the same name fails the start.
-                check_stream_identity(&mut stream, &writer)
+                check_stream_identity(&stream, &writer)
                     .await
                     .map_err(BusError::Internal)?;
             }
@@ -320,7 +320,9 @@ impl NatsBus {
 
     fn note_in_flight(&self, action_id: &ActionId, stream_seq: u64) {
         let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-        if in_flight.len() >= IN_FLIGHT_PRUNE_AT {
+        // At each power of two from the threshold on: a scan amortized over the inserts, even
+        // while everything is still in flight.
+        if in_flight.len() >= IN_FLIGHT_PRUNE_AT && in_flight.len().is_power_of_two() {
             let applied = self.writer.position().checkpoint;
             in_flight.retain(|_, seq| *seq > applied);
         }
@@ -544,12 +546,8 @@ async fn ensure_stream(
         })
         .await
         .map_err(|e| format!("stream {}: {e}", config.stream))?;
-    let mut found = stream
-        .info()
-        .await
-        .map_err(|e| format!("stream {}: {e}", config.stream))?
-        .config
-        .clone();
+    // What the create-or-get answered with: no second request.
+    let mut found = stream.cached_info().config.clone();
     let missing: Vec<String> = STREAM_SUBJECTS
         .iter()
         .filter(|subject| !found.subjects.iter().any(|s| s == *subject))
@@ -577,11 +575,9 @@ const STREAM_IDENTITY_FILE: &str = "nats-stream";
 /// Checks that the stream on the servers is the one the stored checkpoint counts in: one
 /// deleted and created again under the same name starts over at 1, and consuming it would
 /// silently skip its messages up to the checkpoint.
-async fn check_stream_identity(stream: &mut stream::Stream, writer: &Writer) -> Result<(), String> {
-    let info = stream
-        .info()
-        .await
-        .map_err(|e| format!("stream info: {e}"))?;
+async fn check_stream_identity(stream: &stream::Stream, writer: &Writer) -> Result<(), String> {
+    // As `ensure_stream` just read it.
+    let info = stream.cached_info();
     let name = info.config.name.clone();
     let created = info.created.unix_timestamp_nanos();
     let last = info.state.last_sequence;
@@ -635,14 +631,9 @@ async fn watch_consumer(
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let last = tokio::time::timeout(Duration::from_secs(2), async {
-            jetstream
-                .get_stream(&config.stream)
-                .await
-                .ok()?
-                .info()
-                .await
-                .ok()
-                .map(|info| info.state.last_sequence)
+            // Getting the stream reads its info: one request a second.
+            let stream = jetstream.get_stream(&config.stream).await.ok()?;
+            Some(stream.cached_info().state.last_sequence)
         })
         .await
         .ok()
@@ -702,8 +693,8 @@ async fn consume_from(
     state: &ConsumerState,
     next: &mut u64,
 ) -> Result<(), String> {
-    let mut stream = ensure_stream(jetstream, config).await?;
-    check_stream_identity(&mut stream, writer).await?;
+    let stream = ensure_stream(jetstream, config).await?;
+    check_stream_identity(&stream, writer).await?;
     let consumer = stream
         .create_consumer(OrderedConfig {
             deliver_policy: DeliverPolicy::ByStartSequence {

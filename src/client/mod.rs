@@ -63,18 +63,11 @@ impl Client {
 
     /// GETs `path` and returns the body text, or the server's error as an `Err`.
     pub async fn get_text(&self, path: &str, accept: &str) -> anyhow::Result<String> {
-        let response = self
-            .request(reqwest::Method::GET, path)
-            .header("Accept", accept)
-            .send()
-            .await
-            .with_context(|| format!("reach {}", self.server))?;
-        let status = response.status();
-        let body = response.text().await?;
-        if !status.is_success() {
-            bail!("{status}: {}", error_message(&body));
-        }
-        Ok(body)
+        self.text_of(
+            self.request(reqwest::Method::GET, path)
+                .header("Accept", accept),
+        )
+        .await
     }
 
     pub async fn post_json(
@@ -83,10 +76,16 @@ impl Client {
         body: &Value,
         accept: &str,
     ) -> anyhow::Result<String> {
-        let response = self
+        let request = self
             .request(reqwest::Method::POST, path)
             .header("Accept", accept)
-            .json(body)
+            .json(body);
+        self.text_of(request).await
+    }
+
+    /// Sends `request`: the answer's body, or the server's error as an `Err`.
+    async fn text_of(&self, request: reqwest::RequestBuilder) -> anyhow::Result<String> {
+        let response = request
             .send()
             .await
             .with_context(|| format!("reach {}", self.server))?;
@@ -365,15 +364,15 @@ pub fn query_string(pairs: &[(&str, Option<String>)]) -> String {
     }
 }
 
+/// Everything but RFC 3986's unreserved characters is percent-encoded in a query value.
+const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
 fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    percent_encoding::utf8_percent_encode(text, QUERY_VALUE).to_string()
 }
 
 pub fn review_request(as_of: Option<&str>, country: Option<&str>) -> Value {

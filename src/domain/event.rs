@@ -187,26 +187,39 @@ impl EventKind {
     }
 
     pub fn read(envelope: &Envelope) -> Result<EventKind, KindError> {
-        let outcome = || {
-            envelope
-                .outcome_id
-                .clone()
-                .ok_or_else(|| KindError::Shape("outcome_id is required".into()))
-        };
         let field = |name: &str| envelope.data.get(name);
         let text = |name: &str| field(name).and_then(Value::as_str).map(str::to_owned);
-        let expected = |name: &str| -> Result<Option<ExpectedInput>, KindError> {
-            field(name)
-                .map(|value| {
-                    serde_json::from_value(value.clone())
-                        .map_err(|e| KindError::Shape(e.to_string()))
-                })
-                .transpose()
-        };
-        Ok(match envelope.event_type.as_str() {
+        EventKind::from_fields(
+            &envelope.event_type,
+            envelope.outcome_id.clone(),
+            text("title"),
+            text("target_event_id").and_then(|id| id.parse().ok()),
+            || {
+                field("expected")
+                    .map(|value| {
+                        serde_json::from_value(value.clone())
+                            .map_err(|e| KindError::Shape(e.to_string()))
+                    })
+                    .transpose()
+            },
+        )
+    }
+
+    /// The kind from the fields that decide it: the one reading of an event's type and data,
+    /// for a whole envelope (`read`) and for a stored event's few fields (rebuilds). `expected`
+    /// is read only by the kinds that carry one.
+    pub fn from_fields(
+        event_type: &str,
+        outcome_id: Option<OutcomeId>,
+        title: Option<String>,
+        target_event_id: Option<EventId>,
+        expected: impl FnOnce() -> Result<Option<ExpectedInput>, KindError>,
+    ) -> Result<EventKind, KindError> {
+        let outcome =
+            || outcome_id.ok_or_else(|| KindError::Shape("outcome_id is required".into()));
+        Ok(match event_type {
             "action.registered" => EventKind::Registered {
-                title: text("title")
-                    .ok_or_else(|| KindError::Shape("data.title is required".into()))?,
+                title: title.ok_or_else(|| KindError::Shape("data.title is required".into()))?,
             },
             "action.closed" => EventKind::Closed,
             "outcome.verified" => EventKind::Verified {
@@ -217,15 +230,13 @@ impl EventKind {
             },
             "outcome.expectation_revised" => EventKind::ExpectationRevised {
                 outcome: outcome()?,
-                expected: expected("expected")?
+                expected: expected()?
                     .ok_or_else(|| KindError::Shape("data.expected is required".into()))?,
             },
             "event.retracted" => EventKind::Retracted {
-                target: text("target_event_id")
-                    .and_then(|id| id.parse().ok())
-                    .ok_or_else(|| {
-                        KindError::Shape("data.target_event_id must be a UUID".into())
-                    })?,
+                target: target_event_id.ok_or_else(|| {
+                    KindError::Shape("data.target_event_id must be a UUID".into())
+                })?,
             },
             "review.completed" => EventKind::ReviewCompleted,
             "review.part" => EventKind::ReviewPart,
@@ -233,8 +244,8 @@ impl EventKind {
                 Some(stage) => EventKind::Track {
                     outcome: outcome()?,
                     stage,
-                    expected: expected("expected")?,
-                    title: text("title"),
+                    expected: expected()?,
+                    title,
                 },
                 None => return Err(KindError::UnknownType),
             },

@@ -2,7 +2,7 @@
 //! Action as the log knows it, and the fact it contributes if so. Pure: the record and today's
 //! date are passed in.
 
-use super::event::{EventKind, ExpectedInput};
+use super::event::{EventKind, ExpectedInput, KindError};
 use super::fold::{ActionRecord, ExpectedStage, Fact, Filters, FoldEvent};
 use super::ids::{ActionId, Country, EventId, OutcomeId};
 use super::tracks::Track;
@@ -216,45 +216,17 @@ struct StoredData {
 impl StoredFields<'_> {
     /// The event as the writer read it when it was appended.
     fn kind(&self) -> Result<EventKind, String> {
-        let seq = self.seq;
-        let outcome = || {
-            self.outcome_id
-                .clone()
-                .ok_or_else(|| format!("seq {seq}: outcome event without outcome_id"))
-        };
         let data = &self.data;
-        Ok(match self.event_type.as_ref() {
-            "review.completed" => EventKind::ReviewCompleted,
-            "review.part" => EventKind::ReviewPart,
-            "action.registered" => EventKind::Registered {
-                title: data.title.clone().unwrap_or_default(),
-            },
-            "action.closed" => EventKind::Closed,
-            "outcome.verified" => EventKind::Verified {
-                outcome: outcome()?,
-            },
-            "outcome.disputed" => EventKind::Disputed {
-                outcome: outcome()?,
-            },
-            "outcome.expectation_revised" => EventKind::ExpectationRevised {
-                outcome: outcome()?,
-                expected: data
-                    .expected
-                    .clone()
-                    .ok_or_else(|| format!("seq {seq}: expectation without expected"))?,
-            },
-            "event.retracted" => EventKind::Retracted {
-                target: data
-                    .target_event_id
-                    .ok_or_else(|| format!("seq {seq}: retraction without target"))?,
-            },
-            other => EventKind::Track {
-                outcome: outcome()?,
-                stage: super::tracks::parse_track_event_type(other)
-                    .ok_or_else(|| format!("seq {seq}: unknown type {other}"))?,
-                expected: data.expected.clone(),
-                title: data.title.clone(),
-            },
+        EventKind::from_fields(
+            &self.event_type,
+            self.outcome_id.clone(),
+            data.title.clone(),
+            data.target_event_id,
+            || Ok(data.expected.clone()),
+        )
+        .map_err(|error| match error {
+            KindError::UnknownType => format!("seq {}: unknown type {}", self.seq, self.event_type),
+            KindError::Shape(message) => format!("seq {}: {message}", self.seq),
         })
     }
 }

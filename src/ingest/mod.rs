@@ -112,6 +112,23 @@ pub struct Submission {
     pub reply: Option<oneshot::Sender<SubmissionResult>>,
 }
 
+impl Submission {
+    /// A submission whose answer comes back on the receiver.
+    fn answered(
+        items: Vec<Incoming>,
+        all_or_nothing: bool,
+    ) -> (Submission, oneshot::Receiver<SubmissionResult>) {
+        let (reply, answer) = oneshot::channel();
+        let submission = Submission {
+            items,
+            all_or_nothing,
+            checkpoint: None,
+            reply: Some(reply),
+        };
+        (submission, answer)
+    }
+}
+
 /// How far the log has come: the waiters' clock.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Position {
@@ -178,13 +195,7 @@ impl Writer {
 
     pub async fn submit(&self, items: Vec<Incoming>, all_or_nothing: bool) -> SubmissionResult {
         self.check_writable()?;
-        let (reply, answer) = oneshot::channel();
-        let submission = Submission {
-            items,
-            all_or_nothing,
-            checkpoint: None,
-            reply: Some(reply),
-        };
+        let (submission, answer) = Submission::answered(items, all_or_nothing);
         self.tx
             .send(submission)
             .await
@@ -223,13 +234,7 @@ impl Writer {
             .into_iter()
             .map(|item| item.prepare(&self.schemas))
             .collect();
-        let (reply, answer) = oneshot::channel();
-        let submission = Submission {
-            items,
-            all_or_nothing,
-            checkpoint: None,
-            reply: Some(reply),
-        };
+        let (submission, answer) = Submission::answered(items, all_or_nothing);
         self.tx
             .blocking_send(submission)
             .map_err(|_| WriteError::Stopped)?;
@@ -301,32 +306,49 @@ fn fetch<'a>(
     for parsed in items.into_iter().filter_map(Ready::parsed) {
         for need in batch::needs(parsed) {
             match need {
-                Need::Action(action_id) if !fetched.records.contains_key(action_id) => {
-                    let record = match earlier.and_then(|earlier| earlier.records.get(action_id)) {
-                        Some(record) => Some(record.clone()),
-                        None => store.record(action_id)?.map(Arc::new),
-                    };
-                    fetched.records.insert(action_id.clone(), record);
+                Need::Action(action_id) => read_once(
+                    &mut fetched.records,
+                    action_id,
+                    earlier.map(|e| &e.records),
+                    || Ok(store.record(action_id)?.map(Arc::new)),
+                )?,
+                Need::Event(event_id) => {
+                    read_once(&mut fetched.ids, event_id, earlier.map(|e| &e.ids), || {
+                        store.event_index(event_id)
+                    })?
                 }
-                Need::Event(event_id) if !fetched.ids.contains_key(event_id) => {
-                    let seen = match earlier.and_then(|earlier| earlier.ids.get(event_id)) {
-                        Some(seen) => Some(*seen),
-                        None => store.event_index(event_id)?,
-                    };
-                    fetched.ids.insert(*event_id, seen);
-                }
-                Need::Review(review_id) if !fetched.reviews.contains_key(&review_id) => {
-                    let seq = match earlier.and_then(|earlier| earlier.reviews.get(&review_id)) {
-                        Some(seq) => Some(*seq),
-                        None => store.review_seq(&review_id)?,
-                    };
-                    fetched.reviews.insert(review_id, seq);
-                }
-                _ => {}
+                Need::Review(review_id) => read_once(
+                    &mut fetched.reviews,
+                    &review_id,
+                    earlier.map(|e| &e.reviews),
+                    || store.review_seq(&review_id),
+                )?,
             }
         }
     }
     Ok(fetched)
+}
+
+/// Reads `key` into `fetched` unless it is there: from the batch being committed, else `read`
+/// (the store).
+fn read_once<K, V>(
+    fetched: &mut foldhash::HashMap<K, Option<V>>,
+    key: &K,
+    earlier: Option<&foldhash::HashMap<K, V>>,
+    read: impl FnOnce() -> Result<Option<V>, StoreError>,
+) -> Result<(), StoreError>
+where
+    K: std::hash::Hash + Eq + Clone,
+    V: Clone,
+{
+    if !fetched.contains_key(key) {
+        let value = match earlier.and_then(|earlier| earlier.get(key)) {
+            Some(value) => Some(value.clone()),
+            None => read()?,
+        };
+        fetched.insert(key.clone(), value);
+    }
+    Ok(())
 }
 
 fn load_state(store: &Store) -> Result<WriterState, StoreError> {

@@ -94,17 +94,27 @@ pub async fn sign_in(
         );
     };
     let (id, _) = app.sessions.create(&principal.name, chrono::Utc::now());
+    with_cookie(&app, Redirect::to(&next), &id, app.sessions.lifetime_secs())
+}
+
+/// `redirect` setting the session cookie to `value` for `max_age` seconds (0 ends it), with
+/// the attributes of CONTRACT.md §4.2.
+fn with_cookie(
+    app: &App,
+    redirect: Redirect,
+    value: &str,
+    max_age: i64,
+) -> Result<Response, ApiError> {
+    let secure = if app.config.cookie_secure {
+        "; Secure"
+    } else {
+        ""
+    };
     let cookie = format!(
-        "{}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{}",
-        session::COOKIE,
-        app.sessions.lifetime_secs(),
-        if app.config.cookie_secure {
-            "; Secure"
-        } else {
-            ""
-        }
+        "{}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}{secure}",
+        session::COOKIE
     );
-    let mut response = Redirect::to(&next).into_response();
+    let mut response = redirect.into_response();
     response.headers_mut().insert(
         header::SET_COOKIE,
         HeaderValue::from_str(&cookie).map_err(|e| ApiError::Internal(e.to_string()))?,
@@ -154,21 +164,7 @@ pub async fn sign_out(
         return Ok(Redirect::to("/").into_response());
     };
     app.sessions.end(&id);
-    let mut response = Redirect::to("/login").into_response();
-    let expired = format!(
-        "{}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0{}",
-        session::COOKIE,
-        if app.config.cookie_secure {
-            "; Secure"
-        } else {
-            ""
-        }
-    );
-    response.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_str(&expired).map_err(|e| ApiError::Internal(e.to_string()))?,
-    );
-    Ok(response)
+    with_cookie(&app, Redirect::to("/login"), "", 0)
 }
 
 #[cfg(test)]

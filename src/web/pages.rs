@@ -92,6 +92,9 @@ struct IndexPage {
     keep: String,
 }
 
+/// The time-travel fields of §3.1, on every page's form.
+const TIME_TRAVEL_FIELDS: [&str; 3] = ["as_of", "until_seq", "known_at"];
+
 /// The names of the fields of `/`'s form.
 const INDEX_FIELDS: [&str; 7] = [
     "country",
@@ -102,6 +105,49 @@ const INDEX_FIELDS: [&str; 7] = [
     "until_seq",
     "known_at",
 ];
+
+/// A page's filter form as asked: each field's value and, if it did not read, why; and what
+/// the page says of a parameter it does not take. Shown again above the page's answer.
+struct Form {
+    fields: std::collections::BTreeMap<&'static str, Field>,
+    unknown: Option<String>,
+}
+
+impl Form {
+    fn new(
+        query: &std::collections::HashMap<String, String>,
+        names: &[&'static str],
+        groups: &[&[&str]],
+        faults: Vec<(&'static str, String)>,
+    ) -> Form {
+        let mut fields: std::collections::BTreeMap<&'static str, Field> = names
+            .iter()
+            .map(|name| {
+                let value = query.get(*name).cloned().unwrap_or_default();
+                (*name, Field { value, error: None })
+            })
+            .collect();
+        for (name, message) in faults {
+            if let Some(field) = fields.get_mut(name) {
+                field.error = Some(message);
+            }
+        }
+        let unknown = only_params(query, groups).err().map(|error| match error {
+            ApiError::BadQuery(message) => message,
+            other => other.to_string(),
+        });
+        Form { fields, unknown }
+    }
+
+    /// `400` when anything asked did not read, else `200`: the page is shown either way.
+    fn status(&self) -> axum::http::StatusCode {
+        let bad = self.unknown.is_some() || self.fields.values().any(|f| f.error.is_some());
+        match bad {
+            true => axum::http::StatusCode::BAD_REQUEST,
+            false => axum::http::StatusCode::OK,
+        }
+    }
+}
 
 /// A page's query without the fields a form left empty ("any").
 fn asked(query: &Query) -> std::collections::HashMap<String, String> {
@@ -114,7 +160,7 @@ fn asked(query: &Query) -> std::collections::HashMap<String, String> {
 
 /// `as_of`, `until_seq` and `known_at` as asked, for links.
 fn time_travel_query(query: &std::collections::HashMap<String, String>) -> String {
-    let parts: Vec<String> = ["as_of", "until_seq", "known_at"]
+    let parts: Vec<String> = TIME_TRAVEL_FIELDS
         .iter()
         .filter_map(|name| {
             query
@@ -136,28 +182,12 @@ pub async fn index(
     use crate::api::actions::{ListFilter, LIST_PARAMS};
     use axum::response::IntoResponse;
     let query = asked(&query);
-    let unknown = only_params(&query, &[FILTER_PARAMS, LIST_PARAMS])
-        .err()
-        .map(|error| match error {
-            ApiError::BadQuery(message) => message,
-            other => other.to_string(),
-        });
     let (filters, mut faults) = crate::api::filters_checked(&query);
     let (list_filter, list_faults) = ListFilter::checked(&query);
     faults.extend(list_faults);
-    let mut fields: std::collections::BTreeMap<&'static str, Field> = INDEX_FIELDS
-        .iter()
-        .map(|name| {
-            let value = query.get(*name).cloned().unwrap_or_default();
-            (*name, Field { value, error: None })
-        })
-        .collect();
-    let bad_request = unknown.is_some() || !faults.is_empty();
-    for (name, message) in faults {
-        if let Some(field) = fields.get_mut(name) {
-            field.error = Some(message);
-        }
-    }
+    let form = Form::new(&query, &INDEX_FIELDS, &[FILTER_PARAMS, LIST_PARAMS], faults);
+    let status = form.status();
+    let Form { fields, unknown } = form;
     let keep = time_travel_query(&query);
     let html = blocking(move || {
         let statuses = queries::statuses(
@@ -254,10 +284,6 @@ pub async fn index(
         })
     })
     .await?;
-    let status = match bad_request {
-        true => axum::http::StatusCode::BAD_REQUEST,
-        false => axum::http::StatusCode::OK,
-    };
     Ok((status, html).into_response())
 }
 
@@ -357,7 +383,10 @@ struct ActionPage {
     first_day: String,
     last_day: String,
     fields: std::collections::BTreeMap<&'static str, Field>,
+    unknown: Option<String>,
     reference: String,
+    /// The time-travel part of the query, kept in the link back to the list.
+    keep: String,
 }
 
 pub async fn action(
@@ -368,22 +397,11 @@ pub async fn action(
 ) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse;
     let query = asked(&query);
-    only_params(&query, &[FILTER_PARAMS])?;
     let (filters, faults) = crate::api::filters_checked(&query);
-    let mut fields: std::collections::BTreeMap<&'static str, Field> =
-        ["as_of", "until_seq", "known_at"]
-            .into_iter()
-            .map(|name| {
-                let value = query.get(name).cloned().unwrap_or_default();
-                (name, Field { value, error: None })
-            })
-            .collect();
-    let bad_request = !faults.is_empty();
-    for (name, message) in faults {
-        if let Some(field) = fields.get_mut(name) {
-            field.error = Some(message);
-        }
-    }
+    let form = Form::new(&query, &TIME_TRAVEL_FIELDS, &[FILTER_PARAMS], faults);
+    let status = form.status();
+    let Form { fields, unknown } = form;
+    let keep = time_travel_query(&query);
     let action_id =
         ActionId::parse(&id).map_err(|_| ApiError::NotFound(format!("no Action {id:?}")))?;
     let html = blocking(move || {
@@ -473,14 +491,12 @@ pub async fn action(
             first_day: first.map_or(String::new(), words::date),
             last_day: last.map_or(String::new(), words::date),
             fields,
+            unknown,
             reference: words::date(queries::reference_date(&filters)),
+            keep,
         })
     })
     .await?;
-    let status = match bad_request {
-        true => axum::http::StatusCode::BAD_REQUEST,
-        false => axum::http::StatusCode::OK,
-    };
     Ok((status, html).into_response())
 }
 

@@ -71,16 +71,15 @@ pub fn expected(expected: &ExpectedView) -> String {
     )
 }
 
-/// A query-string value, percent-encoded.
+/// A query-string value, percent-encoded; `/` is kept, so a path in `next=` stays readable.
 pub fn url_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    const VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~')
+        .remove(b'/');
+    percent_encoding::utf8_percent_encode(text, VALUE).to_string()
 }
 
 #[cfg(test)]

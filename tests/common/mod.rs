@@ -31,6 +31,18 @@ pub struct NatsServer {
     env: Vec<(String, String)>,
 }
 
+/// The passwords the shipped configuration's users read from nats-server's environment.
+pub const SERVICE_NATS_PASSWORD: &str = "service-password-for-tests";
+pub const THAI_NATS_PASSWORD: &str = "thai-password-for-tests";
+
+pub fn shipped_passwords() -> [(&'static str, &'static str); 3] {
+    [
+        ("IMPACT_NATS_PASSWORD", SERVICE_NATS_PASSWORD),
+        ("FO_TH_NATS_PASSWORD", THAI_NATS_PASSWORD),
+        ("FO_LA_NATS_PASSWORD", "lao-password-for-tests"),
+    ]
+}
+
 /// The repository's shipped nats-server configuration `name` (under `deploy/nats/`), as a
 /// test runs it: on `port` of loopback, its JetStream store in `store`, the shared users file
 /// beside it, and cluster routes (for `cluster/nN.conf`) on `routes[N-1]`.
@@ -473,31 +485,70 @@ impl Brokers {
     }
 
     pub fn cluster() -> Brokers {
+        Brokers::cluster_of(
+            |n, port, store, routes| {
+                let all: Vec<String> = routes
+                    .iter()
+                    .map(|route| format!("\"nats-route://127.0.0.1:{route}\""))
+                    .collect();
+                format!(
+                    "listen: 127.0.0.1:{port}\nserver_name: n{}\njetstream {{ store_dir: {:?} }}\n\
+                     cluster {{ name: impact, listen: 127.0.0.1:{}, routes: [{}] }}\n",
+                    n + 1,
+                    store.display().to_string(),
+                    routes[n],
+                    all.join(", ")
+                )
+            },
+            &[],
+        )
+    }
+
+    /// The repository's shipped three-server configuration (`deploy/nats/cluster/`), with the
+    /// passwords its users read from the environment.
+    pub fn shipped_cluster(env: &[(&str, &str)]) -> Brokers {
+        Brokers::cluster_of(
+            |n, port, store, routes| {
+                deploy_config(&format!("cluster/n{}.conf", n + 1), port, store, routes)
+            },
+            env,
+        )
+    }
+
+    /// Three servers on free ports: `make(n, port, store, route ports)` is server n's config.
+    fn cluster_of(
+        make: impl Fn(usize, u16, &Path, &[u16]) -> String,
+        env: &[(&str, &str)],
+    ) -> Brokers {
         let clients: Vec<u16> = (0..3).map(|_| free_port()).collect();
         let routes: Vec<u16> = (0..3).map(|_| free_port()).collect();
-        let route_list = routes
-            .iter()
-            .map(|port| format!("\"nats-route://127.0.0.1:{port}\""))
-            .collect::<Vec<_>>()
-            .join(", ");
         let servers = (0..3)
             .map(|n| {
-                let (route, route_list) = (routes[n], route_list.clone());
                 NatsServer::with_config_on(
                     clients[n],
-                    move |port, store| {
-                        format!(
-                            "listen: 127.0.0.1:{port}\nserver_name: n{}\njetstream {{ store_dir: {:?} }}\n\
-                             cluster {{ name: impact, listen: 127.0.0.1:{route}, routes: [{route_list}] }}\n",
-                            n + 1,
-                            store.display().to_string()
-                        )
-                    },
-                    &[],
+                    |port, store| make(n, port, store, &routes),
+                    env,
                 )
             })
             .collect();
         Brokers { servers }
+    }
+
+    /// The servers' addresses, to connect a client to all of them.
+    pub fn addrs(&self) -> Vec<async_nats::ServerAddr> {
+        self.servers
+            .iter()
+            .map(|server| server.url().parse().unwrap())
+            .collect()
+    }
+
+    /// A client of all the servers as `user` (password `password`), replies on `inbox`.
+    pub async fn connect_as(&self, user: &str, password: &str, inbox: &str) -> async_nats::Client {
+        async_nats::ConnectOptions::with_user_and_password(user.into(), password.into())
+            .custom_inbox_prefix(inbox)
+            .connect(self.addrs())
+            .await
+            .unwrap()
     }
 
     /// The service's `[nats]` lines for these servers.
@@ -516,12 +567,7 @@ impl Brokers {
 
     /// A plain client of all the servers.
     pub async fn jetstream(&self) -> async_nats::jetstream::Context {
-        let addrs: Vec<async_nats::ServerAddr> = self
-            .servers
-            .iter()
-            .map(|server| server.url().parse().unwrap())
-            .collect();
-        async_nats::jetstream::new(async_nats::connect(addrs).await.unwrap())
+        async_nats::jetstream::new(async_nats::connect(self.addrs()).await.unwrap())
     }
 
     /// Waits until JetStream answers on these servers: a cluster elects its meta leader a while
@@ -555,4 +601,44 @@ impl Brokers {
         })
         .await
     }
+}
+
+pub fn sha256_hex(token: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(token.as_bytes()))
+}
+
+/// `impact.toml` in `dir`: `before` (other sections), scheduled reviews off, and the three
+/// principals the tests sign in as: `fo-bangkok` (field office of TH, token `fo-token`),
+/// `eval` (evaluator, `eval-token`) and `root` (admin, `admin-token`). Its path.
+pub fn principals_config(dir: &Path, before: &str) -> String {
+    let path = dir.join("impact.toml");
+    let text = format!(
+        "{before}[review]\nschedule = \"off\"\n\n\
+         [[principals]]\nname = \"fo-bangkok\"\nrole = \"field_office\"\ncountries = [\"TH\"]\ntoken_sha256 = \"{}\"\n\n\
+         [[principals]]\nname = \"eval\"\nrole = \"evaluator\"\ntoken_sha256 = \"{}\"\n\n\
+         [[principals]]\nname = \"root\"\nrole = \"admin\"\ntoken_sha256 = \"{}\"\n",
+        sha256_hex("fo-token"),
+        sha256_hex("eval-token"),
+        sha256_hex("admin-token")
+    );
+    std::fs::write(&path, text).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+/// Every stored event of the global log, read with a bearer token (auth on).
+pub async fn all_events_as(client: &reqwest::Client, service: &Service, token: &str) -> Vec<Value> {
+    let text = client
+        .get(service.url("/v1/events?after=0"))
+        .bearer_auth(token)
+        .header("Accept", "application/x-ndjson")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
 }
