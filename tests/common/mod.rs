@@ -444,8 +444,12 @@ pub async fn post_json(client: &reqwest::Client, url: &str, body: &Value) -> (u1
 
 /// Every stored event of the global log, via the API's NDJSON stream.
 pub async fn all_events(client: &reqwest::Client, service: &Service) -> Vec<Value> {
-    let text = client
-        .get(service.url("/v1/events?after=0"))
+    log_stream(client.get(service.url("/v1/events?after=0"))).await
+}
+
+/// The NDJSON stream of the log that `request` asks for, read whole.
+async fn log_stream(request: reqwest::RequestBuilder) -> Vec<Value> {
+    let text = request
         .header("Accept", "application/x-ndjson")
         .send()
         .await
@@ -628,17 +632,10 @@ pub fn principals_config(dir: &Path, before: &str) -> String {
 
 /// Every stored event of the global log, read with a bearer token (auth on).
 pub async fn all_events_as(client: &reqwest::Client, service: &Service, token: &str) -> Vec<Value> {
-    let text = client
-        .get(service.url("/v1/events?after=0"))
-        .bearer_auth(token)
-        .header("Accept", "application/x-ndjson")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect()
+    log_stream(
+        client
+            .get(service.url("/v1/events?after=0"))
+            .bearer_auth(token),
+    )
+    .await
 }
