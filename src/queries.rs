@@ -5,6 +5,7 @@
 //! never reused): the service passes its writer's durable position, which trails what is
 //! written to the store by the sync in progress; the offline commands pass the store's last.
 
+use crate::domain::compare::{Comparison, Side};
 use crate::domain::event::StoredEvent;
 use crate::domain::fold::{ActionRecord, ActionStatus, Filters, ViewRules};
 use crate::domain::ids::{ActionId, Country};
@@ -181,6 +182,59 @@ pub fn review(
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Some(head.joined(parts)))
+}
+
+/// A stored review and the previous review of the same country scope (by seq), both whole:
+/// what `GET /v1/reviews/{id}/changes` compares. `None` when there is no such review.
+pub fn review_and_previous(
+    store: &Store,
+    durable: u64,
+    review_id: &str,
+) -> Result<Option<(ReviewReport, Option<ReviewReport>)>, StoreError> {
+    let Some(seq) = store.review_seq(review_id)?.filter(|&seq| seq <= durable) else {
+        return Ok(None);
+    };
+    let Some(now) = review(store, durable, review_id)? else {
+        return Ok(None);
+    };
+    let mut earlier = store.review_seqs()?;
+    earlier.retain(|&other| other < seq);
+    earlier.sort_unstable_by(|a, b| b.cmp(a));
+    for other in earlier {
+        let (_, head) = review_event(store, other)?;
+        if head.country == now.country {
+            let previous = review(store, durable, &head.review_id)?;
+            return Ok(Some((now, previous)));
+        }
+    }
+    Ok(Some((now, None)))
+}
+
+/// One Action under two sets of filters (CONTRACT.md §4.5), from one read of its record.
+pub fn compare(
+    store: &Store,
+    durable: u64,
+    action_id: &ActionId,
+    (a, b): (&Filters, &Filters),
+    rules: &ViewRules,
+) -> Result<Option<(Country, Comparison)>, StoreError> {
+    let Some(record) = store.record(action_id)? else {
+        return Ok(None);
+    };
+    let side = |filters: &Filters| {
+        let reference = reference_date(filters);
+        let status = record
+            .view(&filters.within(&record, durable), rules)
+            .map(|view| ActionStatus::new(view, rules, reference));
+        (Side::new(filters, reference), status)
+    };
+    let ((side_a, status_a), (side_b, status_b)) = (side(a), side(b));
+    Ok(crate::domain::compare::compare(
+        action_id,
+        (side_a, status_a.as_ref()),
+        (side_b, status_b.as_ref()),
+    )
+    .map(|comparison| (record.country.clone(), comparison)))
 }
 
 fn review_event(store: &Store, seq: u64) -> Result<(DateTime<Utc>, ReviewReport), StoreError> {

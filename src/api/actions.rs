@@ -227,3 +227,67 @@ pub async fn history(
     })
     .await
 }
+
+/// The parameters of `compare`: the §3.1 filters of each side, prefixed `a_` and `b_`.
+pub const COMPARE_PARAMS: &[&str] = &[
+    "a_as_of",
+    "a_until_seq",
+    "a_known_at",
+    "b_as_of",
+    "b_until_seq",
+    "b_known_at",
+];
+
+/// One side's filters from a `compare` query (`prefix` `a_` or `b_`), and what did not read,
+/// named by the prefixed parameter.
+pub fn side_filters(
+    query: &HashMap<String, String>,
+    prefix: &str,
+) -> (crate::domain::fold::Filters, Vec<(&'static str, String)>) {
+    let side: HashMap<String, String> = query
+        .iter()
+        .filter_map(|(name, value)| Some((name.strip_prefix(prefix)?.to_owned(), value.clone())))
+        .collect();
+    let (filters, faults) = super::filters_checked(&side);
+    let faults = faults
+        .into_iter()
+        .map(|(name, message)| {
+            let full = COMPARE_PARAMS
+                .iter()
+                .find(|known| known.strip_prefix(prefix) == Some(name))
+                .copied()
+                .unwrap_or(name);
+            (full, format!("{prefix}{message}"))
+        })
+        .collect();
+    (filters, faults)
+}
+
+pub async fn compare(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    query: Query,
+) -> Result<Json<crate::domain::compare::Comparison>, ApiError> {
+    only_params(&query, &[COMPARE_PARAMS])?;
+    let (a, mut faults) = side_filters(&query, "a_");
+    let (b, b_faults) = side_filters(&query, "b_");
+    faults.extend(b_faults);
+    if let Some((_, message)) = faults.into_iter().next() {
+        return Err(ApiError::BadQuery(message));
+    }
+    let action_id = action_id(&id)?;
+    blocking(move || {
+        let (country, comparison) = queries::compare(
+            &app.store,
+            app.durable_seq(),
+            &action_id,
+            (&a, &b),
+            &app.config.rules,
+        )?
+        .ok_or_else(|| ApiError::NotFound(format!("no Action {action_id} on either side")))?;
+        caller.require_country(&country)?;
+        Ok(Json(comparison))
+    })
+    .await
+}

@@ -147,3 +147,28 @@ pub async fn one(
     }
     Ok(Json(report).into_response())
 }
+
+pub async fn changes(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    query: Query,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    caller.require_reviewer()?;
+    only_params(&query, &[FORMAT_PARAMS])?;
+    let markdown_wanted = wants_markdown(&query, &headers)?;
+    let review_id = id.clone();
+    let changes = blocking(move || {
+        let found = queries::review_and_previous(&app.store, app.durable_seq(), &review_id)?;
+        Ok(found.map(|(now, previous)| crate::domain::review::changes(previous.as_ref(), &now)))
+    })
+    .await?
+    .ok_or_else(|| ApiError::NotFound(format!("no review {id:?}")))?;
+    if markdown_wanted {
+        return Ok(markdown(crate::domain::review::render_changes_markdown(
+            &changes,
+        )));
+    }
+    Ok(Json(changes).into_response())
+}

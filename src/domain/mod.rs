@@ -1,6 +1,7 @@
 //! The domain, PURE: no tokio, sled, NATS, HTTP or clock. It takes events, records and dates and
 //! returns facts, views, findings or a rejection.
 
+pub mod compare;
 pub mod event;
 pub mod fold;
 pub mod ids;

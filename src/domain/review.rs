@@ -657,3 +657,194 @@ mod tests {
         assert!(markdown.contains("\\<img src=x onerror=alert\\(1\\)\\> \\| broken"));
     }
 }
+
+/// What changed since the previous review of the same scope (CONTRACT.md §5.1). A finding is the
+/// same finding when its Action, outcome and flag match (its detail, "… 40 days ago", moves on
+/// by itself); a highlight is the same when its Action, outcome, stage and state match, so an
+/// outcome that went from achieved to sustained is one highlight removed and one added.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ReviewChanges {
+    pub review_id: String,
+    pub previous_review_id: Option<String>,
+    pub findings: Added<Finding>,
+    pub highlights: Highlights,
+    /// Each total as `[previous, now]` (`previous` null without a previous review).
+    pub totals: BTreeMap<String, [Option<u32>; 2]>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Added<T> {
+    pub added: Vec<T>,
+    pub resolved: Vec<T>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Highlights {
+    pub added: Vec<Highlight>,
+    pub removed: Vec<Highlight>,
+}
+
+/// `now` against `previous` (the review of the same scope just before it in the log, if any).
+pub fn changes(previous: Option<&ReviewReport>, now: &ReviewReport) -> ReviewChanges {
+    use std::collections::HashSet;
+    fn only<'a, T: Clone, K: std::hash::Hash + Eq + 'a>(
+        these: &'a [T],
+        those: &'a [T],
+        key: impl Fn(&'a T) -> K,
+    ) -> Vec<T> {
+        let known: HashSet<K> = those.iter().map(&key).collect();
+        these
+            .iter()
+            .filter(|item| !known.contains(&key(item)))
+            .cloned()
+            .collect()
+    }
+    let finding = |f: &Finding| (f.action_id.clone(), f.outcome_id.clone(), f.flag.clone());
+    let highlight = |h: &Highlight| {
+        (
+            h.action_id.clone(),
+            h.outcome_id.clone(),
+            h.stage.clone(),
+            h.state,
+        )
+    };
+    let (before_findings, before_highlights) =
+        previous.map_or((&[][..], &[][..]), |p| (&p.findings[..], &p.highlights[..]));
+    let totals_of = |totals: &Totals| -> BTreeMap<String, u32> {
+        match serde_json::to_value(totals) {
+            Ok(serde_json::Value::Object(fields)) => fields
+                .into_iter()
+                .filter_map(|(name, value)| Some((name, u32::try_from(value.as_u64()?).ok()?)))
+                .collect(),
+            _ => BTreeMap::new(),
+        }
+    };
+    let before_totals = previous.map(|p| totals_of(&p.totals));
+    let totals = totals_of(&now.totals)
+        .into_iter()
+        .map(|(name, count)| {
+            let before = before_totals
+                .as_ref()
+                .map(|totals| totals.get(&name).copied().unwrap_or(0));
+            (name, [before, Some(count)])
+        })
+        .collect();
+    ReviewChanges {
+        review_id: now.review_id.clone(),
+        previous_review_id: previous.map(|p| p.review_id.clone()),
+        findings: Added {
+            added: only(&now.findings, before_findings, finding),
+            resolved: only(before_findings, &now.findings, finding),
+        },
+        highlights: Highlights {
+            added: only(&now.highlights, before_highlights, highlight),
+            removed: only(before_highlights, &now.highlights, highlight),
+        },
+        totals,
+    }
+}
+
+/// What changed since the previous review, as Markdown for a person.
+pub fn render_changes_markdown(changes: &ReviewChanges) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(out, "# What changed: review {}\n", changes.review_id);
+    match &changes.previous_review_id {
+        Some(previous) => {
+            let _ = writeln!(
+                out,
+                "Since the previous review of the same scope, {previous}.\n"
+            );
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "No earlier review of the same scope: every finding is new.\n"
+            );
+        }
+    }
+    let _ = writeln!(out, "## Totals\n\n| | before | now |\n|---|---:|---:|");
+    for (name, [before, now]) in &changes.totals {
+        let show = |n: &Option<u32>| n.map_or("–".to_owned(), |n| n.to_string());
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} |",
+            name.replace('_', " "),
+            show(before),
+            show(now)
+        );
+    }
+    out.push('\n');
+    let finding_line = |f: &Finding| {
+        format!(
+            "- {} {}{}: {} — {}",
+            f.flag.replace('_', " "),
+            f.action_id,
+            f.outcome_id
+                .as_ref()
+                .map_or(String::new(), |o| format!(" / {o}")),
+            markdown_text(
+                f.outcome_title
+                    .as_deref()
+                    .or(f.action_title.as_deref())
+                    .unwrap_or("")
+            ),
+            markdown_text(&f.detail)
+        )
+    };
+    let highlight_line = |h: &Highlight| {
+        format!(
+            "- {} / {}: {} — {} {} since {}",
+            h.action_id,
+            h.outcome_id,
+            markdown_text(&h.outcome_title),
+            h.track.replace('_', " "),
+            h.stage.replace('_', " "),
+            h.stage_since
+        )
+    };
+    for (heading, lines) in [
+        (
+            "New findings",
+            changes
+                .findings
+                .added
+                .iter()
+                .map(finding_line)
+                .collect::<Vec<_>>(),
+        ),
+        (
+            "Findings resolved",
+            changes.findings.resolved.iter().map(finding_line).collect(),
+        ),
+        (
+            "New highlights",
+            changes
+                .highlights
+                .added
+                .iter()
+                .map(highlight_line)
+                .collect(),
+        ),
+        (
+            "Highlights no longer there",
+            changes
+                .highlights
+                .removed
+                .iter()
+                .map(highlight_line)
+                .collect(),
+        ),
+    ] {
+        let _ = writeln!(out, "## {heading}\n");
+        if lines.is_empty() {
+            let _ = writeln!(out, "None.\n");
+            continue;
+        }
+        for line in lines {
+            let _ = writeln!(out, "{line}");
+        }
+        out.push('\n');
+    }
+    out
+}
