@@ -210,6 +210,16 @@ pub fn review_and_previous(
     Ok(Some((now, None)))
 }
 
+/// One Action compared under two sets of filters, with what a page needs to name it.
+pub struct Compared {
+    pub country: Country,
+    /// The Action's title on the later side that has one.
+    pub title: Option<String>,
+    /// Each outcome's title, from either side.
+    pub outcome_titles: std::collections::BTreeMap<String, String>,
+    pub comparison: Comparison,
+}
+
 /// One Action under two sets of filters (CONTRACT.md §4.5), from one read of its record.
 pub fn compare(
     store: &Store,
@@ -217,7 +227,7 @@ pub fn compare(
     action_id: &ActionId,
     (a, b): (&Filters, &Filters),
     rules: &ViewRules,
-) -> Result<Option<(Country, Comparison)>, StoreError> {
+) -> Result<Option<Compared>, StoreError> {
     let Some(record) = store.record(action_id)? else {
         return Ok(None);
     };
@@ -229,12 +239,30 @@ pub fn compare(
         (Side::new(filters, reference), status)
     };
     let ((side_a, status_a), (side_b, status_b)) = (side(a), side(b));
-    Ok(crate::domain::compare::compare(
+    let Some(comparison) = crate::domain::compare::compare(
         action_id,
         (side_a, status_a.as_ref()),
         (side_b, status_b.as_ref()),
-    )
-    .map(|comparison| (record.country.clone(), comparison)))
+    ) else {
+        return Ok(None);
+    };
+    let sides = [&status_a, &status_b];
+    let title = sides
+        .iter()
+        .rev()
+        .find_map(|status| status.as_ref()?.view.title.clone());
+    let outcome_titles = sides
+        .iter()
+        .filter_map(|status| status.as_ref())
+        .flat_map(|status| &status.view.outcomes)
+        .map(|outcome| (outcome.outcome_id.to_string(), outcome.title.clone()))
+        .collect();
+    Ok(Some(Compared {
+        country: record.country.clone(),
+        title,
+        outcome_titles,
+        comparison,
+    }))
 }
 
 fn review_event(store: &Store, seq: u64) -> Result<(DateTime<Utc>, ReviewReport), StoreError> {

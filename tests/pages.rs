@@ -414,3 +414,316 @@ async fn an_action_page_travels_in_time_and_marks_what_was_retracted() {
             < 100 * 1024
     );
 }
+
+/// Runs a review as the evaluator over the API: its id.
+async fn api_review(service: &Service) -> String {
+    let response = browser()
+        .post(service.url("/v1/reviews"))
+        .bearer_auth("eval-token")
+        .json(&json!({"as_of": "2019-06-30"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let report: serde_json::Value = response.json().await.unwrap();
+    report["review_id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn every_page_for_every_role_is_shown_sent_to_sign_in_or_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start(&["--config", &config(dir.path())]);
+    seed(&service).await;
+    let review = api_review(&service).await;
+    let pages = [
+        "/".to_owned(),
+        format!("/actions/{THAI}"),
+        format!("/actions/{THAI}/compare?a_as_of=2019-01-01"),
+        format!("/actions/{LAO}"),
+        format!("/actions/{LAO}/compare"),
+        "/reviews".to_owned(),
+        format!("/reviews/{review}"),
+        "/rejections".to_owned(),
+    ];
+    // For the Thai field office, the evaluator and the admin, in the order of `pages`.
+    let expected: [(&str, [u16; 8]); 3] = [
+        ("fo-token", [200, 200, 200, 403, 403, 403, 403, 403]),
+        ("eval-token", [200; 8]),
+        ("admin-token", [200; 8]),
+    ];
+    for path in &pages {
+        let response = browser().get(service.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 303, "{path} without a session");
+        let to = response.headers()["location"].to_str().unwrap();
+        assert!(to.starts_with("/login?next=/"), "{path}: {to}");
+    }
+    for (token, statuses) in expected {
+        let cookie = sign_in(&service, token).await;
+        for (path, status) in pages.iter().zip(statuses) {
+            let (got, html) = page(&service, path, &cookie).await;
+            assert_eq!(got, status, "{token} {path}: {html}");
+            assert!(
+                html.starts_with("<!doctype html>"),
+                "{token} {path}: a page, not JSON"
+            );
+            if status == 403 {
+                assert!(html.contains("You may not open this"), "{html}");
+                assert!(!html.contains("MIEUX-LA") || path.contains(LAO), "{html}");
+            }
+        }
+    }
+    let cookie = sign_in(&service, "eval-token").await;
+    let (status, html) = page(&service, "/actions/MIEUX-NO-0000-00", &cookie).await;
+    assert_eq!(status, 404);
+    assert!(html.contains("Not found"), "{html}");
+}
+
+#[tokio::test]
+async fn the_review_form_runs_a_review_only_with_the_session_s_csrf_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start(&["--config", &config(dir.path())]);
+    seed(&service).await;
+    let cookie = sign_in(&service, "eval-token").await;
+    let (_, list) = page(&service, "/reviews", &cookie).await;
+    let csrf = csrf_of(&list);
+    let other = csrf_of(
+        &page(
+            &service,
+            "/reviews",
+            &sign_in(&service, "admin-token").await,
+        )
+        .await
+        .1,
+    );
+    let post = |form: Vec<(&'static str, String)>| {
+        let cookie = cookie.clone();
+        let url = service.url("/reviews");
+        async move {
+            let response = browser()
+                .post(url)
+                .header("Cookie", cookie)
+                .form(&form)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            let location = response
+                .headers()
+                .get("location")
+                .map(|l| l.to_str().unwrap().to_owned());
+            (status, location, response.text().await.unwrap())
+        }
+    };
+    for form in [
+        vec![("as_of", "2019-06-30".to_owned())],
+        vec![("as_of", "2019-06-30".to_owned()), ("csrf", other.clone())],
+        vec![("as_of", "2019-06-30".to_owned()), ("csrf", String::new())],
+    ] {
+        let (status, _, html) = post(form).await;
+        assert_eq!(status, 403, "{html}");
+        assert!(html.contains("csrf"), "{html}");
+    }
+    // Posted by hand without a session (a bearer token, no cookie): refused too.
+    let response = browser()
+        .post(service.url("/reviews"))
+        .bearer_auth("eval-token")
+        .form(&[("csrf", csrf.clone())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    let reviews = |token: &'static str| {
+        let url = service.url("/v1/reviews");
+        async move {
+            let response = browser().get(url).bearer_auth(token).send().await.unwrap();
+            let body: serde_json::Value = response.json().await.unwrap();
+            body["reviews"].as_array().unwrap().len()
+        }
+    };
+    assert_eq!(reviews("eval-token").await, 0, "nothing was run");
+
+    let (status, _, html) = post(vec![
+        ("csrf", csrf.clone()),
+        ("as_of", "30/06/2019".to_owned()),
+        ("country", "Thailand".to_owned()),
+    ])
+    .await;
+    assert_eq!(status, 400);
+    assert!(
+        html.contains("as_of must be a date") && html.contains("is not a country code"),
+        "{html}"
+    );
+    assert!(
+        html.contains("value=\"Thailand\""),
+        "what was typed is kept: {html}"
+    );
+    assert_eq!(reviews("eval-token").await, 0);
+
+    let (status, location, _) = post(vec![
+        ("csrf", csrf.clone()),
+        ("as_of", "2019-06-30".to_owned()),
+        ("country", "TH".to_owned()),
+    ])
+    .await;
+    assert_eq!(status, 303);
+    let location = location.unwrap();
+    assert!(location.starts_with("/reviews/review-"), "{location}");
+    let (status, report) = page(&service, &location, &cookie).await;
+    assert_eq!(status, 200);
+    assert!(
+        report.contains("Status on 30 June 2019") && report.contains("TH"),
+        "{report}"
+    );
+    assert!(
+        report.contains("This is the first review of TH"),
+        "{report}"
+    );
+    assert!(
+        report.contains("&#60;b&#62;Protocol&#60;/b&#62; revised")
+            && !report.contains("<b>Protocol"),
+        "titles are text: {report}"
+    );
+    assert_eq!(reviews("eval-token").await, 1);
+
+    // A field office may not run one, even with its own session's token.
+    let fo = sign_in(&service, "fo-token").await;
+    let fo_csrf = csrf_of(&page(&service, "/", &fo).await.1);
+    let response = browser()
+        .post(service.url("/reviews"))
+        .header("Cookie", fo)
+        .form(&[("csrf", fo_csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    assert_eq!(reviews("eval-token").await, 1);
+}
+
+#[tokio::test]
+async fn a_session_expires_after_its_hours_by_the_server_s_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let config = principals_config(
+        dir.path(),
+        "[server]\nsession_hours = 2\ncookie_secure = false\n\n",
+    );
+    let service = Service::start_in(data.path(), &["--config", &config]);
+    seed(&service).await;
+    let cookie = sign_in(&service, "eval-token").await;
+    std::fs::write(data.path().join("fault-clock-ahead-s"), "7100").unwrap();
+    assert_eq!(
+        page(&service, "/", &cookie).await.0,
+        200,
+        "still live 1 h 58 min on"
+    );
+    std::fs::write(data.path().join("fault-clock-ahead-s"), "7201").unwrap();
+    let response = browser()
+        .get(service.url("/reviews"))
+        .header("Cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303, "expired after 2 hours");
+    assert_eq!(response.headers()["location"], "/login?next=/reviews");
+    std::fs::write(data.path().join("fault-clock-ahead-s"), "0").unwrap();
+    assert_eq!(
+        page(&service, "/", &cookie).await.0,
+        303,
+        "an expired session is forgotten, not revived"
+    );
+}
+
+#[tokio::test]
+async fn the_compare_and_rejections_pages_show_changes_and_payloads_as_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start(&["--config", &config(dir.path())]);
+    seed(&service).await;
+    let adopted = track(
+        THAI,
+        "TH",
+        "vot-protocol",
+        "legislation.adopted",
+        "2019-04-01",
+    );
+    let response = browser()
+        .post(service.url("/v1/events?wait=true"))
+        .bearer_auth("admin-token")
+        .json(&json!([adopted]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let cookie = sign_in(&service, "fo-token").await;
+    let (status, html) = page(
+        &service,
+        &format!("/actions/{THAI}/compare?a_as_of=2019-01-01"),
+        &cookie,
+    )
+    .await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("Left: as of 1 January 2019"), "{html}");
+    assert!(html.contains("<td>pending</td><td>adopted</td>"), "{html}");
+    assert!(
+        html.contains("&#60;b&#62;Protocol&#60;/b&#62; revised"),
+        "{html}"
+    );
+    assert!(html.contains("One year ago"), "{html}");
+    let (status, html) = page(
+        &service,
+        &format!("/actions/{THAI}/compare?a_as_of=2019-13-01&b_until_seq=x"),
+        &cookie,
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(
+        html.contains("id=\"a_as_of-error\"") && html.contains("id=\"b_until_seq-error\""),
+        "{html}"
+    );
+
+    let eval = sign_in(&service, "eval-token").await;
+    let (status, html) = page(&service, "/rejections", &eval).await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("Nothing has been rejected"), "{html}");
+    let (status, html) = page(&service, "/rejections?before=x", &eval).await;
+    assert_eq!(status, 400);
+    assert!(html.contains("before must be a whole number"), "{html}");
+}
+
+#[tokio::test]
+async fn the_rejections_page_shows_what_nats_publishers_sent_as_text() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let before = format!("[nats]\nurl = \"{}\"\n\n", nats.url());
+    let service = Service::start(&["--config", &principals_config(dir.path(), &before)]);
+    eventually(30, async || {
+        let status = browser()
+            .get(service.url("/readyz"))
+            .send()
+            .await
+            .ok()?
+            .status();
+        (status == 200).then_some(())
+    })
+    .await;
+    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let payload = br#"{"event_id": "<script>alert(1)</script>", "type": "legislation.pending"}"#;
+    js.publish("impact.events.TH.MIEUX-TH-2014-01", payload.to_vec().into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let eval = sign_in(&service, "eval-token").await;
+    let html = eventually(30, async || {
+        let (status, html) = page(&service, "/rejections", &eval).await;
+        (status == 200 && html.contains("#1 ")).then_some(html)
+    })
+    .await;
+    assert!(html.contains("a field is missing or wrong"), "{html}");
+    assert!(html.contains("straight to NATS"), "{html}");
+    assert!(
+        html.contains("&#60;script&#62;alert(1)&#60;/script&#62;") && !html.contains("<script>"),
+        "the payload is text: {html}"
+    );
+    let fo = sign_in(&service, "fo-token").await;
+    assert_eq!(page(&service, "/rejections", &fo).await.0, 403);
+}

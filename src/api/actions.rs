@@ -278,7 +278,7 @@ pub async fn compare(
     }
     let action_id = action_id(&id)?;
     blocking(move || {
-        let (country, comparison) = queries::compare(
+        let compared = queries::compare(
             &app.store,
             app.durable_seq(),
             &action_id,
@@ -286,8 +286,8 @@ pub async fn compare(
             &app.config.rules,
         )?
         .ok_or_else(|| ApiError::NotFound(format!("no Action {action_id} on either side")))?;
-        caller.require_country(&country)?;
-        Ok(Json(comparison))
+        caller.require_country(&compared.country)?;
+        Ok(Json(compared.comparison))
     })
     .await
 }

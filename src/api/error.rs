@@ -149,6 +149,15 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The status, the code and the message of the error body, for a page that shows them.
+    pub fn parts(&self) -> (StatusCode, String, String) {
+        let (status, body) = self.status_and_body();
+        let text = |key: &str| body["error"][key].as_str().unwrap_or_default().to_owned();
+        (status, text("code"), text("message"))
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, body) = self.status_and_body();

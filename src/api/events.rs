@@ -287,7 +287,7 @@ fn fill_applied(
     }
     let rejection: Option<RejectionRecord> = app
         .store
-        .rejections_newest_first()
+        .rejections_newest_first(u64::MAX)
         .take(10_000)
         .filter_map(Result::ok)
         .find(|record| record.stream_seq == stream_seq);

@@ -472,11 +472,15 @@ impl Store {
         })
     }
 
-    /// Newest rejections first, for finding the fate of a recent message.
+    /// Newest rejections first from the one before id `before`, for finding the fate of a
+    /// recent message and for the rejections page.
     pub fn rejections_newest_first(
         &self,
+        before: u64,
     ) -> impl Iterator<Item = Result<RejectionRecord, StoreError>> + '_ {
-        self.inner.tree.scan_prefix([REJECTION]).rev().map(|item| {
+        let start = seq_key(REJECTION, 0);
+        let end = seq_key(REJECTION, before);
+        self.inner.tree.range(start..end).rev().map(|item| {
             let (_, value) = item?;
             serde_json::from_slice(&value).map_err(|e| StoreError::Corrupt(e.to_string()))
         })

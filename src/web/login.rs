@@ -93,7 +93,7 @@ pub async fn sign_in(
             StatusCode::UNAUTHORIZED,
         );
     };
-    let (id, _) = app.sessions.create(&principal.name, chrono::Utc::now());
+    let (id, _) = app.sessions.create(&principal.name, super::now(&app));
     with_cookie(&app, Redirect::to(&next), &id, app.sessions.lifetime_secs())
 }
 
@@ -154,12 +154,7 @@ pub async fn sign_out(
         // Not signed in: nothing to end.
         None => return Ok(Redirect::to("/login").into_response()),
     };
-    if !session::same_secret(&form.csrf, &expected) {
-        return Err(ApiError::Csrf(
-            "the form's csrf token is missing or not this session's: reload the page and try again"
-                .into(),
-        ));
-    }
+    super::form::check_csrf(&form.csrf, &expected)?;
     let Some((id, _)) = session else {
         return Ok(Redirect::to("/").into_response());
     };

@@ -3,10 +3,17 @@
 //! no asset from another origin. Sign-in gives a browser a server-held session; a page without
 //! one answers `303` to `/login`.
 
+mod compare;
+mod error;
+mod form;
 mod login;
 mod pages;
+mod rejections;
+mod reviews;
 pub mod session;
 mod words;
+
+pub use error::PageError;
 
 use crate::api::{ApiError, Caller};
 use crate::app::App;
@@ -23,6 +30,10 @@ pub fn routes() -> Router<Arc<App>> {
     Router::new()
         .route("/", get(pages::index))
         .route("/actions/{id}", get(pages::action))
+        .route("/actions/{id}/compare", get(compare::page))
+        .route("/reviews", get(reviews::list).post(reviews::run))
+        .route("/reviews/{id}", get(reviews::one))
+        .route("/rejections", get(rejections::page))
         .route("/login", get(login::form).post(login::sign_in))
         .route("/logout", post(login::sign_out))
         .route("/style.css", get(stylesheet))
@@ -32,8 +43,24 @@ pub fn routes() -> Router<Arc<App>> {
 pub fn session_of(headers: &axum::http::HeaderMap, app: &App) -> Option<(String, Session)> {
     let header = headers.get(header::COOKIE)?.to_str().ok()?;
     let id = session::cookie(header, session::COOKIE)?;
-    let session = app.sessions.get(id, chrono::Utc::now())?;
+    let session = app.sessions.get(id, now(app))?;
     Some((id.to_owned(), session))
+}
+
+/// The time sessions are held to. A test build can move it ahead: a file `fault-clock-ahead-s`
+/// in the data directory holding a number of seconds (src/store/fault.rs has the store's fault
+/// points), so a test sees a session expire without waiting hours.
+pub fn now(app: &App) -> chrono::DateTime<chrono::Utc> {
+    let now = chrono::Utc::now();
+    #[cfg(feature = "fault-injection")]
+    if let Ok(text) = std::fs::read_to_string(app.config.data_dir.join("fault-clock-ahead-s")) {
+        if let Ok(seconds) = text.trim().parse::<i64>() {
+            return now + chrono::Duration::seconds(seconds);
+        }
+    }
+    #[cfg(not(feature = "fault-injection"))]
+    let _ = app;
+    now
 }
 
 /// What every page's layout shows: who is signed in (and how to sign out), and the CSRF token

@@ -1,7 +1,8 @@
 //! `/` and `/actions/{id}`: the Actions in scope, and one Action's outcomes and flags.
 
-use super::{render, words, Chrome, PageCaller};
-use crate::api::{blocking, only_params, ApiError, Query, FILTER_PARAMS};
+use super::form::{asked, choices, time_travel_query, Choice, Field, Form, TIME_TRAVEL_FIELDS};
+use super::{render, words, Chrome, PageCaller, PageError};
+use crate::api::{blocking, ApiError, Query, FILTER_PARAMS};
 use crate::app::App;
 use crate::domain::fold::{ActionStatus, FlagKind, OutcomeState};
 use crate::domain::ids::ActionId;
@@ -23,31 +24,6 @@ struct Row {
     regressed: u32,
     flags: Vec<String>,
     last_report: String,
-}
-
-/// A field of the filter form: its value as asked, and what is wrong with it, if anything.
-#[derive(Default)]
-pub struct Field {
-    pub value: String,
-    pub error: Option<String>,
-}
-
-/// An option of a select: its value, its words, and whether it is the one asked for.
-struct Choice {
-    value: String,
-    label: String,
-    selected: bool,
-}
-
-fn choices(field: &Field, options: impl IntoIterator<Item = (String, String)>) -> Vec<Choice> {
-    options
-        .into_iter()
-        .map(|(value, label)| Choice {
-            selected: field.value == value,
-            value,
-            label,
-        })
-        .collect()
 }
 
 /// One bar of a chart: its label, its number, and its length in the chart's units (0–100).
@@ -92,9 +68,6 @@ struct IndexPage {
     keep: String,
 }
 
-/// The time-travel fields of §3.1, on every page's form.
-const TIME_TRAVEL_FIELDS: [&str; 3] = ["as_of", "until_seq", "known_at"];
-
 /// The names of the fields of `/`'s form.
 const INDEX_FIELDS: [&str; 7] = [
     "country",
@@ -106,79 +79,11 @@ const INDEX_FIELDS: [&str; 7] = [
     "known_at",
 ];
 
-/// A page's filter form as asked: each field's value and, if it did not read, why; and what
-/// the page says of a parameter it does not take. Shown again above the page's answer.
-struct Form {
-    fields: std::collections::BTreeMap<&'static str, Field>,
-    unknown: Option<String>,
-}
-
-impl Form {
-    fn new(
-        query: &std::collections::HashMap<String, String>,
-        names: &[&'static str],
-        groups: &[&[&str]],
-        faults: Vec<(&'static str, String)>,
-    ) -> Form {
-        let mut fields: std::collections::BTreeMap<&'static str, Field> = names
-            .iter()
-            .map(|name| {
-                let value = query.get(*name).cloned().unwrap_or_default();
-                (*name, Field { value, error: None })
-            })
-            .collect();
-        for (name, message) in faults {
-            if let Some(field) = fields.get_mut(name) {
-                field.error = Some(message);
-            }
-        }
-        let unknown = only_params(query, groups).err().map(|error| match error {
-            ApiError::BadQuery(message) => message,
-            other => other.to_string(),
-        });
-        Form { fields, unknown }
-    }
-
-    /// `400` when anything asked did not read, else `200`: the page is shown either way.
-    fn status(&self) -> axum::http::StatusCode {
-        let bad = self.unknown.is_some() || self.fields.values().any(|f| f.error.is_some());
-        match bad {
-            true => axum::http::StatusCode::BAD_REQUEST,
-            false => axum::http::StatusCode::OK,
-        }
-    }
-}
-
-/// A page's query without the fields a form left empty ("any").
-fn asked(query: &Query) -> std::collections::HashMap<String, String> {
-    query
-        .iter()
-        .filter(|(_, value)| !value.trim().is_empty())
-        .map(|(name, value)| (name.clone(), value.trim().to_owned()))
-        .collect()
-}
-
-/// `as_of`, `until_seq` and `known_at` as asked, for links.
-fn time_travel_query(query: &std::collections::HashMap<String, String>) -> String {
-    let parts: Vec<String> = TIME_TRAVEL_FIELDS
-        .iter()
-        .filter_map(|name| {
-            query
-                .get(*name)
-                .map(|value| format!("{name}={}", words::url_encode(value)))
-        })
-        .collect();
-    match parts.is_empty() {
-        true => String::new(),
-        false => format!("?{}", parts.join("&")),
-    }
-}
-
 pub async fn index(
     State(app): State<Arc<App>>,
     PageCaller { caller, chrome }: PageCaller,
     query: Query,
-) -> Result<axum::response::Response, ApiError> {
+) -> Result<axum::response::Response, PageError> {
     use crate::api::actions::{ListFilter, LIST_PARAMS};
     use axum::response::IntoResponse;
     let query = asked(&query);
@@ -394,7 +299,7 @@ pub async fn action(
     PageCaller { caller, chrome }: PageCaller,
     Path(id): Path<String>,
     query: Query,
-) -> Result<axum::response::Response, ApiError> {
+) -> Result<axum::response::Response, PageError> {
     use axum::response::IntoResponse;
     let query = asked(&query);
     let (filters, faults) = crate::api::filters_checked(&query);

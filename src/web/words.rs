@@ -31,6 +31,28 @@ pub fn flag(flag: FlagKind) -> &'static str {
     }
 }
 
+/// A rejection code (CONTRACT.md §2.5) as words; the code itself is shown beside them.
+pub fn rejection(code: &str) -> &'static str {
+    match code {
+        "malformed_json" => "not readable JSON",
+        "payload_too_large" => "too large",
+        "schema_violation" => "a field is missing or wrong",
+        "unknown_type" => "not an event type the service knows",
+        "forbidden_type" => "not an event this sender may submit",
+        "event_id_conflict" => "the event id was used for other content",
+        "track_mismatch" => "a stage of another track than the outcome's",
+        "outcome_unknown" => "about an outcome with no stage reported yet",
+        "expected_stage_invalid" => {
+            "the expected stage is not a forward stage of the outcome's track"
+        }
+        "country_mismatch" => "the Action belongs to another country",
+        "retraction_target_unknown" => "retracts an event that is not there",
+        "occurred_in_future" => "dated in the future",
+        "subject_mismatch" => "the NATS subject names another country or Action",
+        _ => "rejected",
+    }
+}
+
 /// A stage or track name as words: `in_force` → "in force".
 pub fn name(code: &str) -> String {
     code.replace('_', " ")
@@ -97,6 +119,9 @@ mod tests {
             date_source: DateSource::Explicit,
         };
         assert_eq!(expected(&view), "adopted by 31 May 2019 (stated)");
+        for code in crate::domain::validate::RejectionCode::ALL {
+            assert_ne!(rejection(code.as_str()), "rejected", "{code:?} has words");
+        }
         assert_eq!(
             url_encode("/actions/X?as_of=2019-01-01&a=b"),
             "/actions/X%3Fas_of%3D2019-01-01%26a%3Db"
