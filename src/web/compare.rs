@@ -198,9 +198,16 @@ pub async fn page(
                     "removed" => "gone on the right",
                     _ => "changed",
                 },
-                fields: change
-                    .fields
+                // Any field not in the order (a new one) comes last, never dropped.
+                fields: FIELD_ORDER
                     .iter()
+                    .filter_map(|name| change.fields.get_key_value(*name))
+                    .chain(
+                        change
+                            .fields
+                            .iter()
+                            .filter(|(name, _)| !FIELD_ORDER.contains(&name.as_str())),
+                    )
                     .map(|(name, pair)| FieldRow {
                         name: field_label(name),
                         a: value_words(name, &pair[0]),
@@ -265,6 +272,21 @@ fn side_words(side: &Side) -> String {
         false => parts.join(", "),
     }
 }
+
+/// The outcome fields of §3 in the order a person reads them.
+const FIELD_ORDER: [&str; 11] = [
+    "stage",
+    "stage_since",
+    "state",
+    "highest_stage",
+    "expected",
+    "verification",
+    "title",
+    "track",
+    "event_count",
+    "evidence_count",
+    "last_event_on",
+];
 
 /// An outcome field of §3 in words.
 fn field_label(name: &str) -> &'static str {

@@ -44,6 +44,7 @@ impl IntoResponse for PageError {
             chrome: super::Chrome {
                 signed_in: None,
                 csrf: String::new(),
+                reviewer: false,
             },
             heading,
             sign_in: matches!(status, StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED)

@@ -40,6 +40,7 @@ fn page(next: String, error: Option<String>, status: StatusCode) -> Result<Respo
     let chrome = Chrome {
         signed_in: None,
         csrf: String::new(),
+        reviewer: false,
     };
     Ok((
         status,

@@ -68,6 +68,8 @@ pub fn now(app: &App) -> chrono::DateTime<chrono::Utc> {
 pub struct Chrome {
     pub signed_in: Option<String>,
     pub csrf: String,
+    /// Links to the reviews and the rejections (evaluators and admins).
+    pub reviewer: bool,
 }
 
 /// The caller of a page: from the session cookie (or a bearer token, for scripts), or, without
@@ -87,17 +89,19 @@ impl FromRequestParts<Arc<App>> for PageCaller {
                 chrome: Chrome {
                     signed_in: None,
                     csrf: app.open_csrf.clone(),
+                    reviewer: true,
                 },
             });
         }
         if let Some((_, session)) = session_of(&parts.headers, app) {
             if let Some(principal) = crate::api::auth::principal_named(app, &session.principal) {
                 return Ok(PageCaller {
+                    caller: Caller::of(principal),
                     chrome: Chrome {
                         signed_in: Some(format!("{} ({})", principal.name, principal.role.label())),
                         csrf: session.csrf.clone(),
+                        reviewer: principal.role != crate::domain::rights::Role::FieldOffice,
                     },
-                    caller: Caller::of(principal),
                 });
             }
         }
@@ -106,11 +110,12 @@ impl FromRequestParts<Arc<App>> for PageCaller {
                 .await
                 .map_err(IntoResponse::into_response)?;
             return Ok(PageCaller {
-                caller,
                 chrome: Chrome {
                     signed_in: None,
                     csrf: String::new(),
+                    reviewer: caller.require_reviewer().is_ok(),
                 },
+                caller,
             });
         }
         let next = parts.uri.path_and_query().map_or("/", |path| path.as_str());

@@ -292,6 +292,8 @@ struct ActionPage {
     reference: String,
     /// The time-travel part of the query, kept in the link back to the list.
     keep: String,
+    /// This point in time as the left side of a comparison with now.
+    compare_query: String,
 }
 
 pub async fn action(
@@ -307,6 +309,12 @@ pub async fn action(
     let status = form.status();
     let Form { fields, unknown } = form;
     let keep = time_travel_query(&query);
+    let sided: std::collections::HashMap<String, String> = query
+        .iter()
+        .filter(|(name, _)| TIME_TRAVEL_FIELDS.contains(&name.as_str()))
+        .map(|(name, value)| (format!("a_{name}"), value.clone()))
+        .collect();
+    let compare_query = super::form::kept_query(&sided, crate::api::actions::COMPARE_PARAMS);
     let action_id =
         ActionId::parse(&id).map_err(|_| ApiError::NotFound(format!("no Action {id:?}")))?;
     let html = blocking(move || {
@@ -399,6 +407,7 @@ pub async fn action(
             unknown,
             reference: words::date(queries::reference_date(&filters)),
             keep,
+            compare_query,
         })
     })
     .await?;
