@@ -165,6 +165,42 @@ async fn a_field_office_signs_in_sees_only_its_country_and_signs_out() {
     );
     assert!(then.contains("established (now)"), "{then}");
 
+    // A change made now, then the compare page: the Action before it against now.
+    let verified = json!({"event_id": new_id(), "type": "outcome.verified", "action_id": "MIEUX-TH-2014-01",
+        "country": "TH", "outcome_id": "vot-protocol", "occurred_on": "2026-01-15", "reported_by": "eval", "data": {"by": "eval"}});
+    let answer: serde_json::Value = http
+        .post(service.url("/v1/events?wait=true"))
+        .bearer_auth("admin-token")
+        .json(&verified)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let seq = answer["results"][0]["seq"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("applied: {answer}"));
+    browser
+        .goto(&service.url(&format!("/actions/MIEUX-TH-2014-01?until_seq={}", seq - 1)))
+        .await
+        .unwrap();
+    click(
+        &browser,
+        Locator::LinkText("Compare this point in time with another"),
+    )
+    .await;
+    let compared = text_of(&browser, Locator::Css("main")).await;
+    assert!(
+        compared.contains(&format!("Left: as known at log position {}", seq - 1)),
+        "{compared}"
+    );
+    assert!(
+        compared.contains("Verification reported, not verified verified"),
+        "the verification just made: {compared}"
+    );
+    screenshot(&browser, "compare.png").await;
+
     // Another country's Action, asked for by address: refused.
     browser
         .goto(&service.url("/actions/MIEUX-LA-2016-02"))
@@ -172,7 +208,7 @@ async fn a_field_office_signs_in_sees_only_its_country_and_signs_out() {
         .unwrap();
     let refused = browser.source().await.unwrap();
     assert!(
-        refused.contains("forbidden") && !refused.contains("migration data"),
+        refused.contains("You may not open this") && !refused.contains("migration data"),
         "{refused}"
     );
 
@@ -198,5 +234,65 @@ async fn a_field_office_signs_in_sees_only_its_country_and_signs_out() {
             .starts_with("/login"),
         "signed out: the pages ask for sign-in again"
     );
+    browser.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_evaluator_runs_a_review_from_its_form_and_opens_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = principals_config(dir.path(), "[server]\ncookie_secure = false\n");
+    let service = Service::start(&["--config", &config, "--demo"]);
+    let http = client();
+    eventually(30, async || {
+        let response = http
+            .get(service.url("/v1/actions/MIEUX-LA-2016-02"))
+            .bearer_auth("admin-token")
+            .send()
+            .await
+            .ok()?;
+        (response.status() == 200).then_some(())
+    })
+    .await;
+    let driver = Driver::start();
+    let browser = driver.browser().await;
+    browser.goto(&service.url("/reviews")).await.unwrap();
+    let token = browser.find(Locator::Id("token")).await.unwrap();
+    token.send_keys("eval-token").await.unwrap();
+    click(&browser, Locator::Css("form.login button")).await;
+    eventually(10, async || {
+        (browser.current_url().await.ok()?.path() == "/reviews").then_some(())
+    })
+    .await;
+    assert!(text_of(&browser, Locator::Css("main"))
+        .await
+        .contains("No review yet"));
+    let as_of = browser.find(Locator::Id("run_as_of")).await.unwrap();
+    as_of.send_keys("06302019").await.unwrap();
+    click(&browser, Locator::Css("form[action='/reviews'] button")).await;
+    eventually(10, async || {
+        let path = browser.current_url().await.ok()?.path().to_owned();
+        path.starts_with("/reviews/review-").then_some(())
+    })
+    .await;
+    let report = text_of(&browser, Locator::Css("main")).await;
+    assert!(report.contains("Status on 30 June 2019"), "{report}");
+    assert!(
+        report.contains("This is the first review of all countries"),
+        "{report}"
+    );
+    assert!(report.contains("New findings"), "{report}");
+    screenshot(&browser, "review.png").await;
+    click(&browser, Locator::LinkText("← all reviews")).await;
+    let list = text_of(&browser, Locator::Css("main")).await;
+    assert!(
+        list.contains("30 June 2019") && list.contains("run by hand"),
+        "{list}"
+    );
+    click(&browser, Locator::Css("form.signout button")).await;
+    eventually(10, async || {
+        let path = browser.current_url().await.ok()?.path().to_owned();
+        path.starts_with("/login").then_some(())
+    })
+    .await;
     browser.close().await.unwrap();
 }
