@@ -158,6 +158,23 @@ pub fn reviews(
         .collect()
 }
 
+/// The reviews as known under `filters`, newest first: transaction time by the review's own
+/// place in the log, valid time by the date it was read as of. Heads only, as [`reviews`].
+pub fn reviews_known(
+    store: &Store,
+    durable: u64,
+    filters: &Filters,
+) -> Result<Vec<ReviewReport>, StoreError> {
+    Ok(reviews(store, durable)?
+        .into_iter()
+        .filter(|(seq, recorded_at, report)| {
+            filters.known(*seq, recorded_at.timestamp_micros())
+                && filters.as_of.is_none_or(|as_of| report.as_of <= as_of)
+        })
+        .map(|(_, _, report)| report)
+        .collect())
+}
+
 /// A stored review, whole (its parts joined).
 pub fn review(
     store: &Store,

@@ -90,21 +90,7 @@ async fn screenshot(browser: &fantoccini::Client, name: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_field_office_signs_in_sees_only_its_country_and_signs_out() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = principals_config(dir.path(), "[server]\ncookie_secure = false\n");
-    let service = Service::start(&["--config", &config, "--demo"]);
-    // The demo data loads through the bus at start: wait for the Lao Action to be there.
-    let http = client();
-    eventually(30, async || {
-        let response = http
-            .get(service.url("/v1/actions/MIEUX-LA-2016-02"))
-            .bearer_auth("admin-token")
-            .send()
-            .await
-            .ok()?;
-        (response.status() == 200).then_some(())
-    })
-    .await;
+    let (_dir, service) = demo_service().await;
 
     let driver = Driver::start();
     let browser = driver.browser().await;
@@ -168,7 +154,7 @@ async fn a_field_office_signs_in_sees_only_its_country_and_signs_out() {
     // A change made now, then the compare page: the Action before it against now.
     let verified = json!({"event_id": new_id(), "type": "outcome.verified", "action_id": "MIEUX-TH-2014-01",
         "country": "TH", "outcome_id": "vot-protocol", "occurred_on": "2026-01-15", "reported_by": "eval", "data": {"by": "eval"}});
-    let answer: serde_json::Value = http
+    let answer: serde_json::Value = client()
         .post(service.url("/v1/events?wait=true"))
         .bearer_auth("admin-token")
         .json(&verified)
@@ -237,14 +223,14 @@ async fn a_field_office_signs_in_sees_only_its_country_and_signs_out() {
     browser.close().await.unwrap();
 }
 
-#[tokio::test]
-async fn an_evaluator_runs_a_review_from_its_form_and_opens_it() {
+/// The service with the demo data and the test principals, once the demo has loaded.
+async fn demo_service() -> (tempfile::TempDir, Service) {
     let dir = tempfile::tempdir().unwrap();
     let config = principals_config(dir.path(), "[server]\ncookie_secure = false\n");
     let service = Service::start(&["--config", &config, "--demo"]);
-    let http = client();
+    // The demo data loads through the bus at start: wait for the Lao Action to be there.
     eventually(30, async || {
-        let response = http
+        let response = client()
             .get(service.url("/v1/actions/MIEUX-LA-2016-02"))
             .bearer_auth("admin-token")
             .send()
@@ -253,6 +239,12 @@ async fn an_evaluator_runs_a_review_from_its_form_and_opens_it() {
         (response.status() == 200).then_some(())
     })
     .await;
+    (dir, service)
+}
+
+#[tokio::test]
+async fn an_evaluator_runs_a_review_from_its_form_and_opens_it() {
+    let (_dir, service) = demo_service().await;
     let driver = Driver::start();
     let browser = driver.browser().await;
     browser.goto(&service.url("/reviews")).await.unwrap();

@@ -217,7 +217,7 @@ async fn compare_refuses_bad_sides_other_countries_and_an_action_on_neither_side
             "admin-token",
             404,
             "not_found",
-            "either side",
+            "either point in time",
         ),
         (
             format!("/v1/actions/{lao}/compare"),

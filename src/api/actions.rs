@@ -278,16 +278,28 @@ pub async fn compare(
     }
     let action_id = action_id(&id)?;
     blocking(move || {
-        let compared = queries::compare(
-            &app.store,
-            app.durable_seq(),
-            &action_id,
-            (&a, &b),
-            &app.config.rules,
-        )?
-        .ok_or_else(|| ApiError::NotFound(format!("no Action {action_id} on either side")))?;
-        caller.require_country(&compared.country)?;
+        let compared = compared(&app, &caller, &action_id, (&a, &b))?;
         Ok(Json(compared.comparison))
     })
     .await
+}
+
+/// The Action under two sets of filters, if it has an event on either side and the caller may
+/// read its country (the API's `compare` and the compare page).
+pub fn compared(
+    app: &App,
+    caller: &Caller,
+    action_id: &ActionId,
+    sides: (&crate::domain::fold::Filters, &crate::domain::fold::Filters),
+) -> Result<queries::Compared, ApiError> {
+    let compared = queries::compare(
+        &app.store,
+        app.durable_seq(),
+        action_id,
+        sides,
+        &app.config.rules,
+    )?
+    .ok_or_else(|| ApiError::NotFound(format!("no Action {action_id} at either point in time")))?;
+    caller.require_country(&compared.country)?;
+    Ok(compared)
 }

@@ -93,18 +93,14 @@ pub async fn list(
     only_params(&query, &[FILTER_PARAMS, FORMAT_PARAMS])?;
     let filters = filters(&query)?;
     let markdown_wanted = wants_markdown(&query, &headers)?;
-    // Time travel on reviews: transaction time by the review's own place in the log, valid
-    // time by the date it was read as of.
-    let reports: Vec<ReviewReport> =
-        blocking(move || Ok(queries::reviews(&app.store, app.durable_seq())?))
-            .await?
-            .into_iter()
-            .filter(|(seq, recorded_at, report)| {
-                filters.known(*seq, recorded_at.timestamp_micros())
-                    && filters.as_of.is_none_or(|as_of| report.as_of <= as_of)
-            })
-            .map(|(_, _, report)| report)
-            .collect();
+    let reports: Vec<ReviewReport> = blocking(move || {
+        Ok(queries::reviews_known(
+            &app.store,
+            app.durable_seq(),
+            &filters,
+        )?)
+    })
+    .await?;
     if markdown_wanted {
         let mut text = String::from("# Impact reviews\n\n| review | as of | log position | country | slot | outcomes | findings |\n|---|---|---:|---|---|---:|---:|\n");
         for r in &reports {

@@ -4,7 +4,7 @@
 
 use super::form::{asked, kept_query, Field, Form};
 use super::{render, words, Chrome, PageCaller, PageError};
-use crate::api::actions::{side_filters, COMPARE_PARAMS};
+use crate::api::actions::{compared, side_filters, COMPARE_PARAMS};
 use crate::api::{blocking, ApiError, Query};
 use crate::app::App;
 use crate::domain::compare::Side;
@@ -135,17 +135,7 @@ pub async fn page(
     let action_id =
         ActionId::parse(&id).map_err(|_| ApiError::NotFound(format!("no Action {id:?}")))?;
     let html = blocking(move || {
-        let compared = queries::compare(
-            &app.store,
-            app.durable_seq(),
-            &action_id,
-            (&a, &b),
-            &app.config.rules,
-        )?
-        .ok_or_else(|| {
-            ApiError::NotFound(format!("no Action {action_id} at either point in time"))
-        })?;
-        caller.require_country(&compared.country)?;
+        let compared = compared(&app, &caller, &action_id, (&a, &b))?;
         // The last review that read this Action's country, for "as known at the last review".
         let last_review = queries::reviews(&app.store, app.durable_seq())?
             .into_iter()

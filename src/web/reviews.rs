@@ -57,6 +57,14 @@ fn scope(country: Option<&Country>) -> String {
     country.map_or("all countries".to_owned(), ToString::to_string)
 }
 
+/// "run by hand", or the slot of a scheduled review.
+fn how(report: &ReviewReport) -> String {
+    report
+        .schedule_slot
+        .as_ref()
+        .map_or("run by hand".into(), |slot| format!("scheduled for {slot}"))
+}
+
 struct ListRow {
     review_id: String,
     link_id: String,
@@ -106,22 +114,21 @@ async fn list_page(
     filters: Filters,
     run: BTreeMap<&'static str, Field>,
 ) -> Result<Html<String>, ApiError> {
-    let reviews = blocking(move || Ok(queries::reviews(&app.store, app.durable_seq())?)).await?;
-    // Time travel as in `GET /v1/reviews`: by the review's place in the log and its date.
+    let reviews = blocking(move || {
+        Ok(queries::reviews_known(
+            &app.store,
+            app.durable_seq(),
+            &filters,
+        )?)
+    })
+    .await?;
     let rows = reviews
         .into_iter()
-        .filter(|(seq, recorded_at, report)| {
-            filters.known(*seq, recorded_at.timestamp_micros())
-                && filters.as_of.is_none_or(|as_of| report.as_of <= as_of)
-        })
-        .map(|(_, _, report)| ListRow {
+        .map(|report| ListRow {
             as_of: words::date(report.as_of),
             until_seq: report.until_seq,
             scope: scope(report.country.as_ref()),
-            how: report
-                .schedule_slot
-                .as_ref()
-                .map_or("run by hand".into(), |slot| format!("scheduled, {slot}")),
+            how: how(&report),
             cells: cells(&report.totals),
             link_id: words::url_encode(&report.review_id),
             review_id: report.review_id,
@@ -355,10 +362,7 @@ fn review_page(
         as_of: words::date(report.as_of),
         until_seq: report.until_seq,
         scope: scope(report.country.as_ref()),
-        how: report
-            .schedule_slot
-            .as_ref()
-            .map_or("run by hand".into(), |slot| format!("scheduled for {slot}")),
+        how: how(report),
         headings: TOTALS_HEADINGS,
         totals: now,
         by_country: table(&report.by_country, str::to_owned),
