@@ -181,9 +181,14 @@ pub fn review(
     durable: u64,
     review_id: &str,
 ) -> Result<Option<ReviewReport>, StoreError> {
-    let Some(seq) = store.review_seq(review_id)?.filter(|&seq| seq <= durable) else {
-        return Ok(None);
-    };
+    match store.review_seq(review_id)?.filter(|&seq| seq <= durable) {
+        Some(seq) => review_at(store, seq).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The review stored at `seq`, whole.
+fn review_at(store: &Store, seq: u64) -> Result<ReviewReport, StoreError> {
     let (_, head) = review_event(store, seq)?;
     // The parts were appended before their head: all are durable when it is.
     let parts = head
@@ -191,14 +196,36 @@ pub fn review(
         .iter()
         .map(|event_id| {
             let (part_seq, _) = store.event_index(event_id)?.ok_or_else(|| {
-                StoreError::Corrupt(format!("review {review_id}: part {event_id} missing"))
+                StoreError::Corrupt(format!(
+                    "review {}: part {event_id} missing",
+                    head.review_id
+                ))
             })?;
             let data = stored_data(store, part_seq)?.1;
             serde_json::from_value::<ReviewPart>(data)
                 .map_err(|e| StoreError::Corrupt(format!("review part at seq {part_seq}: {e}")))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Some(head.joined(parts)))
+    Ok(head.joined(parts))
+}
+
+/// The newest review before log position `before` whose head `matches`, reading heads newest
+/// first and stopping at the first that does: its seq and head.
+pub fn newest_review(
+    store: &Store,
+    before: u64,
+    matches: impl Fn(&ReviewReport) -> bool,
+) -> Result<Option<(u64, ReviewReport)>, StoreError> {
+    let mut seqs = store.review_seqs()?;
+    seqs.retain(|&seq| seq < before);
+    seqs.sort_unstable_by(|a, b| b.cmp(a));
+    for seq in seqs {
+        let (_, head) = review_event(store, seq)?;
+        if matches(&head) {
+            return Ok(Some((seq, head)));
+        }
+    }
+    Ok(None)
 }
 
 /// A stored review and the previous review of the same country scope (by seq), both whole:
@@ -211,20 +238,11 @@ pub fn review_and_previous(
     let Some(seq) = store.review_seq(review_id)?.filter(|&seq| seq <= durable) else {
         return Ok(None);
     };
-    let Some(now) = review(store, durable, review_id)? else {
-        return Ok(None);
-    };
-    let mut earlier = store.review_seqs()?;
-    earlier.retain(|&other| other < seq);
-    earlier.sort_unstable_by(|a, b| b.cmp(a));
-    for other in earlier {
-        let (_, head) = review_event(store, other)?;
-        if head.country == now.country {
-            let previous = review(store, durable, &head.review_id)?;
-            return Ok(Some((now, previous)));
-        }
-    }
-    Ok(Some((now, None)))
+    let now = review_at(store, seq)?;
+    let previous = newest_review(store, seq, |head| head.country == now.country)?
+        .map(|(previous_seq, _)| review_at(store, previous_seq))
+        .transpose()?;
+    Ok(Some((now, previous)))
 }
 
 /// One Action compared under two sets of filters, with what a page needs to name it.

@@ -240,7 +240,7 @@ pub const COMPARE_PARAMS: &[&str] = &[
 
 /// One side's filters from a `compare` query (`prefix` `a_` or `b_`), and what did not read,
 /// named by the prefixed parameter.
-pub fn side_filters(
+fn side_filters(
     query: &HashMap<String, String>,
     prefix: &str,
 ) -> (crate::domain::fold::Filters, Vec<(&'static str, String)>) {
@@ -263,6 +263,19 @@ pub fn side_filters(
     (filters, faults)
 }
 
+/// Both sides' filters of a `compare` query, and what did not read on either.
+pub fn compare_filters(
+    query: &HashMap<String, String>,
+) -> (
+    (crate::domain::fold::Filters, crate::domain::fold::Filters),
+    Vec<(&'static str, String)>,
+) {
+    let (a, mut faults) = side_filters(query, "a_");
+    let (b, b_faults) = side_filters(query, "b_");
+    faults.extend(b_faults);
+    ((a, b), faults)
+}
+
 pub async fn compare(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -270,9 +283,7 @@ pub async fn compare(
     query: Query,
 ) -> Result<Json<crate::domain::compare::Comparison>, ApiError> {
     only_params(&query, &[COMPARE_PARAMS])?;
-    let (a, mut faults) = side_filters(&query, "a_");
-    let (b, b_faults) = side_filters(&query, "b_");
-    faults.extend(b_faults);
+    let ((a, b), faults) = compare_filters(&query);
     if let Some((_, message)) = faults.into_iter().next() {
         return Err(ApiError::BadQuery(message));
     }

@@ -6,7 +6,7 @@ pub mod auth;
 mod error;
 mod events;
 mod guard;
-mod reviews;
+pub mod reviews;
 mod view_cache;
 
 pub use auth::Caller;
@@ -127,7 +127,7 @@ pub fn filters_checked(query: &HashMap<String, String>) -> (Filters, Vec<(&'stat
 }
 
 /// The value, or `None` with the fault noted under `name`.
-fn noted<T>(
+pub fn noted<T>(
     faults: &mut Vec<(&'static str, String)>,
     name: &'static str,
     result: Result<T, ApiError>,

@@ -1,6 +1,8 @@
 //! Reviews over HTTP: run one now, list them, read one as JSON or Markdown.
 
-use super::{blocking, filters, only_params, parse_date, ApiError, Caller, Query, FILTER_PARAMS};
+use super::{
+    blocking, filters, noted, only_params, parse_date, ApiError, Caller, Query, FILTER_PARAMS,
+};
 use crate::app::App;
 use crate::domain::ids::Country;
 use crate::domain::review::{render_markdown, ReviewReport};
@@ -44,6 +46,29 @@ fn markdown(text: String) -> Response {
         .into_response()
 }
 
+/// A review's scope as asked, by the API or the page's form: what reads, and for each field
+/// that does not, its name and why.
+pub fn review_scope(
+    as_of: Option<&str>,
+    country: Option<&str>,
+) -> (
+    Option<chrono::NaiveDate>,
+    Option<Country>,
+    Vec<(&'static str, String)>,
+) {
+    let mut faults = Vec::new();
+    let as_of = as_of.and_then(|text| noted(&mut faults, "as_of", parse_date("as_of", text)));
+    let country = country.and_then(|text| {
+        let parsed = Country::parse_assigned(text).map_err(|_| {
+            ApiError::BadQuery(format!(
+                "{text:?} is not a country code (two letters, as TH): leave country out to review every country"
+            ))
+        });
+        noted(&mut faults, "country", parsed)
+    });
+    (as_of, country, faults)
+}
+
 pub async fn create(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -60,22 +85,11 @@ pub async fn create(
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::MalformedJson(format!("the review request: {e}")))?
     };
-    let as_of = request
-        .as_of
-        .as_deref()
-        .map(|text| parse_date("as_of", text))
-        .transpose()?;
-    let country = request
-        .country
-        .as_deref()
-        .map(|text| {
-            Country::parse_assigned(text).map_err(|_| {
-                ApiError::BadQuery(format!(
-                    "unknown country {text:?} (leave country out to review every country)"
-                ))
-            })
-        })
-        .transpose()?;
+    let (as_of, country, faults) =
+        review_scope(request.as_of.as_deref(), request.country.as_deref());
+    if let Some((_, message)) = faults.into_iter().next() {
+        return Err(ApiError::BadQuery(message));
+    }
     let report = app.run_review(as_of, country, None).await?;
     if markdown_wanted {
         return Ok((StatusCode::CREATED, markdown(render_markdown(&report))).into_response());

@@ -36,16 +36,6 @@ pub enum Change {
     Changed,
 }
 
-impl Change {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Change::Added => "added",
-            Change::Removed => "removed",
-            Change::Changed => "changed",
-        }
-    }
-}
-
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct OutcomeChange {
     pub outcome_id: OutcomeId,
@@ -84,12 +74,9 @@ pub fn compare(
             .map(|s| s.view.outcomes.iter().map(fields_of).collect())
             .unwrap_or_default()
     };
-    let (mut left, mut right) = (outcomes_of(a), outcomes_of(b));
-    left.sort_by(|x, y| x.0.cmp(&y.0));
-    right.sort_by(|x, y| x.0.cmp(&y.0));
-    let mut ids: Vec<&OutcomeId> = left.iter().chain(&right).map(|(id, _)| id).collect();
-    ids.sort();
-    ids.dedup();
+    let (left, right) = (outcomes_of(a), outcomes_of(b));
+    let ids: std::collections::BTreeSet<&OutcomeId> =
+        left.iter().chain(&right).map(|(id, _)| id).collect();
     let outcomes = ids
         .into_iter()
         .filter_map(|id| {
@@ -152,9 +139,7 @@ fn fields_of(outcome: &OutcomeView) -> (OutcomeId, Map<String, Value>) {
 fn differing(a: Option<&Map<String, Value>>, b: Option<&Map<String, Value>>) -> Map<String, Value> {
     let empty = Map::new();
     let (a, b) = (a.unwrap_or(&empty), b.unwrap_or(&empty));
-    let mut names: Vec<&String> = a.keys().chain(b.keys()).collect();
-    names.sort();
-    names.dedup();
+    let names: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
     names
         .into_iter()
         .filter_map(|name| {

@@ -23,6 +23,21 @@ pub struct Totals {
 }
 
 impl Totals {
+    /// Each total with its name in the report's JSON, in the report's order.
+    pub fn named(&self) -> [(&'static str, u32); 9] {
+        [
+            ("actions", self.actions),
+            ("outcomes", self.outcomes),
+            ("in_progress", self.in_progress),
+            ("achieved", self.achieved),
+            ("sustained", self.sustained),
+            ("regressed", self.regressed),
+            ("verified", self.verified),
+            ("disputed", self.disputed),
+            ("reported", self.reported),
+        ]
+    }
+
     fn count(&mut self, state: OutcomeState, verification: Verification) {
         self.outcomes += 1;
         match state {
@@ -666,20 +681,20 @@ mod tests {
 pub struct ReviewChanges {
     pub review_id: String,
     pub previous_review_id: Option<String>,
-    pub findings: Added<Finding>,
-    pub highlights: Highlights,
+    pub findings: FindingChanges,
+    pub highlights: HighlightChanges,
     /// Each total as `[previous, now]` (`previous` null without a previous review).
     pub totals: BTreeMap<String, [Option<u32>; 2]>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Added<T> {
-    pub added: Vec<T>,
-    pub resolved: Vec<T>,
+pub struct FindingChanges {
+    pub added: Vec<Finding>,
+    pub resolved: Vec<Finding>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Highlights {
+pub struct HighlightChanges {
     pub added: Vec<Highlight>,
     pub removed: Vec<Highlight>,
 }
@@ -710,33 +725,22 @@ pub fn changes(previous: Option<&ReviewReport>, now: &ReviewReport) -> ReviewCha
     };
     let (before_findings, before_highlights) =
         previous.map_or((&[][..], &[][..]), |p| (&p.findings[..], &p.highlights[..]));
-    let totals_of = |totals: &Totals| -> BTreeMap<String, u32> {
-        match serde_json::to_value(totals) {
-            Ok(serde_json::Value::Object(fields)) => fields
-                .into_iter()
-                .filter_map(|(name, value)| Some((name, u32::try_from(value.as_u64()?).ok()?)))
-                .collect(),
-            _ => BTreeMap::new(),
-        }
-    };
-    let before_totals = previous.map(|p| totals_of(&p.totals));
-    let totals = totals_of(&now.totals)
+    let before = previous.map(|p| p.totals.named());
+    let totals = now
+        .totals
+        .named()
         .into_iter()
-        .map(|(name, count)| {
-            let before = before_totals
-                .as_ref()
-                .map(|totals| totals.get(&name).copied().unwrap_or(0));
-            (name, [before, Some(count)])
-        })
+        .enumerate()
+        .map(|(i, (name, count))| (name.to_owned(), [before.map(|b| b[i].1), Some(count)]))
         .collect();
     ReviewChanges {
         review_id: now.review_id.clone(),
         previous_review_id: previous.map(|p| p.review_id.clone()),
-        findings: Added {
+        findings: FindingChanges {
             added: only(&now.findings, before_findings, finding),
             resolved: only(before_findings, &now.findings, finding),
         },
-        highlights: Highlights {
+        highlights: HighlightChanges {
             added: only(&now.highlights, before_highlights, highlight),
             removed: only(before_highlights, &now.highlights, highlight),
         },

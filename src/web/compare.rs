@@ -3,11 +3,12 @@
 //! against now.
 
 use super::form::{asked, kept_query, Field, Form};
+use super::pages::{flag_rows, FlagRow};
 use super::{render, words, Chrome, PageCaller, PageError};
-use crate::api::actions::{compared, side_filters, COMPARE_PARAMS};
+use crate::api::actions::{compare_filters, compared, COMPARE_PARAMS};
 use crate::api::{blocking, ApiError, Query};
 use crate::app::App;
-use crate::domain::compare::Side;
+use crate::domain::compare::{Change, Side};
 use crate::domain::fold::{OutcomeState, Verification};
 use crate::domain::ids::ActionId;
 use crate::queries;
@@ -30,12 +31,6 @@ struct ChangeRow {
     title: String,
     change: &'static str,
     fields: Vec<FieldRow>,
-}
-
-struct FlagRow {
-    flag: &'static str,
-    outcome: String,
-    detail: String,
 }
 
 /// A quick choice: its words and the query it asks.
@@ -126,9 +121,7 @@ pub async fn page(
     query: Query,
 ) -> Result<Response, PageError> {
     let query = asked(&query);
-    let (a, mut faults) = side_filters(&query, "a_");
-    let (b, b_faults) = side_filters(&query, "b_");
-    faults.extend(b_faults);
+    let ((a, b), faults) = compare_filters(&query);
     let form = Form::new(&query, COMPARE_PARAMS, &[COMPARE_PARAMS], faults);
     let status = form.status();
     let json_query = kept_query(&query, COMPARE_PARAMS);
@@ -137,17 +130,12 @@ pub async fn page(
     let html = blocking(move || {
         let compared = compared(&app, &caller, &action_id, (&a, &b))?;
         // The last review that read this Action's country, for "as known at the last review".
-        let last_review = queries::reviews(&app.store, app.durable_seq())?
-            .into_iter()
-            .map(|(_, _, report)| report)
-            .find(|report| {
-                report
-                    .country
-                    .as_ref()
-                    .is_none_or(|c| *c == compared.country)
-            });
+        let last_review =
+            queries::newest_review(&app.store, app.durable_seq().saturating_add(1), |head| {
+                head.country.as_ref().is_none_or(|c| *c == compared.country)
+            })?;
         let mut quick = Vec::new();
-        if let Some(review) = last_review {
+        if let Some((_, review)) = last_review {
             quick.push(Quick {
                 label: format!(
                     "As known at the last review ({}, log position {}) against now",
@@ -183,10 +171,10 @@ pub async fn page(
             .map(|change| ChangeRow {
                 outcome_id: change.outcome_id.to_string(),
                 title: title_of(change.outcome_id.as_str()),
-                change: match change.change.as_str() {
-                    "added" => "new on the right",
-                    "removed" => "gone on the right",
-                    _ => "changed",
+                change: match change.change {
+                    Change::Added => "new on the right",
+                    Change::Removed => "gone on the right",
+                    Change::Changed => "changed",
                 },
                 // Any field not in the order (a new one) comes last, never dropped.
                 fields: FIELD_ORDER
@@ -206,18 +194,10 @@ pub async fn page(
                     .collect(),
             })
             .collect();
-        let flag_rows = |flags: &[crate::domain::fold::Flag]| {
-            flags
-                .iter()
-                .map(|flag| FlagRow {
-                    flag: words::flag(flag.flag),
-                    outcome: flag
-                        .outcome_id
-                        .as_ref()
-                        .map_or("the Action".into(), |id| title_of(id.as_str())),
-                    detail: flag.detail.clone(),
-                })
-                .collect()
+        let flag_rows = |flags| {
+            flag_rows(flags, |outcome| {
+                outcome.map_or("the Action".into(), |id| title_of(id.as_str()))
+            })
         };
         render(ComparePage {
             chrome,
@@ -308,21 +288,16 @@ fn value_words(name: &str, value: &Value) -> String {
         ("verification", _) => serde_json::from_value::<Verification>(value.clone())
             .map_or_else(|_| text.to_owned(), |v| words::verification(v).to_owned()),
         ("expected", Value::Object(expected)) => {
-            let field = |key: &str| {
-                expected
-                    .get(key)
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-            };
-            let source = match field("date_source") {
-                "explicit" => "stated",
-                _ => "default",
-            };
-            format!(
-                "{} by {} ({source})",
-                words::name(field("stage")),
-                date_words(field("by"))
-            )
+            let part = |key: &str| expected.get(key).cloned().unwrap_or(Value::Null);
+            match (
+                serde_json::from_value(part("by")),
+                serde_json::from_value(part("date_source")),
+            ) {
+                (Ok(by), Ok(source)) => {
+                    words::expectation(part("stage").as_str().unwrap_or_default(), by, source)
+                }
+                _ => value.to_string(),
+            }
         }
         (_, Value::String(text)) => text.clone(),
         (_, other) => other.to_string(),

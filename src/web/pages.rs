@@ -266,10 +266,26 @@ struct Dot {
     retracted: bool,
 }
 
-struct FlagRow {
-    flag: &'static str,
-    outcome: String,
-    detail: String,
+/// A flag in words, with the outcome it is about (named as the page names outcomes).
+pub struct FlagRow {
+    pub flag: &'static str,
+    pub outcome: String,
+    pub detail: String,
+}
+
+/// `flags` in words; `outcome` names each flag's outcome (`None`: an Action-level flag).
+pub fn flag_rows(
+    flags: &[crate::domain::fold::Flag],
+    outcome: impl Fn(Option<&crate::domain::ids::OutcomeId>) -> String,
+) -> Vec<FlagRow> {
+    flags
+        .iter()
+        .map(|flag| FlagRow {
+            flag: words::flag(flag.flag),
+            outcome: outcome(flag.outcome_id.as_ref()),
+            detail: flag.detail.clone(),
+        })
+        .collect()
 }
 
 #[derive(Template)]
@@ -333,18 +349,9 @@ pub async fn action(
             .unwrap_or_default();
         let view = &status.view;
         let outcomes = view.outcomes.iter().map(outcome_row).collect();
-        let flags = status
-            .flags
-            .iter()
-            .map(|flag| FlagRow {
-                flag: words::flag(flag.flag),
-                outcome: flag
-                    .outcome_id
-                    .as_ref()
-                    .map_or(String::new(), ToString::to_string),
-                detail: flag.detail.clone(),
-            })
-            .collect();
+        let flags = flag_rows(&status.flags, |outcome| {
+            outcome.map_or(String::new(), ToString::to_string)
+        });
         let text = |event: &serde_json::Value, key: &str| {
             event[key].as_str().map(str::to_owned).unwrap_or_default()
         };

@@ -3,7 +3,7 @@
 
 use super::form::{asked, Form};
 use super::{render, words, Chrome, PageCaller, PageError};
-use crate::api::{blocking, parse_u64, ApiError, Query};
+use crate::api::{blocking, noted, parse_u64, Query};
 use crate::app::App;
 use askama::Template;
 use axum::extract::State;
@@ -47,17 +47,12 @@ pub async fn page(
 ) -> Result<Response, PageError> {
     caller.require_reviewer()?;
     let query = asked(&query);
-    let before = query.get("before").map(|text| parse_u64("before", text));
-    let error = match &before {
-        Some(Err(ApiError::BadQuery(message))) => Some(message.clone()),
-        _ => None,
-    };
-    let form = Form::new(&query, &["before"], &[&["before"]], Vec::new());
-    let status = match error {
-        Some(_) => axum::http::StatusCode::BAD_REQUEST,
-        None => form.status(),
-    };
-    let before = before.and_then(Result::ok);
+    let mut faults = Vec::new();
+    let before = query
+        .get("before")
+        .and_then(|text| noted(&mut faults, "before", parse_u64("before", text)));
+    let form = Form::new(&query, &["before"], &[&["before"]], faults);
+    let status = form.status();
     let html = blocking(move || {
         // Only what is durable: a crash cannot give a shown id to another rejection.
         let durable = app.writer.position().last_rejection;
@@ -101,8 +96,8 @@ pub async fn page(
             rows,
             older,
             newest: before.is_none(),
+            error: form.fields["before"].error.clone(),
             unknown: form.unknown,
-            error,
         })
     })
     .await?;

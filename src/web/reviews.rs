@@ -4,7 +4,7 @@
 
 use super::form::{asked, check_csrf, Field, Form, TIME_TRAVEL_FIELDS};
 use super::{render, words, Chrome, PageCaller, PageError};
-use crate::api::{blocking, parse_date, ApiError, Query, FILTER_PARAMS};
+use crate::api::{blocking, ApiError, Query, FILTER_PARAMS};
 use crate::app::App;
 use crate::domain::fold::{Filters, FlagKind};
 use crate::domain::ids::Country;
@@ -21,7 +21,7 @@ use std::sync::Arc;
 /// Findings and highlights shown on a report's page at most; the Markdown and JSON have all.
 const ITEMS_SHOWN: usize = 500;
 
-/// The columns of a table of totals, in words, in the order of [`cells`].
+/// The columns of a table of totals, in words, in the order of [`Totals::named`].
 const TOTALS_HEADINGS: [&str; 9] = [
     "Actions",
     "Outcomes",
@@ -35,17 +35,7 @@ const TOTALS_HEADINGS: [&str; 9] = [
 ];
 
 fn cells(t: &Totals) -> [u32; 9] {
-    [
-        t.actions,
-        t.outcomes,
-        t.in_progress,
-        t.achieved,
-        t.sustained,
-        t.regressed,
-        t.verified,
-        t.disputed,
-        t.reported,
-    ]
+    t.named().map(|(_, count)| count)
 }
 
 struct TotalsRow {
@@ -65,13 +55,30 @@ fn how(report: &ReviewReport) -> String {
         .map_or("run by hand".into(), |slot| format!("scheduled for {slot}"))
 }
 
-struct ListRow {
+/// What names a review, in words: on the list and on its own page.
+struct Head {
     review_id: String,
+    /// The id as it goes in a link.
     link_id: String,
     as_of: String,
     until_seq: u64,
     scope: String,
     how: String,
+}
+
+fn head(report: &ReviewReport) -> Head {
+    Head {
+        review_id: report.review_id.clone(),
+        link_id: words::url_encode(&report.review_id),
+        as_of: words::date(report.as_of),
+        until_seq: report.until_seq,
+        scope: scope(report.country.as_ref()),
+        how: how(report),
+    }
+}
+
+struct ListRow {
+    head: Head,
     cells: [u32; 9],
 }
 
@@ -125,13 +132,8 @@ async fn list_page(
     let rows = reviews
         .into_iter()
         .map(|report| ListRow {
-            as_of: words::date(report.as_of),
-            until_seq: report.until_seq,
-            scope: scope(report.country.as_ref()),
-            how: how(&report),
+            head: head(&report),
             cells: cells(&report.totals),
-            link_id: words::url_encode(&report.review_id),
-            review_id: report.review_id,
         })
         .collect();
     render(ListPage {
@@ -175,41 +177,16 @@ pub async fn run(
     check_csrf(&form.csrf, &chrome.csrf)?;
     caller.require_reviewer()?;
     let mut fields = run_fields(&form);
-    let mut fault = |name: &str, message: String| {
+    // Typed in a form: trimmed, and a country code in capitals ("th" is TH).
+    let (as_of, country) = (form.as_of.trim(), form.country.trim().to_ascii_uppercase());
+    let given = |text: &str| (!text.is_empty()).then(|| text.to_owned());
+    let (as_of, country, faults) =
+        crate::api::reviews::review_scope(given(as_of).as_deref(), given(&country).as_deref());
+    for (name, message) in faults {
         if let Some(field) = fields.get_mut(name) {
             field.error = Some(message);
         }
-    };
-    let as_of = match form.as_of.trim() {
-        "" => None,
-        text => match parse_date("as_of", text) {
-            Ok(date) if date > queries::today() => {
-                fault(
-                    "as_of",
-                    "a review reads what is known: not a date to come".into(),
-                );
-                None
-            }
-            Ok(date) => Some(date),
-            Err(error) => {
-                fault("as_of", error.parts().2);
-                None
-            }
-        },
-    };
-    let country = match form.country.trim() {
-        "" => None,
-        text => match Country::parse_assigned(&text.to_ascii_uppercase()) {
-            Ok(country) => Some(country),
-            Err(_) => {
-                fault(
-                    "country",
-                    format!("{text:?} is not a country code (two letters, as TH); leave it empty for every country"),
-                );
-                None
-            }
-        },
-    };
+    }
     if fields.values().any(|field| field.error.is_some()) {
         let form = Form::new(&Default::default(), &TIME_TRAVEL_FIELDS, &[], Vec::new());
         let html = list_page(app, chrome, form, Filters::default(), fields).await?;
@@ -281,13 +258,7 @@ struct TotalChange {
 #[template(path = "review.html")]
 struct ReviewPage {
     chrome: Chrome,
-    review_id: String,
-    /// The id as it goes in a link.
-    link_id: String,
-    as_of: String,
-    until_seq: u64,
-    scope: String,
-    how: String,
+    head: Head,
     headings: [&'static str; 9],
     totals: [u32; 9],
     by_country: Vec<TotalsRow>,
@@ -357,12 +328,7 @@ fn review_page(
         |items: &[Highlight]| items.iter().take(ITEMS_SHOWN).map(highlight_row).collect();
     ReviewPage {
         chrome,
-        link_id: words::url_encode(&report.review_id),
-        review_id: report.review_id.clone(),
-        as_of: words::date(report.as_of),
-        until_seq: report.until_seq,
-        scope: scope(report.country.as_ref()),
-        how: how(report),
+        head: head(report),
         headings: TOTALS_HEADINGS,
         totals: now,
         by_country: table(&report.by_country, str::to_owned),

@@ -82,15 +82,16 @@ pub fn date(date: NaiveDate) -> String {
 
 /// "adopted by 31 May 2019 (stated)", or "(default)" for an expectation the rules gave.
 pub fn expected(expected: &ExpectedView) -> String {
-    let source = match expected.date_source {
+    expectation(expected.stage, expected.by, expected.date_source)
+}
+
+/// An expectation from its parts (as a view's JSON gives them).
+pub fn expectation(stage: &str, by: NaiveDate, source: DateSource) -> String {
+    let source = match source {
         DateSource::Explicit => "stated",
         DateSource::Defaulted => "default",
     };
-    format!(
-        "{} by {} ({source})",
-        name(expected.stage),
-        date(expected.by)
-    )
+    format!("{} by {} ({source})", name(stage), date(by))
 }
 
 /// A query-string value, percent-encoded; `/` is kept, so a path in `next=` stays readable.
