@@ -199,15 +199,31 @@ async fn titles_are_text_and_no_page_names_another_origin() {
     let dir = tempfile::tempdir().unwrap();
     let service = Service::start(&["--config", &config(dir.path())]);
     seed(&service).await;
+    let review = api_review(&service).await;
     let cookie = sign_in(&service, "admin-token").await;
-    for path in ["/", &format!("/actions/{THAI}"), "/login"] {
+    // Every page that shows an Action's or an outcome's title (a payload's on `/rejections`:
+    // `the_rejections_page_shows_what_nats_publishers_sent_as_text`).
+    let pages = [
+        "/".to_owned(),
+        format!("/actions/{THAI}"),
+        format!("/actions/{THAI}?as_of=2019-01-01"),
+        format!("/actions/{THAI}/compare?a_as_of=2018-01-01"),
+        "/reviews".to_owned(),
+        format!("/reviews/{review}"),
+        "/rejections".to_owned(),
+        "/login".to_owned(),
+    ];
+    for path in &pages {
         let (status, html) = page(&service, path, &cookie).await;
         assert_eq!(status, 200, "{path}");
         assert!(
             !html.contains("<script"),
             "{path}: a title became markup:\n{html}"
         );
-        assert!(!html.contains("<b>Protocol"), "{path}");
+        assert!(
+            !html.contains("<b>"),
+            "{path}: a title became markup:\n{html}"
+        );
         for attribute in [
             "src=\"http",
             "href=\"http",
@@ -223,11 +239,27 @@ async fn titles_are_text_and_no_page_names_another_origin() {
             );
         }
     }
+    // …and each shows the title, as text.
+    let shown = [
+        (
+            "/",
+            "&#60;script&#62;alert(&#39;x&#39;)&#60;/script&#62; Study visit",
+        ),
+        (&pages[1], "&#60;b&#62;Protocol&#60;/b&#62; revised"),
+        (&pages[3], "&#60;b&#62;Protocol&#60;/b&#62; revised"),
+        (
+            &pages[5],
+            "&#60;script&#62;alert(&#39;x&#39;)&#60;/script&#62; Study visit",
+        ),
+    ];
+    for (path, text) in shown {
+        let (_, html) = page(&service, path, &cookie).await;
+        assert!(
+            html.contains(text),
+            "{path} shows {text:?} as text:\n{html}"
+        );
+    }
     let (_, action) = page(&service, &format!("/actions/{THAI}"), &cookie).await;
-    assert!(
-        action.contains("&#60;script&#62;") || action.contains("&lt;script&gt;"),
-        "the title is shown, as text: {action}"
-    );
     // Words, not codes.
     assert!(
         action.contains("in progress") && action.contains("adopted by 31 May 2019 (stated)"),
@@ -726,4 +758,122 @@ async fn the_rejections_page_shows_what_nats_publishers_sent_as_text() {
     );
     let fo = sign_in(&service, "fo-token").await;
     assert_eq!(page(&service, "/rejections", &fo).await.0, 403);
+}
+
+#[tokio::test]
+async fn a_long_action_list_is_paged_and_every_page_link_keeps_the_filters() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start(&["--config", &config(dir.path())]);
+    // 230 Thai Actions and one Lao one: the field office's list is 230 long.
+    let mut batch: Vec<serde_json::Value> = (0..230)
+        .map(|n| registered(&format!("MIEUX-TH-2015-{n:03}"), "TH"))
+        .collect();
+    batch.push(registered(LAO, "LA"));
+    let response = browser()
+        .post(service.url("/v1/events?wait=true"))
+        .bearer_auth("admin-token")
+        .json(&batch)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let cookie = sign_in(&service, "fo-token").await;
+    let rows = |html: &str| {
+        html.matches("<td class=\"nowrap\"><a href=\"/actions/")
+            .count()
+    };
+
+    let (status, first) = page(&service, "/?as_of=2020-01-01", &cookie).await;
+    assert_eq!(status, 200);
+    assert_eq!(rows(&first), 100);
+    assert!(first.contains("230 Actions"), "{first}");
+    assert!(
+        first.contains("Actions 1–100 of 230 · page 1 of 3"),
+        "{first}"
+    );
+    assert!(first.contains("MIEUX-TH-2015-000") && !first.contains("MIEUX-TH-2015-100"));
+    assert!(!first.contains(LAO), "no other country on any page");
+    // The Actions' links and the next page's keep the point in time.
+    assert!(first.contains("href=\"/actions/MIEUX-TH-2015-000?as_of=2020-01-01\""));
+    assert!(
+        first.contains("href=\"/?as_of=2020-01-01&#38;page=2\" rel=\"next\""),
+        "{first}"
+    );
+    assert!(!first.contains("rel=\"prev\""));
+
+    let (status, last) = page(&service, "/?as_of=2020-01-01&page=3", &cookie).await;
+    assert_eq!(status, 200);
+    assert_eq!(rows(&last), 30);
+    assert!(
+        last.contains("Actions 201–230 of 230 · page 3 of 3"),
+        "{last}"
+    );
+    assert!(last.contains("href=\"/?as_of=2020-01-01&#38;page=2\" rel=\"prev\""));
+    assert!(!last.contains("rel=\"next\""));
+    // The charts and counts are of every matching Action, not of the page.
+    assert!(last.contains("230 Actions"));
+
+    let (status, past) = page(&service, "/?page=9", &cookie).await;
+    assert_eq!(status, 400);
+    assert!(
+        past.contains("there is no page 9: 230 Actions fill 3 pages"),
+        "{past}"
+    );
+    assert_eq!(rows(&past), 30, "the last page is shown under the error");
+    for bad in ["/?page=0", "/?page=x", "/?page=-1"] {
+        let (status, html) = page(&service, bad, &cookie).await;
+        assert_eq!(status, 400, "{bad}");
+        assert!(
+            html.contains("page must be a whole number from 1"),
+            "{bad}: {html}"
+        );
+        assert_eq!(rows(&html), 100, "{bad}: the first page under the error");
+    }
+    // A filter that leaves one page: no paging shown.
+    let (status, one) = page(&service, "/?flag=overdue", &cookie).await;
+    assert_eq!(status, 200);
+    assert!(!one.contains("Pages of the Action table"));
+}
+
+#[tokio::test]
+async fn an_action_page_says_what_the_action_contributed_to_each_outcome() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start(&["--config", &config(dir.path())]);
+    let mut early = track(THAI, "TH", "network", "network.created", "2015-01-10");
+    early["data"] = json!({"contribution": {"level": "indirect", "confidence": "low"}});
+    let mut later = track(THAI, "TH", "network", "network.formalised", "2016-02-01");
+    later["data"] = json!({"contribution": {"level": "none_evident", "confidence": "high", "note": "<i>others</i> did it"}});
+    let silent = track(
+        THAI,
+        "TH",
+        "focal-points",
+        "mechanism.proposed",
+        "2016-03-01",
+    );
+    let response = browser()
+        .post(service.url("/v1/events?wait=true"))
+        .bearer_auth("admin-token")
+        .json(&json!([registered(THAI, "TH"), early, later, silent]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let cookie = sign_in(&service, "fo-token").await;
+    let (_, now) = page(&service, &format!("/actions/{THAI}"), &cookie).await;
+    assert!(
+        now.contains("contribution: none evident, high confidence — <q>&#60;i&#62;others&#60;/i&#62; did it</q>"),
+        "{now}"
+    );
+    assert!(now.contains("contribution: not stated"), "{now}");
+    // Before the later report, the earlier one speaks.
+    let (_, then) = page(
+        &service,
+        &format!("/actions/{THAI}?as_of=2015-12-31"),
+        &cookie,
+    )
+    .await;
+    assert!(
+        then.contains("contribution: indirect, low confidence"),
+        "{then}"
+    );
 }

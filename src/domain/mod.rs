@@ -2,6 +2,7 @@
 //! returns facts, views, findings or a rejection.
 
 pub mod compare;
+pub mod contribution;
 pub mod event;
 pub mod fold;
 pub mod ids;

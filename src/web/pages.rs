@@ -66,6 +66,9 @@ struct IndexPage {
     by_country: Vec<Bar>,
     /// The time-travel part of the query, kept in every link to an Action.
     keep: String,
+    /// How many Actions match, and which of them this page shows.
+    matching: usize,
+    paging: Paging,
 }
 
 /// The names of the fields of `/`'s form.
@@ -79,6 +82,69 @@ const INDEX_FIELDS: [&str; 7] = [
     "known_at",
 ];
 
+/// The parameter of `/` that picks a page of the Action table.
+const PAGE_PARAM: &[&str] = &["page"];
+
+/// Rows of the Action table on one page of `/`.
+pub const PAGE_ROWS: usize = 100;
+
+/// Which page of the Action table is shown, and the links to its neighbours (every filter kept).
+struct Paging {
+    page: usize,
+    pages: usize,
+    first_row: usize,
+    last_row: usize,
+    previous: Option<String>,
+    next: Option<String>,
+    /// What is wrong with the `page` asked, if anything.
+    error: Option<String>,
+}
+
+impl Paging {
+    /// The page asked in `query` of `matching` rows; a page that does not read or is past the
+    /// last shows the nearest page that exists, with the error.
+    fn new(query: &std::collections::HashMap<String, String>, matching: usize) -> Paging {
+        let pages = matching.div_ceil(PAGE_ROWS).max(1);
+        let (page, error) = match query.get("page").map(|text| (text, text.parse::<usize>())) {
+            None => (1, None),
+            Some((_, Ok(page))) if (1..=pages).contains(&page) => (page, None),
+            Some((_, Ok(page))) if page > pages => (
+                pages,
+                Some(format!(
+                    "there is no page {page}: {matching} Actions fill {pages} page{}",
+                    if pages == 1 { "" } else { "s" }
+                )),
+            ),
+            Some((text, _)) => (
+                1,
+                Some(format!("page must be a whole number from 1, not {text:?}")),
+            ),
+        };
+        let mut names: Vec<&str> = INDEX_FIELDS.to_vec();
+        names.push("page");
+        let link = |to: usize| {
+            let mut asked = query.clone();
+            asked.insert("page".into(), to.to_string());
+            format!("/{}", super::form::kept_query(&asked, &names))
+        };
+        Paging {
+            page,
+            pages,
+            first_row: ((page - 1) * PAGE_ROWS + 1).min(matching),
+            last_row: (page * PAGE_ROWS).min(matching),
+            previous: (page > 1).then(|| link(page - 1)),
+            next: (page < pages).then(|| link(page + 1)),
+            error,
+        }
+    }
+
+    /// The rows of `all` on this page.
+    fn of<'a, T>(&self, all: &'a [T]) -> &'a [T] {
+        let start = ((self.page - 1) * PAGE_ROWS).min(all.len());
+        &all[start..(start + PAGE_ROWS).min(all.len())]
+    }
+}
+
 pub async fn index(
     State(app): State<Arc<App>>,
     PageCaller { caller, chrome }: PageCaller,
@@ -90,8 +156,13 @@ pub async fn index(
     let (filters, mut faults) = crate::api::filters_checked(&query);
     let (list_filter, list_faults) = ListFilter::checked(&query);
     faults.extend(list_faults);
-    let form = Form::new(&query, &INDEX_FIELDS, &[FILTER_PARAMS, LIST_PARAMS], faults);
-    let status = form.status();
+    let form = Form::new(
+        &query,
+        &INDEX_FIELDS,
+        &[FILTER_PARAMS, LIST_PARAMS, PAGE_PARAM],
+        faults,
+    );
+    let mut status = form.status();
     let Form { fields, unknown } = form;
     let keep = time_travel_query(&query);
     let html = blocking(move || {
@@ -140,7 +211,11 @@ pub async fn index(
             OutcomeState::Sustained,
             OutcomeState::Regressed,
         ];
-        let rows = shown.iter().map(|status| row(status)).collect();
+        let paging = Paging::new(&query, shown.len());
+        if paging.error.is_some() {
+            status = axum::http::StatusCode::BAD_REQUEST;
+        }
+        let rows = paging.of(&shown).iter().map(|status| row(status)).collect();
         let choices_of =
             |name: &str, options: Vec<(String, String)>| choices(&fields[name], options);
         let countries = choices_of(
@@ -186,10 +261,13 @@ pub async fn index(
             ),
             by_country: bars(by_country.into_iter().collect()),
             keep,
+            matching: shown.len(),
+            paging,
         })
+        .map(|html| (status, html))
     })
     .await?;
-    Ok((status, html).into_response())
+    Ok(html.into_response())
 }
 
 /// One Action in the list, in words.
@@ -246,6 +324,9 @@ struct OutcomeRow {
     state_class: &'static str,
     expected: String,
     verification: &'static str,
+    /// "substantial, medium confidence", or "not stated".
+    contribution: String,
+    contribution_note: Option<String>,
 }
 
 /// One event of the history, in words.
@@ -348,7 +429,12 @@ pub async fn action(
         let events = queries::history(&app.store, app.durable_seq(), &action_id, &filters)?
             .unwrap_or_default();
         let view = &status.view;
-        let outcomes = view.outcomes.iter().map(outcome_row).collect();
+        let contributions = crate::domain::contribution::contributions(&events);
+        let outcomes = view
+            .outcomes
+            .iter()
+            .map(|outcome| outcome_row(outcome, contributions.get(outcome.outcome_id.as_str())))
+            .collect();
         let flags = flag_rows(&status.flags, |outcome| {
             outcome.map_or(String::new(), ToString::to_string)
         });
@@ -422,7 +508,10 @@ pub async fn action(
 }
 
 /// An outcome in words, with its track drawn as a ladder of its forward stages.
-fn outcome_row(outcome: &crate::domain::fold::OutcomeView) -> OutcomeRow {
+fn outcome_row(
+    outcome: &crate::domain::fold::OutcomeView,
+    contribution: Option<&crate::domain::contribution::Contribution>,
+) -> OutcomeRow {
     let track = Track::parse(outcome.track);
     let current = track.and_then(|track| track.stage(outcome.stage));
     let highest = outcome
@@ -483,5 +572,7 @@ fn outcome_row(outcome: &crate::domain::fold::OutcomeView) -> OutcomeRow {
             .as_ref()
             .map_or("—".into(), words::expected),
         verification: words::verification(outcome.verification),
+        contribution: contribution.map_or("not stated".into(), words::contribution),
+        contribution_note: contribution.and_then(|c| c.note.clone()),
     }
 }

@@ -75,6 +75,19 @@ pub fn event_type(code: &str) -> String {
     }
 }
 
+/// "substantial, medium confidence": a contribution's level and confidence (§2.3) in words.
+pub fn contribution(contribution: &crate::domain::contribution::Contribution) -> String {
+    let level = match contribution.level.as_str() {
+        "none_evident" => "none evident",
+        "indirect" => "indirect",
+        "contributory" => "contributory",
+        "substantial" => "substantial",
+        "decisive" => "decisive",
+        other => other,
+    };
+    format!("{level}, {} confidence", contribution.confidence)
+}
+
 /// `31 May 2019`.
 pub fn date(date: NaiveDate) -> String {
     date.format("%-d %B %Y").to_string()
