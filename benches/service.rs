@@ -2,6 +2,8 @@
 //! measured in the same run on the same machine:
 //! - HTTP, embedded mode, 10,000 Actions: `GET /v1/actions/{id}` vs `GET /healthz`, 64
 //!   concurrent connections; `POST /v1/events` in batches of 1,000, durable on answer;
+//! - pages, embedded mode, 10,000 Actions: `/actions/{id}`, `/` and
+//!   `/v1/actions/{id}/compare` each beside its JSON twin, and the size of a 50-event page;
 //! - NATS: raw JetStream publish of N ready-made events with PubAcks awaited in a window, vs the
 //!   same N events published while the service runs, timed until the last is applied and
 //!   durable in sled; between them, the broker's own end to end (the same events published
@@ -334,6 +336,123 @@ async fn http_benchmarks(cores: usize) {
     println!(
         "GET /healthz at {pace:.0}/s (ceiling):  {paced_rps:>9.0} req/s  p50 {paced_p50:.2} ms  p99 {paced_p99:.2} ms  (64 connections, open loop)"
     );
+}
+
+/// The events of the pages' bench: `PAGES_EVENTS` over `HTTP_ACTIONS` Actions (a registration
+/// and four practice stages over three outcomes each), then `BIG_ACTION`'s 45 more (50 in
+/// all), with a contribution, evidence and notes as field offices write them.
+const PAGES_EVENTS: usize = 5 * HTTP_ACTIONS;
+const BIG_ACTION: &str = "MIEUX-TH-000000";
+
+fn big_action_event(n: usize) -> Vec<u8> {
+    let stages = [
+        "practice.awareness",
+        "practice.applied",
+        "practice.routine",
+        "practice.diffused",
+    ];
+    let id = uuid::Uuid::from_u128(0x2000_0000_0000_0000_0000_0000_0000 + n as u128);
+    format!(
+        r#"{{"event_id":"{id}","type":"{}","action_id":"{BIG_ACTION}","country":"TH","outcome_id":"o-{}","occurred_on":"2020-{:02}-{:02}","reported_by":"fo-bangkok","evidence":[{{"title":"Follow-up meeting minutes","url":"https://example.org/minutes-{n}.pdf"}}],"data":{{"title":"Officials apply social-marketing lessons in outreach number {}","contribution":{{"level":"contributory","confidence":"medium","note":"the ministry had started on its own"}},"note":"reported by the field office after the follow-up meeting with the ministry"}}}}"#,
+        stages[n % stages.len()],
+        n % 9,
+        1 + n % 12,
+        1 + n % 28,
+        n % 9,
+    )
+    .into_bytes()
+}
+
+/// The path the load's `i`-th request asks for.
+type Paths = Arc<dyn Fn(usize) -> String + Send + Sync>;
+
+/// The pages beside their JSON twins, measured the same way in the same run (issue 14): an
+/// Action's page and its view; `/` and `/v1/actions` with the same filters; a comparison and
+/// one view read; and the size of the page of an Action with 50 events.
+async fn pages_benchmarks(cores: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let (_service, base) = start_service(&dir.path().join("data"), None);
+    let client = reqwest::Client::new();
+    println!("Pages, embedded mode, no sign-in: {HTTP_ACTIONS} Actions, {PAGES_EVENTS} events + 45 on {BIG_ACTION}, {CONNECTIONS} connections, {cores} cores");
+    let events: Vec<Vec<u8>> = (0..PAGES_EVENTS)
+        .map(|n| event_json_over(n, HTTP_ACTIONS))
+        .chain((0..45).map(big_action_event))
+        .collect();
+    for chunk in events.chunks(POST_BATCH) {
+        let body = [b"[".to_vec(), chunk.join(&b","[..]), b"]".to_vec()].concat();
+        post_events(&client, &base, &body).await;
+    }
+    // Applied before anything is measured: the last event is in its Action's view (the log is
+    // applied in order).
+    let big_events = loop {
+        let view: serde_json::Value = client
+            .get(format!("{base}/v1/actions/{BIG_ACTION}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        match view["event_count"].as_u64() {
+            Some(50) => break 50,
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    };
+    let big = client
+        .get(format!("{base}/actions/{BIG_ACTION}"))
+        .send()
+        .await
+        .unwrap();
+    assert!(big.status().is_success(), "{}", big.status());
+    let bytes = big.bytes().await.unwrap().len();
+    println!(
+        "/actions/{BIG_ACTION} ({big_events} events): {:.1} KiB of HTML and SVG (target <= 100 KiB)",
+        bytes as f64 / 1024.0
+    );
+
+    let pairs: [(&str, Paths, &str, Paths, f64); 4] = [
+        (
+            "/actions/{id}",
+            Arc::new(|i| format!("/actions/MIEUX-TH-{:06}", i % HTTP_ACTIONS)),
+            "GET /v1/actions/{id}",
+            Arc::new(|i| format!("/v1/actions/MIEUX-TH-{:06}", i % HTTP_ACTIONS)),
+            2.0,
+        ),
+        (
+            "/ (first page)",
+            Arc::new(|_| "/".to_owned()),
+            "GET /v1/actions",
+            Arc::new(|_| "/v1/actions".to_owned()),
+            2.0,
+        ),
+        (
+            "/?state=achieved (first page)",
+            Arc::new(|_| "/?state=achieved&as_of=2018-06-30".to_owned()),
+            "GET /v1/actions?state=achieved",
+            Arc::new(|_| "/v1/actions?state=achieved&as_of=2018-06-30".to_owned()),
+            2.0,
+        ),
+        (
+            "GET /v1/actions/{id}/compare",
+            Arc::new(|i| {
+                format!(
+                    "/v1/actions/MIEUX-TH-{:06}/compare?a_as_of=2017-06-30",
+                    i % HTTP_ACTIONS
+                )
+            }),
+            "GET /v1/actions/{id}",
+            Arc::new(|i| format!("/v1/actions/MIEUX-TH-{:06}", i % HTTP_ACTIONS)),
+            2.5,
+        ),
+    ];
+    for (name, path, twin_name, twin_path, bound) in pairs {
+        let (twin_rps, twin_p50, _) = load(&base, twin_path).await;
+        let (rps, p50, _) = load(&base, path).await;
+        println!(
+            "{name}: {rps:.0} req/s p50 {p50:.2} ms; {twin_name}: {twin_rps:.0} req/s p50 {twin_p50:.2} ms; time {:.2}x the twin's (target <= {bound}x)",
+            twin_rps / rps
+        );
+    }
 }
 
 struct Nats {
@@ -693,10 +812,13 @@ async fn main() {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
-    // IMPACT_BENCH_ONLY=http, =nats or =cluster runs one part.
+    // IMPACT_BENCH_ONLY=http, =pages, =nats or =cluster runs one part.
     let only = std::env::var("IMPACT_BENCH_ONLY").unwrap_or_default();
     if only.is_empty() || only == "http" {
         http_benchmarks(cores).await;
+    }
+    if only.is_empty() || only == "pages" {
+        pages_benchmarks(cores).await;
     }
     if only.is_empty() || only == "nats" {
         nats_benchmarks(cores).await;

@@ -33,6 +33,8 @@ pub struct App {
     pub bus: Bus,
     /// Rendered Action views, served again while their record is unchanged.
     pub views: crate::api::ViewCache,
+    /// Drawn Action pages (LZ4-compressed), served again while their record is unchanged.
+    pub pages: crate::api::ViewCache,
     /// The NDJSON streams of the log open now, at most `server.max_streams`.
     pub streams: Arc<tokio::sync::Semaphore>,
     /// Why the scheduled review being retried cannot be written, while it cannot.
@@ -69,6 +71,7 @@ impl App {
                 metrics,
                 bus,
                 views: crate::api::ViewCache::new(crate::api::VIEW_CACHE_BYTES),
+                pages: crate::api::ViewCache::new(crate::api::VIEW_CACHE_BYTES),
                 streams,
                 review_failure: std::sync::Mutex::new(None),
                 sessions: crate::web::session::Sessions::new(config_session_hours),

@@ -33,9 +33,19 @@ pub fn status(
     let Some(record) = store.record(action_id)? else {
         return Ok(None);
     };
-    Ok(record
-        .view(&filters.within(&record, durable), rules)
-        .map(|view| ActionStatus::new(view, rules, reference_date(filters))))
+    Ok(status_of(&record, durable, filters, rules))
+}
+
+/// The status of an Action whose record is at hand.
+pub fn status_of(
+    record: &ActionRecord,
+    durable: u64,
+    filters: &Filters,
+    rules: &ViewRules,
+) -> Option<ActionStatus> {
+    record
+        .view(&filters.within(record, durable), rules)
+        .map(|view| ActionStatus::new(view, rules, reference_date(filters)))
 }
 
 /// Every Action's status under `filters`, in `action_id` order; `keep` picks countries early.
@@ -267,11 +277,8 @@ pub fn compare(
         return Ok(None);
     };
     let side = |filters: &Filters| {
-        let reference = reference_date(filters);
-        let status = record
-            .view(&filters.within(&record, durable), rules)
-            .map(|view| ActionStatus::new(view, rules, reference));
-        (Side::new(filters, reference), status)
+        let status = status_of(&record, durable, filters, rules);
+        (Side::new(filters, reference_date(filters)), status)
     };
     let ((side_a, status_a), (side_b, status_b)) = (side(a), side(b));
     let Some(comparison) = crate::domain::compare::compare(

@@ -877,3 +877,54 @@ async fn an_action_page_says_what_the_action_contributed_to_each_outcome() {
         "{then}"
     );
 }
+
+#[tokio::test]
+async fn a_kept_action_page_is_drawn_again_when_its_record_changes_and_keeps_its_country() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start(&["--config", &config(dir.path())]);
+    seed(&service).await;
+    let admin = sign_in(&service, "admin-token").await;
+    let path = format!("/actions/{THAI}");
+    let (_, first) = page(&service, &path, &admin).await;
+    let (_, again) = page(&service, &path, &admin).await;
+    assert_eq!(first, again, "the same record draws the same page");
+    assert!(first.contains("pending <span class=\"mark\">(now)</span>"));
+    // The page drawn for the admin (and kept) is refused to another country's field office…
+    let (status, _) = page(&service, &format!("/actions/{LAO}"), &admin).await;
+    assert_eq!(status, 200);
+    let thai_office = sign_in(&service, "fo-token").await;
+    let (status, html) = page(&service, &format!("/actions/{LAO}"), &thai_office).await;
+    assert_eq!(status, 403, "{html}");
+    assert!(
+        !html.contains("Study visit"),
+        "nothing of the Action: {html}"
+    );
+    // …and a new event draws it again.
+    let adopted = track(
+        THAI,
+        "TH",
+        "vot-protocol",
+        "legislation.adopted",
+        "2019-04-01",
+    );
+    let response = browser()
+        .post(service.url("/v1/events?wait=true"))
+        .bearer_auth("admin-token")
+        .json(&json!([adopted]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let (_, now) = page(&service, &path, &admin).await;
+    assert!(
+        now.contains("adopted <span class=\"mark\">(now)</span>"),
+        "{now}"
+    );
+    assert!(now.contains("3 events"), "{now}");
+    // The same record at another point in time is another drawing.
+    let (_, then) = page(&service, &format!("{path}?as_of=2019-01-01"), &admin).await;
+    assert!(
+        then.contains("pending <span class=\"mark\">(now)</span>"),
+        "{then}"
+    );
+}

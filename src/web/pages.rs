@@ -374,23 +374,81 @@ pub fn flag_rows(
 struct ActionPage {
     chrome: Chrome,
     action_id: String,
-    title: String,
-    country: String,
+    fields: std::collections::BTreeMap<&'static str, Field>,
+    unknown: Option<String>,
+    /// The time-travel part of the query, kept in the link back to the list.
+    keep: String,
+    /// This point in time as the left side of a comparison with now.
+    compare_query: String,
+    /// The Action's drawing, rendered (and escaped) by its own templates.
+    drawing: Drawing,
+}
+
+/// What the page draws from the Action's record alone, under the filters at the reference
+/// date: the heading above the time-travel form, then everything below it, as one text. Kept in
+/// `app.pages` like a view, LZ4-compressed, and served again while the record is byte-for-byte
+/// the same.
+struct Drawing {
+    text: String,
+    head_len: usize,
+}
+
+impl Drawing {
+    fn new(head: String, body: &str) -> Drawing {
+        let head_len = head.len();
+        let mut text = head;
+        text.push_str(body);
+        Drawing { text, head_len }
+    }
+
+    fn head(&self) -> &str {
+        &self.text[..self.head_len]
+    }
+
+    fn body(&self) -> &str {
+        &self.text[self.head_len..]
+    }
+
+    fn pack(&self) -> bytes::Bytes {
+        let mut plain = (self.head_len as u32).to_be_bytes().to_vec();
+        plain.extend_from_slice(self.text.as_bytes());
+        lz4_flex::block::compress_prepend_size(&plain).into()
+    }
+
+    fn unpack(packed: &[u8]) -> Result<Drawing, ApiError> {
+        let broken = || ApiError::Internal("a kept Action page does not unpack".into());
+        let mut plain = lz4_flex::block::decompress_size_prepended(packed).map_err(|_| broken())?;
+        let head_len = plain.get(..4).ok_or_else(broken)?;
+        let head_len = u32::from_be_bytes(head_len.try_into().expect("four bytes")) as usize;
+        plain.drain(..4);
+        let text = String::from_utf8(plain).map_err(|_| broken())?;
+        match text.is_char_boundary(head_len) {
+            true => Ok(Drawing { text, head_len }),
+            false => Err(broken()),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "action_head.html")]
+struct ActionHead<'a> {
+    action_id: &'a str,
+    title: &'a str,
+    country: &'a str,
     event_count: u32,
-    last_report: String,
+    last_report: &'a str,
+    reference: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "action_body.html")]
+struct ActionBody {
     outcomes: Vec<OutcomeRow>,
     flags: Vec<FlagRow>,
     history: Vec<EventRow>,
     timeline: Vec<Dot>,
     first_day: String,
     last_day: String,
-    fields: std::collections::BTreeMap<&'static str, Field>,
-    unknown: Option<String>,
-    reference: String,
-    /// The time-travel part of the query, kept in the link back to the list.
-    keep: String,
-    /// This point in time as the left side of a comparison with now.
-    compare_query: String,
 }
 
 pub async fn action(
@@ -414,97 +472,150 @@ pub async fn action(
     let compare_query = super::form::kept_query(&sided, crate::api::actions::COMPARE_PARAMS);
     let action_id =
         ActionId::parse(&id).map_err(|_| ApiError::NotFound(format!("no Action {id:?}")))?;
-    let html = blocking(move || {
-        let status: ActionStatus = queries::status(
-            &app.store,
-            app.durable_seq(),
-            &action_id,
-            &filters,
-            &app.config.rules,
-        )?
-        .ok_or_else(|| {
-            ApiError::NotFound(format!("no Action {action_id} (at that point in time)"))
+    let reference = queries::reference_date(&filters);
+    // The record from memory or one sled page, on this thread (as a view is read).
+    let bytes = app
+        .store
+        .record_raw(&action_id)
+        .map_err(ApiError::from)?
+        .ok_or_else(|| ApiError::NotFound(format!("no Action {action_id}")))?;
+    let kept = app
+        .pages
+        .get(&action_id, &filters, reference, &bytes, |country| {
+            caller.require_country(country)
         })?;
-        caller.require_country(&status.view.country)?;
-        let events = queries::history(&app.store, app.durable_seq(), &action_id, &filters)?
-            .unwrap_or_default();
-        let view = &status.view;
-        let contributions = crate::domain::contribution::contributions(&events);
-        let outcomes = view
-            .outcomes
-            .iter()
-            .map(|outcome| outcome_row(outcome, contributions.get(outcome.outcome_id.as_str())))
-            .collect();
-        let flags = flag_rows(&status.flags, |outcome| {
-            outcome.map_or(String::new(), ToString::to_string)
-        });
-        let text = |event: &serde_json::Value, key: &str| {
-            event[key].as_str().map(str::to_owned).unwrap_or_default()
-        };
-        let history: Vec<EventRow> = events
-            .iter()
-            .map(|event| EventRow {
-                seq: event["seq"].as_u64().unwrap_or(0),
-                occurred_on: event["occurred_on"]
-                    .as_str()
-                    .and_then(|d| d.parse().ok())
-                    .map_or_else(|| text(event, "occurred_on"), words::date),
-                what: words::event_type(&text(event, "type")),
-                outcome: text(event, "outcome_id"),
-                recorded_at: text(event, "recorded_at"),
-                submitted_by: event["submitted_by"]
-                    .as_str()
-                    .map_or("—".into(), str::to_owned),
-                retracted: event["retracted"].as_bool().unwrap_or(false),
-            })
-            .collect();
-        let days: Vec<chrono::NaiveDate> = events
-            .iter()
-            .filter_map(|event| event["occurred_on"].as_str()?.parse().ok())
-            .collect();
-        let (first, last) = (days.iter().min().copied(), days.iter().max().copied());
-        let span = match (first, last) {
-            (Some(first), Some(last)) => (last - first).num_days().max(1),
-            _ => 1,
-        };
-        let timeline = events
-            .iter()
-            .zip(&history)
-            .filter_map(|(event, row)| {
-                let day: chrono::NaiveDate = event["occurred_on"].as_str()?.parse().ok()?;
-                let x = ((day - first?).num_days() * 1000 / span) as u32;
-                Some(Dot {
-                    x,
-                    label: format!("{}: {}", row.occurred_on, row.what),
-                    retracted: row.retracted,
-                })
-            })
-            .collect();
-        render(ActionPage {
-            chrome,
-            action_id: view.action_id.to_string(),
-            title: view
-                .title
-                .clone()
-                .unwrap_or_else(|| "(not registered yet)".into()),
-            country: view.country.to_string(),
-            event_count: view.event_count,
-            last_report: words::date(view.last_event_on),
-            outcomes,
-            flags,
-            history,
-            timeline,
-            first_day: first.map_or(String::new(), words::date),
-            last_day: last.map_or(String::new(), words::date),
-            fields,
-            unknown,
-            reference: words::date(queries::reference_date(&filters)),
-            keep,
-            compare_query,
-        })
-    })
-    .await?;
+    let drawing = match kept {
+        Some(packed) => Drawing::unpack(&packed)?,
+        None => {
+            let record = crate::store::decode_record(&bytes).map_err(ApiError::from)?;
+            caller.require_country(&record.country)?;
+            // An Action of a few events is drawn on this thread (its events are a few reads
+            // of cached log pages), a long one on the blocking pool.
+            let inline = record.events.len() <= INLINE_EVENTS;
+            let country = record.country.clone();
+            let drawn = {
+                let app = app.clone();
+                move || draw(&app, &record, &filters)
+            };
+            let (drawing, durable) = match inline {
+                true => drawn()?,
+                false => blocking(drawn).await?,
+            };
+            // Kept only when all it shows was durable (as a view is): a record holding more
+            // than is durable now is drawn without it, and drawn again later.
+            if durable {
+                let packed = drawing.pack();
+                app.pages
+                    .put(&action_id, filters, reference, &bytes, country, packed);
+            }
+            drawing
+        }
+    };
+    let html = render(ActionPage {
+        chrome,
+        action_id: action_id.to_string(),
+        fields,
+        unknown,
+        keep,
+        compare_query,
+        drawing,
+    })?;
     Ok((status, html).into_response())
+}
+
+/// An Action of at most this many events is drawn without handing it to the blocking pool.
+const INLINE_EVENTS: usize = 64;
+
+/// The Action's drawing under `filters`, and whether everything it shows was durable.
+fn draw(
+    app: &App,
+    record: &crate::domain::fold::ActionRecord,
+    filters: &crate::domain::fold::Filters,
+) -> Result<(Drawing, bool), ApiError> {
+    let durable = app.durable_seq();
+    let all_durable = filters.within(record, durable) == *filters;
+    let status: ActionStatus = queries::status_of(record, durable, filters, &app.config.rules)
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "no Action {} (at that point in time)",
+                record.action_id
+            ))
+        })?;
+    let events = queries::history_of(&app.store, durable, record, filters)?;
+    let view = &status.view;
+    let contributions = crate::domain::contribution::contributions(&events);
+    let outcomes = view
+        .outcomes
+        .iter()
+        .map(|outcome| outcome_row(outcome, contributions.get(outcome.outcome_id.as_str())))
+        .collect();
+    let flags = flag_rows(&status.flags, |outcome| {
+        outcome.map_or(String::new(), ToString::to_string)
+    });
+    let text = |event: &serde_json::Value, key: &str| {
+        event[key].as_str().map(str::to_owned).unwrap_or_default()
+    };
+    let history: Vec<EventRow> = events
+        .iter()
+        .map(|event| EventRow {
+            seq: event["seq"].as_u64().unwrap_or(0),
+            occurred_on: event["occurred_on"]
+                .as_str()
+                .and_then(|d| d.parse().ok())
+                .map_or_else(|| text(event, "occurred_on"), words::date),
+            what: words::event_type(&text(event, "type")),
+            outcome: text(event, "outcome_id"),
+            recorded_at: text(event, "recorded_at"),
+            submitted_by: event["submitted_by"]
+                .as_str()
+                .map_or("—".into(), str::to_owned),
+            retracted: event["retracted"].as_bool().unwrap_or(false),
+        })
+        .collect();
+    let days: Vec<chrono::NaiveDate> = events
+        .iter()
+        .filter_map(|event| event["occurred_on"].as_str()?.parse().ok())
+        .collect();
+    let (first, last) = (days.iter().min().copied(), days.iter().max().copied());
+    let span = match (first, last) {
+        (Some(first), Some(last)) => (last - first).num_days().max(1),
+        _ => 1,
+    };
+    let timeline = events
+        .iter()
+        .zip(&history)
+        .filter_map(|(event, row)| {
+            let day: chrono::NaiveDate = event["occurred_on"].as_str()?.parse().ok()?;
+            let x = ((day - first?).num_days() * 1000 / span) as u32;
+            Some(Dot {
+                x,
+                label: format!("{}: {}", row.occurred_on, row.what),
+                retracted: row.retracted,
+            })
+        })
+        .collect();
+    let render_err = |e: askama::Error| ApiError::Internal(format!("render a page: {e}"));
+    let head = ActionHead {
+        action_id: view.action_id.as_str(),
+        title: view.title.as_deref().unwrap_or("(not registered yet)"),
+        country: view.country.as_str(),
+        event_count: view.event_count,
+        last_report: &words::date(view.last_event_on),
+        reference: &words::date(queries::reference_date(filters)),
+    }
+    .render()
+    .map_err(render_err)?;
+    let body = ActionBody {
+        outcomes,
+        flags,
+        history,
+        timeline,
+        first_day: first.map_or(String::new(), words::date),
+        last_day: last.map_or(String::new(), words::date),
+    }
+    .render()
+    .map_err(render_err)?;
+    Ok((Drawing::new(head, &body), all_durable))
 }
 
 /// An outcome in words, with its track drawn as a ladder of its forward stages.
@@ -574,5 +685,25 @@ fn outcome_row(
         verification: words::verification(outcome.verification),
         contribution: contribution.map_or("not stated".into(), words::contribution),
         contribution_note: contribution.and_then(|c| c.note.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Drawing;
+
+    #[test]
+    fn a_kept_drawing_unpacks_to_the_same_head_and_body() {
+        let drawing = Drawing::new("<h1>Réseau</h1>".into(), &"<p>body · ✓</p>".repeat(200));
+        let again = Drawing::unpack(&drawing.pack()).unwrap();
+        assert_eq!(
+            (again.head(), again.body()),
+            (drawing.head(), drawing.body())
+        );
+        assert!(
+            drawing.pack().len() < drawing.text.len() / 4,
+            "it is kept compressed"
+        );
+        assert!(Drawing::unpack(b"\x05\0\0\0broken").is_err());
     }
 }

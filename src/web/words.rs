@@ -90,7 +90,28 @@ pub fn contribution(contribution: &crate::domain::contribution::Contribution) ->
 
 /// `31 May 2019`.
 pub fn date(date: NaiveDate) -> String {
-    date.format("%-d %B %Y").to_string()
+    use chrono::Datelike;
+    const MONTHS: [&str; 12] = [
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ];
+    // By hand: chrono's `format` reads its pattern again on every call, on every date of a page.
+    format!(
+        "{} {} {}",
+        date.day(),
+        MONTHS[date.month0() as usize],
+        date.year()
+    )
 }
 
 /// "adopted by 31 May 2019 (stated)", or "(default)" for an expectation the rules gave.
@@ -133,6 +154,13 @@ mod tests {
             date_source: DateSource::Explicit,
         };
         assert_eq!(expected(&view), "adopted by 31 May 2019 (stated)");
+        for day in [
+            by,
+            NaiveDate::from_ymd_opt(2026, 12, 3).unwrap(),
+            NaiveDate::MIN,
+        ] {
+            assert_eq!(date(day), day.format("%-d %B %Y").to_string());
+        }
         for code in crate::domain::validate::RejectionCode::ALL {
             assert_ne!(rejection(code.as_str()), "rejected", "{code:?} has words");
         }
