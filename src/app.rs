@@ -35,6 +35,8 @@ pub struct App {
     pub views: crate::api::ViewCache,
     /// Drawn Action pages (LZ4-compressed), served again while their record is unchanged.
     pub pages: crate::api::ViewCache,
+    /// The reviews the time-travel forms offer, read again once a review is applied.
+    pub known_reviews: crate::web::known_reviews::KnownReviews,
     /// The NDJSON streams of the log open now, at most `server.max_streams`.
     pub streams: Arc<tokio::sync::Semaphore>,
     /// Why the scheduled review being retried cannot be written, while it cannot.
@@ -72,6 +74,7 @@ impl App {
                 bus,
                 views: crate::api::ViewCache::new(crate::api::VIEW_CACHE_BYTES),
                 pages: crate::api::ViewCache::new(crate::api::VIEW_CACHE_BYTES),
+                known_reviews: Default::default(),
                 streams,
                 review_failure: std::sync::Mutex::new(None),
                 sessions: crate::web::session::Sessions::new(config_session_hours),

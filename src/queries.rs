@@ -238,6 +238,35 @@ pub fn newest_review(
     Ok(None)
 }
 
+/// A stored review, named as a time-travel choice names it.
+#[derive(Clone, Debug)]
+pub struct ReviewMark {
+    pub seq: u64,
+    pub review_id: String,
+    pub as_of: NaiveDate,
+    pub country: Option<Country>,
+    pub until_seq: u64,
+}
+
+/// The newest `count` stored reviews, newest first.
+pub fn review_marks(store: &Store, count: usize) -> Result<Vec<ReviewMark>, StoreError> {
+    let mut seqs = store.review_seqs()?;
+    seqs.sort_unstable_by(|a, b| b.cmp(a));
+    seqs.into_iter()
+        .take(count)
+        .map(|seq| {
+            let (_, head) = review_event(store, seq)?;
+            Ok(ReviewMark {
+                seq,
+                review_id: head.review_id,
+                as_of: head.as_of,
+                country: head.country,
+                until_seq: head.until_seq,
+            })
+        })
+        .collect()
+}
+
 /// A stored review and the previous review of the same country scope (by seq), both whole:
 /// what `GET /v1/reviews/{id}/changes` compares. `None` when there is no such review.
 pub fn review_and_previous(

@@ -928,3 +928,75 @@ async fn a_kept_action_page_is_drawn_again_when_its_record_changes_and_keeps_its
         "{then}"
     );
 }
+
+#[tokio::test]
+async fn the_time_travel_forms_offer_the_reviews_the_caller_may_see() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start(&["--config", &config(dir.path())]);
+    seed(&service).await;
+    let fo = sign_in(&service, "fo-token").await;
+    let path = format!("/actions/{THAI}");
+    let (_, before) = page(&service, &path, &fo).await;
+    assert!(!before.contains("As known at a review"), "no review yet");
+    api_review(&service).await;
+    let lao_review = browser()
+        .post(service.url("/v1/reviews"))
+        .bearer_auth("eval-token")
+        .json(&json!({"as_of": "2019-07-31", "country": "LA"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lao_review.status(), 201);
+    // The review of all countries is offered at the log position it read (the seed's 3
+    // events); the Lao one is not offered to the Thai field office, and is to an evaluator.
+    let offered = "<option value=\"3\">the review as of 30 June 2019 (all countries), log position 3</option>";
+    for path in ["/", path.as_str()] {
+        let (_, html) = page(&service, path, &fo).await;
+        assert!(html.contains(offered), "{path}: {html}");
+        assert!(!html.contains("(LA)"), "{path}: {html}");
+    }
+    let eval = sign_in(&service, "eval-token").await;
+    for path in ["/", "/reviews", path.as_str()] {
+        let (_, html) = page(&service, path, &eval).await;
+        assert!(
+            html.contains("the review as of 31 July 2019 (LA)"),
+            "{path}: {html}"
+        );
+    }
+    // An event after the review: "as known at the review" does not show it.
+    let adopted = track(
+        THAI,
+        "TH",
+        "vot-protocol",
+        "legislation.adopted",
+        "2019-04-01",
+    );
+    let response = browser()
+        .post(service.url("/v1/events?wait=true"))
+        .bearer_auth("admin-token")
+        .json(&json!([adopted]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let (_, then) = page(&service, &format!("{path}?until_seq=3"), &fo).await;
+    assert!(
+        then.contains("<option value=\"3\" selected>the review as of 30 June 2019"),
+        "{then}"
+    );
+    assert!(
+        then.contains("pending <span class=\"mark\">(now)</span>"),
+        "{then}"
+    );
+    let (_, now) = page(&service, &path, &fo).await;
+    assert!(
+        now.contains("adopted <span class=\"mark\">(now)</span>"),
+        "{now}"
+    );
+    // A log position no review names is offered as itself, selected.
+    let (_, other) = page(&service, &format!("{path}?until_seq=2"), &fo).await;
+    assert!(
+        other.contains("<option value=\"2\" selected>log position 2</option>"),
+        "{other}"
+    );
+}

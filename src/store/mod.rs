@@ -147,6 +147,9 @@ struct Inner {
     ids: RwLock<Option<IdMap>>,
     pending: Arc<Pending>,
     compactor: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// How many applied batches held a review: what a list of the reviews drawn from this
+    /// store is current with.
+    reviews_applied: std::sync::atomic::AtomicU64,
 }
 
 impl Drop for Inner {
@@ -267,6 +270,7 @@ impl Store {
                 ids: RwLock::new(None),
                 pending,
                 compactor: Mutex::new(Some(compactor)),
+                reviews_applied: Default::default(),
             }),
         })
     }
@@ -496,6 +500,14 @@ impl Store {
     }
 
     /// Every review's seq, in review_id order.
+    /// Moves on each time a batch holding a review is applied: a list of the reviews read when
+    /// it was `n` is current while it stays `n`.
+    pub fn reviews_applied(&self) -> u64 {
+        self.inner
+            .reviews_applied
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
     pub fn review_seqs(&self) -> Result<Vec<u64>, StoreError> {
         self.inner
             .tree
@@ -566,6 +578,11 @@ impl Store {
         #[cfg(feature = "fault-injection")]
         fault::point(&self.inner.dir, "apply")?;
         self.inner.tree.apply_batch(batch)?;
+        if commit.events.iter().any(|event| event.review_id.is_some()) {
+            self.inner
+                .reviews_applied
+                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        }
         if let Some(ids) = self
             .inner
             .ids

@@ -6,6 +6,7 @@
 mod compare;
 mod error;
 mod form;
+pub mod known_reviews;
 mod login;
 mod pages;
 mod rejections;

@@ -1,6 +1,7 @@
 //! `/` and `/actions/{id}`: the Actions in scope, and one Action's outcomes and flags.
 
 use super::form::{asked, choices, time_travel_query, Choice, Field, Form, TIME_TRAVEL_FIELDS};
+use super::known_reviews::review_choices;
 use super::{render, words, Chrome, PageCaller, PageError};
 use crate::api::{blocking, ApiError, Query, FILTER_PARAMS};
 use crate::app::App;
@@ -69,6 +70,8 @@ struct IndexPage {
     /// How many Actions match, and which of them this page shows.
     matching: usize,
     paging: Paging,
+    /// The reviews the time-travel form offers.
+    known_reviews: Vec<Choice>,
 }
 
 /// The names of the fields of `/`'s form.
@@ -165,6 +168,7 @@ pub async fn index(
     let mut status = form.status();
     let Form { fields, unknown } = form;
     let keep = time_travel_query(&query);
+    let known_reviews = review_choices(&app, &caller, &fields["until_seq"]).await?;
     let html = blocking(move || {
         let statuses = queries::statuses(
             &app.store,
@@ -263,6 +267,7 @@ pub async fn index(
             keep,
             matching: shown.len(),
             paging,
+            known_reviews,
         })
         .map(|html| (status, html))
     })
@@ -382,6 +387,8 @@ struct ActionPage {
     compare_query: String,
     /// The Action's drawing, rendered (and escaped) by its own templates.
     drawing: Drawing,
+    /// The reviews the time-travel form offers.
+    known_reviews: Vec<Choice>,
 }
 
 /// What the page draws from the Action's record alone, under the filters at the reference
@@ -511,7 +518,9 @@ pub async fn action(
             drawing
         }
     };
+    let known_reviews = review_choices(&app, &caller, &fields["until_seq"]).await?;
     let html = render(ActionPage {
+        known_reviews,
         chrome,
         action_id: action_id.to_string(),
         fields,

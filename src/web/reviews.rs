@@ -91,6 +91,8 @@ struct ListPage {
     fields: BTreeMap<&'static str, Field>,
     unknown: Option<String>,
     run: BTreeMap<&'static str, Field>,
+    /// The reviews the time-travel form offers.
+    known_reviews: Vec<super::form::Choice>,
 }
 
 pub async fn list(
@@ -105,6 +107,7 @@ pub async fn list(
     let status = form.status();
     let html = list_page(
         app,
+        &caller,
         chrome,
         form,
         filters,
@@ -116,11 +119,14 @@ pub async fn list(
 
 async fn list_page(
     app: Arc<App>,
+    caller: &crate::api::Caller,
     chrome: Chrome,
     form: Form,
     filters: Filters,
     run: BTreeMap<&'static str, Field>,
 ) -> Result<Html<String>, ApiError> {
+    let known_reviews =
+        super::known_reviews::review_choices(&app, caller, &form.fields["until_seq"]).await?;
     let reviews = blocking(move || {
         Ok(queries::reviews_known(
             &app.store,
@@ -137,6 +143,7 @@ async fn list_page(
         })
         .collect();
     render(ListPage {
+        known_reviews,
         chrome,
         headings: TOTALS_HEADINGS,
         rows,
@@ -189,7 +196,7 @@ pub async fn run(
     }
     if fields.values().any(|field| field.error.is_some()) {
         let form = Form::new(&Default::default(), &TIME_TRAVEL_FIELDS, &[], Vec::new());
-        let html = list_page(app, chrome, form, Filters::default(), fields).await?;
+        let html = list_page(app, &caller, chrome, form, Filters::default(), fields).await?;
         return Ok((StatusCode::BAD_REQUEST, html).into_response());
     }
     let report = app
