@@ -711,6 +711,11 @@ async fn the_compare_and_rejections_pages_show_changes_and_payloads_as_text() {
         html.contains("id=\"a_as_of-error\"") && html.contains("id=\"b_until_seq-error\""),
         "{html}"
     );
+    assert!(
+        html.contains("Nothing is compared until every field above reads")
+            && !html.contains("Left: now"),
+        "no comparison of now against now under the errors: {html}"
+    );
 
     let eval = sign_in(&service, "eval-token").await;
     let (status, html) = page(&service, "/rejections", &eval).await;

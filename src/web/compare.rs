@@ -56,6 +56,8 @@ struct ComparePage {
     quick: Vec<Quick>,
     /// The two points as asked, for the link to the JSON.
     json_query: String,
+    /// Whether every field asked read: if not, the page shows the form and its errors only.
+    readable: bool,
 }
 
 /// One side's part of the form.
@@ -124,6 +126,7 @@ pub async fn page(
     let ((a, b), faults) = compare_filters(&query);
     let form = Form::new(&query, COMPARE_PARAMS, &[COMPARE_PARAMS], faults);
     let status = form.status();
+    let readable = status.is_success();
     let json_query = kept_query(&query, COMPARE_PARAMS);
     let action_id =
         ActionId::parse(&id).map_err(|_| ApiError::NotFound(format!("no Action {id:?}")))?;
@@ -138,8 +141,9 @@ pub async fn page(
         if let Some((_, review)) = last_review {
             quick.push(Quick {
                 label: format!(
-                    "As known at the last review ({}, log position {}) against now",
-                    review.review_id, review.until_seq
+                    "As known at the last review (status on {}, log position {}) against now",
+                    words::date(review.as_of),
+                    review.until_seq
                 ),
                 query: format!("?a_until_seq={}", review.until_seq),
             });
@@ -216,6 +220,7 @@ pub async fn page(
             unknown: form.unknown,
             quick,
             json_query,
+            readable,
         })
     })
     .await?;

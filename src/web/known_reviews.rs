@@ -16,12 +16,20 @@ const OFFERED: usize = 20;
 
 #[derive(Default)]
 pub struct KnownReviews {
-    /// The store's `reviews_applied` when the marks were read, and the marks.
-    kept: Mutex<Option<(u64, Arc<Vec<ReviewMark>>)>>,
+    /// The store's `reviews_applied` when the reviews were read, and what the forms offer.
+    kept: Mutex<Option<(u64, Arc<Vec<Offered>>)>>,
+}
+
+/// A review as a form offers it, its words ready.
+struct Offered {
+    seq: u64,
+    country: Option<crate::domain::ids::Country>,
+    value: String,
+    label: String,
 }
 
 impl KnownReviews {
-    async fn marks(&self, app: &Arc<App>) -> Result<Arc<Vec<ReviewMark>>, ApiError> {
+    async fn marks(&self, app: &Arc<App>) -> Result<Arc<Vec<Offered>>, ApiError> {
         // Read before the marks: a review applied meanwhile moves it on, and the next page
         // reads them again.
         let applied = app.store.reviews_applied();
@@ -32,7 +40,17 @@ impl KnownReviews {
         }
         let reader = app.clone();
         let marks = blocking(move || Ok(queries::review_marks(&reader.store, KEPT)?)).await?;
-        let marks = Arc::new(marks);
+        let marks: Arc<Vec<Offered>> = Arc::new(
+            marks
+                .into_iter()
+                .map(|mark| Offered {
+                    label: label(&mark),
+                    value: mark.until_seq.to_string(),
+                    seq: mark.seq,
+                    country: mark.country,
+                })
+                .collect(),
+        );
         *self.kept.lock().unwrap_or_else(|e| e.into_inner()) = Some((applied, marks.clone()));
         Ok(marks)
     }
@@ -52,7 +70,7 @@ pub async fn review_choices(
         .iter()
         .filter(|mark| mark.seq <= durable && mark.country.as_ref().is_none_or(|c| caller.sees(c)))
         .take(OFFERED)
-        .map(|mark| (mark.until_seq.to_string(), label(mark)));
+        .map(|mark| (mark.value.clone(), mark.label.clone()));
     let mut offered = choices(asked, shown);
     // Two reviews at one log position are one point in time: the first is the one selected.
     let mut seen = false;
