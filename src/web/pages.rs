@@ -302,7 +302,7 @@ fn row(status: &ActionStatus) -> Row {
                 n => format!("{flag} ×{n}"),
             })
             .collect(),
-        last_report: words::date(view.last_event_on),
+        last_report: words::short_date(view.last_event_on),
     }
 }
 

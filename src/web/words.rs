@@ -91,21 +91,6 @@ pub fn contribution(contribution: &crate::domain::contribution::Contribution) ->
 /// `31 May 2019`.
 pub fn date(date: NaiveDate) -> String {
     use chrono::Datelike;
-    const MONTHS: [&str; 12] = [
-        "January",
-        "February",
-        "March",
-        "April",
-        "May",
-        "June",
-        "July",
-        "August",
-        "September",
-        "October",
-        "November",
-        "December",
-    ];
-    // By hand: chrono's `format` reads its pattern again on every call, on every date of a page.
     format!(
         "{} {} {}",
         date.day(),
@@ -113,6 +98,29 @@ pub fn date(date: NaiveDate) -> String {
         date.year()
     )
 }
+
+/// `20 Nov 2018`, for a table's narrow column.
+pub fn short_date(date: NaiveDate) -> String {
+    use chrono::Datelike;
+    let month = MONTHS[date.month0() as usize];
+    format!("{} {} {}", date.day(), &month[..3], date.year())
+}
+
+// By hand: chrono's `format` reads its pattern again on every call, on every date of a page.
+const MONTHS: [&str; 12] = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+];
 
 /// "adopted by 31 May 2019 (stated)", or "(default)" for an expectation the rules gave.
 pub fn expected(expected: &ExpectedView) -> String {
@@ -160,6 +168,7 @@ mod tests {
             NaiveDate::MIN,
         ] {
             assert_eq!(date(day), day.format("%-d %B %Y").to_string());
+            assert_eq!(short_date(day), day.format("%-d %b %Y").to_string());
         }
         for code in crate::domain::validate::RejectionCode::ALL {
             assert_ne!(rejection(code.as_str()), "rejected", "{code:?} has words");
