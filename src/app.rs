@@ -33,8 +33,10 @@ pub struct App {
     pub bus: Bus,
     /// Rendered Action views, served again while their record is unchanged.
     pub views: crate::api::ViewCache,
-    /// Drawn Action pages (LZ4-compressed), served again while their record is unchanged.
-    pub pages: crate::api::ViewCache,
+    /// Drawn Action pages (LZ4-compressed), served again while their record is unchanged: one
+    /// cache per role, since a page offers each role its own links (field office, evaluator,
+    /// admin).
+    pub pages: [crate::api::ViewCache; 3],
     /// The reviews the time-travel forms offer, read again once a review is applied.
     pub known_reviews: crate::web::known_reviews::KnownReviews,
     /// The NDJSON streams of the log open now, at most `server.max_streams`.
@@ -73,7 +75,9 @@ impl App {
                 metrics,
                 bus,
                 views: crate::api::ViewCache::new(crate::api::VIEW_CACHE_BYTES),
-                pages: crate::api::ViewCache::new(crate::api::VIEW_CACHE_BYTES),
+                pages: std::array::from_fn(|_| {
+                    crate::api::ViewCache::new(crate::api::VIEW_CACHE_BYTES)
+                }),
                 known_reviews: Default::default(),
                 streams,
                 review_failure: std::sync::Mutex::new(None),

@@ -216,9 +216,15 @@ async fn titles_are_text_and_no_page_names_another_origin() {
     for path in &pages {
         let (status, html) = page(&service, path, &cookie).await;
         assert_eq!(status, 200, "{path}");
-        assert!(
-            !html.contains("<script"),
+        // The one script is the service's own outbox; a title's never becomes one.
+        assert_eq!(
+            html.matches("<script").count(),
+            1,
             "{path}: a title became markup:\n{html}"
+        );
+        assert!(
+            html.contains("<script src=\"/outbox.js\" defer></script>"),
+            "{path}"
         );
         assert!(
             !html.contains("<b>"),
@@ -278,6 +284,21 @@ async fn titles_are_text_and_no_page_names_another_origin() {
         .await
         .unwrap();
     assert!(!css.contains("http") && !css.contains("@import"), "{css}");
+    let script = browser()
+        .get(service.url("/outbox.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        script.headers()["content-type"],
+        "text/javascript; charset=utf-8"
+    );
+    let script = script.text().await.unwrap();
+    assert!(
+        !script.contains("http:") && !script.contains("https:") && !script.contains("//cdn"),
+        "the outbox talks to this origin only"
+    );
+    assert!(script.contains("fetch(\"/submit\""), "{script}");
 }
 
 #[tokio::test]

@@ -69,6 +69,21 @@ pub async fn post_events(
         }
     };
 
+    let results = submit(&app, &caller, elements, wait).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({"results": results}))).into_response())
+}
+
+/// Submits `elements` (event objects as sent) for `caller`: every check of `POST /v1/events`
+/// (schema, role and country, retraction rights, the log on NATS), then the bus; with `wait`,
+/// until applied. Each event's result as `POST /v1/events` answers it. The forms of
+/// `/submit` come this way too, so a form can do nothing the API would refuse.
+pub async fn submit(
+    app: &Arc<App>,
+    caller: &Caller,
+    elements: Vec<Value>,
+    wait: bool,
+) -> Result<Vec<Value>, ApiError> {
+    let app = app.clone();
     let schemas = app.schemas.clone();
     let parsed_all = blocking(move || {
         Ok(elements
@@ -226,7 +241,7 @@ pub async fn post_events(
         }
         results.push(result);
     }
-    Ok((StatusCode::ACCEPTED, Json(json!({"results": results}))).into_response())
+    Ok(results)
 }
 
 /// The answer for an `event_id` whose stored content is not the one submitted. It names no

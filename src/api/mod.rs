@@ -4,13 +4,13 @@
 pub mod actions;
 pub mod auth;
 mod error;
-mod events;
+pub mod events;
 mod guard;
 pub mod reviews;
 mod view_cache;
 
 pub use auth::Caller;
-pub use error::ApiError;
+pub use error::{rejection_status, ApiError};
 pub use view_cache::{ViewCache, VIEW_CACHE_BYTES};
 
 use crate::app::App;

@@ -137,6 +137,10 @@ impl Track {
 }
 
 impl Stage {
+    pub fn track(self) -> Track {
+        self.track
+    }
+
     pub fn name(self) -> &'static str {
         let def = self.track.def();
         let index = self.index as usize;

@@ -1,6 +1,6 @@
 //! The pages people meet (CONTRACT.md §4.2, §4.3): server-rendered HTML from askama templates
-//! (`templates/`, escaping by default), one base layout, a stylesheet served here, no script and
-//! no asset from another origin. Sign-in gives a browser a server-held session; a page without
+//! (`templates/`, escaping by default), one base layout, a stylesheet and one script (the forms'
+//! outbox, `outbox.js`: every page works without it) served here, no asset from another origin. Sign-in gives a browser a server-held session; a page without
 //! one answers `303` to `/login`.
 
 mod compare;
@@ -12,6 +12,7 @@ mod pages;
 mod rejections;
 mod reviews;
 pub mod session;
+pub mod submit;
 mod words;
 
 pub use error::PageError;
@@ -35,9 +36,11 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/reviews", get(reviews::list).post(reviews::run))
         .route("/reviews/{id}", get(reviews::one))
         .route("/rejections", get(rejections::page))
+        .route("/submit", get(submit::page).post(submit::post))
         .route("/login", get(login::form).post(login::sign_in))
         .route("/logout", post(login::sign_out))
         .route("/style.css", get(stylesheet))
+        .route("/outbox.js", get(outbox_script))
 }
 
 /// The browser's live session and its id, from the `impact_session` cookie.
@@ -133,6 +136,17 @@ pub fn render(template: impl askama::Template) -> Result<Html<String>, ApiError>
 }
 
 const STYLE: &str = include_str!("style.css");
+const OUTBOX: &str = include_str!("outbox.js");
+
+/// The forms' outbox for poor connections (progressive enhancement: every form works without
+/// it), served by the service like the stylesheet.
+async fn outbox_script() -> impl IntoResponse {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        OUTBOX,
+    )
+}
 
 /// The pages' stylesheet, served by the service (the Content-Security-Policy allows no inline
 /// style and no other origin).

@@ -337,6 +337,9 @@ struct OutcomeRow {
 /// One event of the history, in words.
 struct EventRow {
     seq: u64,
+    event_id: String,
+    /// Whether the caller's role may withdraw it (a link to the retraction form).
+    retractable: bool,
     occurred_on: String,
     what: String,
     outcome: String,
@@ -389,7 +392,15 @@ struct ActionPage {
     drawing: Drawing,
     /// The reviews the time-travel form offers.
     known_reviews: Vec<Choice>,
+    /// What a form just recorded, in words.
+    notice: Option<String>,
+    /// The forms the caller may use on this Action: `form` parameter and heading.
+    forms: Vec<(&'static str, &'static str)>,
 }
+
+/// The parameters a form's answer adds to the Action's page: the event recorded, and whether
+/// it was recorded already.
+const RECORDED_PARAMS: &[&str] = &["recorded", "duplicate"];
 
 /// What the page draws from the Action's record alone, under the filters at the reference
 /// date: the heading above the time-travel form, then everything below it, as one text. Kept in
@@ -450,6 +461,7 @@ struct ActionHead<'a> {
 #[derive(Template)]
 #[template(path = "action_body.html")]
 struct ActionBody {
+    action_id: String,
     outcomes: Vec<OutcomeRow>,
     flags: Vec<FlagRow>,
     history: Vec<EventRow>,
@@ -467,10 +479,17 @@ pub async fn action(
     use axum::response::IntoResponse;
     let query = asked(&query);
     let (filters, faults) = crate::api::filters_checked(&query);
-    let form = Form::new(&query, &TIME_TRAVEL_FIELDS, &[FILTER_PARAMS], faults);
+    let form = Form::new(
+        &query,
+        &TIME_TRAVEL_FIELDS,
+        &[FILTER_PARAMS, RECORDED_PARAMS],
+        faults,
+    );
     let status = form.status();
     let Form { fields, unknown } = form;
     let keep = time_travel_query(&query);
+    let recorded = query.get("recorded").cloned();
+    let again = query.get("duplicate").is_some_and(|v| v == "true");
     let sided: std::collections::HashMap<String, String> = query
         .iter()
         .filter(|(name, _)| TIME_TRAVEL_FIELDS.contains(&name.as_str()))
@@ -486,11 +505,10 @@ pub async fn action(
         .record_raw(&action_id)
         .map_err(ApiError::from)?
         .ok_or_else(|| ApiError::NotFound(format!("no Action {action_id}")))?;
-    let kept = app
-        .pages
-        .get(&action_id, &filters, reference, &bytes, |country| {
-            caller.require_country(country)
-        })?;
+    let pages = pages_of(&app, caller.role);
+    let kept = pages.get(&action_id, &filters, reference, &bytes, |country| {
+        caller.require_country(country)
+    })?;
     let drawing = match kept {
         Some(packed) => Drawing::unpack(&packed)?,
         None => {
@@ -500,9 +518,10 @@ pub async fn action(
             // of cached log pages), a long one on the blocking pool.
             let inline = record.events.len() <= INLINE_EVENTS;
             let country = record.country.clone();
+            let role = caller.role;
             let drawn = {
                 let app = app.clone();
-                move || draw(&app, &record, &filters)
+                move || draw(&app, &record, &filters, role)
             };
             let (drawing, durable) = match inline {
                 true => drawn()?,
@@ -512,14 +531,33 @@ pub async fn action(
             // than is durable now is drawn without it, and drawn again later.
             if durable {
                 let packed = drawing.pack();
-                app.pages
+                pages_of(&app, caller.role)
                     .put(&action_id, filters, reference, &bytes, country, packed);
             }
             drawing
         }
     };
     let known_reviews = review_choices(&app, &caller, &fields["until_seq"]).await?;
+    // What a form just recorded (its answer sends the browser here).
+    let notice = match recorded {
+        Some(id) => super::submit::event_words(&app, &action_id, &id)?.map(|what| match again {
+            true => {
+                format!("Recorded already: {what}. Sending the form again did not record it twice.")
+            }
+            false => format!("Recorded: {what}."),
+        }),
+        None => None,
+    };
+    let forms = super::submit::offered(caller.role)
+        .into_iter()
+        .filter(|kind| {
+            *kind != super::submit::Kind::Register && *kind != super::submit::Kind::Retract
+        })
+        .map(|kind| (kind.param(), kind.heading()))
+        .collect();
     let html = render(ActionPage {
+        notice,
+        forms,
         known_reviews,
         chrome,
         action_id: action_id.to_string(),
@@ -532,6 +570,16 @@ pub async fn action(
     Ok((status, html).into_response())
 }
 
+/// The kept drawings of `role`'s pages.
+fn pages_of(app: &App, role: crate::domain::rights::Role) -> &crate::api::ViewCache {
+    use crate::domain::rights::Role;
+    &app.pages[match role {
+        Role::FieldOffice => 0,
+        Role::Evaluator => 1,
+        Role::Admin => 2,
+    }]
+}
+
 /// An Action of at most this many events is drawn without handing it to the blocking pool.
 const INLINE_EVENTS: usize = 64;
 
@@ -540,6 +588,7 @@ fn draw(
     app: &App,
     record: &crate::domain::fold::ActionRecord,
     filters: &crate::domain::fold::Filters,
+    role: crate::domain::rights::Role,
 ) -> Result<(Drawing, bool), ApiError> {
     let durable = app.durable_seq();
     let all_durable = filters.within(record, durable) == *filters;
@@ -568,6 +617,9 @@ fn draw(
         .iter()
         .map(|event| EventRow {
             seq: event["seq"].as_u64().unwrap_or(0),
+            event_id: text(event, "event_id"),
+            retractable: !event["retracted"].as_bool().unwrap_or(false)
+                && role.may_retract(&text(event, "type")),
             occurred_on: event["occurred_on"]
                 .as_str()
                 .and_then(|d| d.parse().ok())
@@ -615,6 +667,7 @@ fn draw(
     .render()
     .map_err(render_err)?;
     let body = ActionBody {
+        action_id: view.action_id.to_string(),
         outcomes,
         flags,
         history,

@@ -88,6 +88,64 @@ pub fn contribution(contribution: &crate::domain::contribution::Contribution) ->
     format!("{level}, {} confidence", contribution.confidence)
 }
 
+/// What a stage means, in a short line under its choice on the forms. Every stage of the
+/// domain's table has one (a test reads the table).
+pub fn stage_help(track: &str, stage: &str) -> &'static str {
+    match (track, stage) {
+        ("legislation", "identified") => {
+            "the need for a law or an amendment is named by those who could change it"
+        }
+        ("legislation", "drafting") => "a draft text is being written",
+        ("legislation", "tabled") => "the draft is formally before parliament or the cabinet",
+        ("legislation", "pending") => "it awaits a vote or a signature; the change is not law yet",
+        ("legislation", "adopted") => "passed or signed: the law exists",
+        ("legislation", "in_force") => "the law has entered into force",
+        ("legislation", "implemented") => "the law is applied in practice, with rules and budget",
+        ("legislation", "stalled") => "no movement for a long time, not formally dropped",
+        ("legislation", "withdrawn") => "the draft was taken back by those who tabled it",
+        ("legislation", "rejected") => "voted down or refused",
+        ("legislation", "repealed") => "the law was adopted and later annulled",
+        ("policy", "agenda") => "the issue is on a ministry's or the government's agenda",
+        ("policy", "drafting") => "a policy or strategy text is being written",
+        ("policy", "consultation") => "the draft is out for consultation with other bodies",
+        ("policy", "final_approval") => "in the final stages of approval",
+        ("policy", "ratified") => "approved or ratified: the policy is official",
+        ("policy", "implementation_started") => "first measures under the policy have begun",
+        ("policy", "implemented") => "the policy is carried out as a matter of course",
+        ("policy", "stalled") => "no movement for a long time, not formally dropped",
+        ("policy", "shelved") => "put aside by the authority that owned it",
+        ("policy", "superseded") => "replaced by another policy",
+        ("protocol", "review_initiated") => "a review of a procedure or protocol has begun",
+        ("protocol", "revised") => "a revised text exists, not yet endorsed",
+        ("protocol", "endorsed") => "the revised protocol is officially endorsed",
+        ("protocol", "in_use") => "staff follow the protocol in their work",
+        ("protocol", "institutionalised") => {
+            "built into training, rules or budgets: it outlasts the people who made it"
+        }
+        ("protocol", "stalled") => "no movement for a long time, not formally dropped",
+        ("protocol", "abandoned") => "the revision was dropped",
+        ("mechanism", "proposed") => "a focal point, working group or body is proposed",
+        ("mechanism", "established") => "it is formally set up (named, mandated)",
+        ("mechanism", "operational") => "it meets or acts regularly",
+        ("mechanism", "institutionalised") => "it has a lasting mandate, budget or legal basis",
+        ("mechanism", "dormant") => "it exists on paper but no longer meets or acts",
+        ("mechanism", "dissolved") => "it was formally ended",
+        ("network", "created") => "people or institutions have started to exchange",
+        ("network", "active") => "they exchange regularly",
+        ("network", "formalised") => {
+            "the exchange is agreed in writing (an MoU, terms of reference)"
+        }
+        ("network", "sustained") => "it has lasted on its own for years",
+        ("network", "dormant") => "the exchange has stopped",
+        ("practice", "awareness") => "officials know of the new practice",
+        ("practice", "applied") => "officials apply it in their work",
+        ("practice", "routine") => "it is the usual way of working",
+        ("practice", "diffused") => "it has spread to other units or institutions",
+        ("practice", "lapsed") => "officials no longer apply it",
+        _ => "",
+    }
+}
+
 /// `31 May 2019`.
 pub fn date(date: NaiveDate) -> String {
     use chrono::Datelike;
@@ -169,6 +227,15 @@ mod tests {
         ] {
             assert_eq!(date(day), day.format("%-d %B %Y").to_string());
             assert_eq!(short_date(day), day.format("%-d %b %Y").to_string());
+        }
+        for track in crate::domain::tracks::Track::all() {
+            for stage in track.stages() {
+                assert_ne!(
+                    stage_help(track.name(), stage.name()),
+                    "",
+                    "{stage:?} has help"
+                );
+            }
         }
         for code in crate::domain::validate::RejectionCode::ALL {
             assert_ne!(rejection(code.as_str()), "rejected", "{code:?} has words");
