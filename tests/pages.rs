@@ -10,14 +10,6 @@ fn config(dir: &std::path::Path) -> String {
     principals_config(dir, "")
 }
 
-/// A client that does not follow redirects, so each `303` can be checked.
-fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
 const THAI: &str = "MIEUX-TH-2014-01";
 const LAO: &str = "MIEUX-LA-2019-01";
 
@@ -33,7 +25,7 @@ async fn seed(service: &Service) {
     );
     thai_outcome["data"] = json!({"title": "<b>Protocol</b> revised", "expected": {"stage": "adopted", "by": "2019-05-31"}});
     let lao = registered(LAO, "LA");
-    let response = browser()
+    let response = page_client()
         .post(service.url("/v1/events?wait=true"))
         .bearer_auth("admin-token")
         .json(&json!([thai, thai_outcome, lao]))
@@ -43,41 +35,12 @@ async fn seed(service: &Service) {
     assert_eq!(response.status(), 202, "{}", response.text().await.unwrap());
 }
 
-/// Signs in with `token`: the session cookie's `name=value`.
-async fn sign_in(service: &Service, token: &str) -> String {
-    let response = browser()
-        .post(service.url("/login"))
-        .form(&[("token", token), ("next", "/")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 303);
-    let cookie = response.headers()["set-cookie"].to_str().unwrap();
-    cookie.split(';').next().unwrap().to_owned()
-}
-
-async fn page(service: &Service, path: &str, cookie: &str) -> (u16, String) {
-    let response = browser()
-        .get(service.url(path))
-        .header("Cookie", cookie)
-        .send()
-        .await
-        .unwrap();
-    (response.status().as_u16(), response.text().await.unwrap())
-}
-
-/// The page's CSRF token (the sign-out form's hidden field).
-fn csrf_of(html: &str) -> String {
-    let at = html.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
-    html[at..at + html[at..].find('"').unwrap()].to_owned()
-}
-
 #[tokio::test]
 async fn a_page_without_a_session_sends_the_browser_to_sign_in_and_back() {
     let dir = tempfile::tempdir().unwrap();
     let service = Service::start(&["--config", &config(dir.path())]);
     seed(&service).await;
-    let response = browser()
+    let response = page_client()
         .get(service.url(&format!("/actions/{THAI}?as_of=2019-01-01")))
         .send()
         .await
@@ -95,7 +58,7 @@ async fn a_page_without_a_session_sends_the_browser_to_sign_in_and_back() {
     );
 
     // A wrong token: 401, the form again, no cookie.
-    let wrong = browser()
+    let wrong = page_client()
         .post(service.url("/login"))
         .form(&[("token", "guess"), ("next", "/")])
         .send()
@@ -110,7 +73,7 @@ async fn a_page_without_a_session_sends_the_browser_to_sign_in_and_back() {
         .contains("not one this service knows"));
 
     // The right one: 303 to where the browser was going, and the session cookie.
-    let right = browser()
+    let right = page_client()
         .post(service.url("/login"))
         .form(&[("token", "fo-token"), ("next", "/actions/X")])
         .send()
@@ -141,7 +104,7 @@ async fn a_page_without_a_session_sends_the_browser_to_sign_in_and_back() {
     assert!(!cookie.contains("fo-token"), "the cookie is not the token");
 
     // Another site's page cannot sign the browser in.
-    let forged = browser()
+    let forged = page_client()
         .post(service.url("/login"))
         .header("Origin", "http://evil.example")
         .form(&[("token", "fo-token")])
@@ -151,7 +114,7 @@ async fn a_page_without_a_session_sends_the_browser_to_sign_in_and_back() {
     assert_eq!(forged.status(), 403);
     assert!(forged.headers().get("set-cookie").is_none());
     // Only this service's paths after sign-in.
-    let away = browser()
+    let away = page_client()
         .post(service.url("/login"))
         .form(&[("token", "fo-token"), ("next", "https://evil.example/")])
         .send()
@@ -184,7 +147,7 @@ async fn a_field_office_sees_only_its_country_and_the_cookie_never_posts() {
     let (status, list) = page(&service, "/v1/actions", &cookie).await;
     assert_eq!(status, 200);
     assert!(list.contains(THAI) && !list.contains(LAO), "{list}");
-    let posted = browser()
+    let posted = page_client()
         .post(service.url("/v1/events"))
         .header("Cookie", &cookie)
         .json(&registered("MIEUX-TH-2020-01", "TH"))
@@ -275,7 +238,7 @@ async fn titles_are_text_and_no_page_names_another_origin() {
         !action.contains("in_progress<") && !action.contains("Explicit"),
         "{action}"
     );
-    let css = browser()
+    let css = page_client()
         .get(service.url("/style.css"))
         .send()
         .await
@@ -284,7 +247,7 @@ async fn titles_are_text_and_no_page_names_another_origin() {
         .await
         .unwrap();
     assert!(!css.contains("http") && !css.contains("@import"), "{css}");
-    let script = browser()
+    let script = page_client()
         .get(service.url("/outbox.js"))
         .send()
         .await
@@ -313,7 +276,7 @@ async fn signing_out_takes_the_session_s_csrf_token_and_ends_it() {
     let other_csrf = csrf_of(&other_html);
     assert_ne!(csrf, other_csrf);
     for (token, why) in [("", "none"), (other_csrf.as_str(), "another session's")] {
-        let refused = browser()
+        let refused = page_client()
             .post(service.url("/logout"))
             .header("Cookie", &cookie)
             .form(&[("csrf", token)])
@@ -329,7 +292,7 @@ async fn signing_out_takes_the_session_s_csrf_token_and_ends_it() {
             "{why}: the session goes on"
         );
     }
-    let out = browser()
+    let out = page_client()
         .post(service.url("/logout"))
         .header("Cookie", &cookie)
         .form(&[("csrf", csrf.as_str())])
@@ -419,7 +382,7 @@ async fn an_action_page_travels_in_time_and_marks_what_was_retracted() {
         "2019-03-01",
         json!({"target_event_id": withdrawn["event_id"], "reason": "reported twice"}),
     );
-    let response = browser()
+    let response = page_client()
         .post(service.url("/v1/events?wait=true"))
         .bearer_auth("admin-token")
         .json(&json!([later, withdrawn, retraction]))
@@ -470,7 +433,7 @@ async fn an_action_page_travels_in_time_and_marks_what_was_retracted() {
 
 /// Runs a review as the evaluator over the API: its id.
 async fn api_review(service: &Service) -> String {
-    let response = browser()
+    let response = page_client()
         .post(service.url("/v1/reviews"))
         .bearer_auth("eval-token")
         .json(&json!({"as_of": "2019-06-30"}))
@@ -505,7 +468,7 @@ async fn every_page_for_every_role_is_shown_sent_to_sign_in_or_refused() {
         ("admin-token", [200; 8]),
     ];
     for path in &pages {
-        let response = browser().get(service.url(path)).send().await.unwrap();
+        let response = page_client().get(service.url(path)).send().await.unwrap();
         assert_eq!(response.status(), 303, "{path} without a session");
         let to = response.headers()["location"].to_str().unwrap();
         assert!(to.starts_with("/login?next=/"), "{path}: {to}");
@@ -552,7 +515,7 @@ async fn the_review_form_runs_a_review_only_with_the_session_s_csrf_token() {
         let cookie = cookie.clone();
         let url = service.url("/reviews");
         async move {
-            let response = browser()
+            let response = page_client()
                 .post(url)
                 .header("Cookie", cookie)
                 .form(&form)
@@ -577,7 +540,7 @@ async fn the_review_form_runs_a_review_only_with_the_session_s_csrf_token() {
         assert!(html.contains("csrf"), "{html}");
     }
     // Posted by hand without a session (a bearer token, no cookie): refused too.
-    let response = browser()
+    let response = page_client()
         .post(service.url("/reviews"))
         .bearer_auth("eval-token")
         .form(&[("csrf", csrf.clone())])
@@ -588,7 +551,12 @@ async fn the_review_form_runs_a_review_only_with_the_session_s_csrf_token() {
     let reviews = |token: &'static str| {
         let url = service.url("/v1/reviews");
         async move {
-            let response = browser().get(url).bearer_auth(token).send().await.unwrap();
+            let response = page_client()
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap();
             let body: serde_json::Value = response.json().await.unwrap();
             body["reviews"].as_array().unwrap().len()
         }
@@ -641,7 +609,7 @@ async fn the_review_form_runs_a_review_only_with_the_session_s_csrf_token() {
     // A field office may not run one, even with its own session's token.
     let fo = sign_in(&service, "fo-token").await;
     let fo_csrf = csrf_of(&page(&service, "/", &fo).await.1);
-    let response = browser()
+    let response = page_client()
         .post(service.url("/reviews"))
         .header("Cookie", fo)
         .form(&[("csrf", fo_csrf)])
@@ -670,7 +638,7 @@ async fn a_session_expires_after_its_hours_by_the_server_s_clock() {
         "still live 1 h 58 min on"
     );
     std::fs::write(data.path().join("fault-clock-ahead-s"), "7201").unwrap();
-    let response = browser()
+    let response = page_client()
         .get(service.url("/reviews"))
         .header("Cookie", &cookie)
         .send()
@@ -698,7 +666,7 @@ async fn the_compare_and_rejections_pages_show_changes_and_payloads_as_text() {
         "legislation.adopted",
         "2019-04-01",
     );
-    let response = browser()
+    let response = page_client()
         .post(service.url("/v1/events?wait=true"))
         .bearer_auth("admin-token")
         .json(&json!([adopted]))
@@ -754,7 +722,7 @@ async fn the_rejections_page_shows_what_nats_publishers_sent_as_text() {
     let before = format!("[nats]\nurl = \"{}\"\n\n", nats.url());
     let service = Service::start(&["--config", &principals_config(dir.path(), &before)]);
     eventually(30, async || {
-        let status = browser()
+        let status = page_client()
             .get(service.url("/readyz"))
             .send()
             .await
@@ -795,7 +763,7 @@ async fn a_long_action_list_is_paged_and_every_page_link_keeps_the_filters() {
         .map(|n| registered(&format!("MIEUX-TH-2015-{n:03}"), "TH"))
         .collect();
     batch.push(registered(LAO, "LA"));
-    let response = browser()
+    let response = page_client()
         .post(service.url("/v1/events?wait=true"))
         .bearer_auth("admin-token")
         .json(&batch)
@@ -876,7 +844,7 @@ async fn an_action_page_says_what_the_action_contributed_to_each_outcome() {
         "mechanism.proposed",
         "2016-03-01",
     );
-    let response = browser()
+    let response = page_client()
         .post(service.url("/v1/events?wait=true"))
         .bearer_auth("admin-token")
         .json(&json!([registered(THAI, "TH"), early, later, silent]))
@@ -933,7 +901,7 @@ async fn a_kept_action_page_is_drawn_again_when_its_record_changes_and_keeps_its
         "legislation.adopted",
         "2019-04-01",
     );
-    let response = browser()
+    let response = page_client()
         .post(service.url("/v1/events?wait=true"))
         .bearer_auth("admin-token")
         .json(&json!([adopted]))
@@ -965,7 +933,7 @@ async fn the_time_travel_forms_offer_the_reviews_the_caller_may_see() {
     let (_, before) = page(&service, &path, &fo).await;
     assert!(!before.contains("As known at a review"), "no review yet");
     api_review(&service).await;
-    let lao_review = browser()
+    let lao_review = page_client()
         .post(service.url("/v1/reviews"))
         .bearer_auth("eval-token")
         .json(&json!({"as_of": "2019-07-31", "country": "LA"}))
@@ -997,7 +965,7 @@ async fn the_time_travel_forms_offer_the_reviews_the_caller_may_see() {
         "legislation.adopted",
         "2019-04-01",
     );
-    let response = browser()
+    let response = page_client()
         .post(service.url("/v1/events?wait=true"))
         .bearer_auth("admin-token")
         .json(&json!([adopted]))

@@ -272,10 +272,18 @@ async fn form_page(
         })
         .collect();
     let mut general = Vec::new();
+    let fixed_country = matches!(&caller.countries, Some(c) if c.len() == 1);
     for (name, message) in faults {
+        // A fault of a field this form does not show (a hidden one, or none) is said above it.
+        let shown =
+            kind.is_some_and(|kind| shows(kind, &name, caller.name.is_none(), fixed_country));
         match fields.get_mut(&name) {
-            Some(field) if !name.is_empty() => field.error = Some(message),
-            _ if !name.is_empty() => {
+            _ if !shown => general.push(match name.is_empty() {
+                true => message,
+                false => format!("{name}: {message}"),
+            }),
+            Some(field) => field.error = Some(message),
+            None => {
                 fields.insert(
                     name,
                     Field {
@@ -284,7 +292,6 @@ async fn form_page(
                     },
                 );
             }
-            _ => general.push(message),
         }
     }
     let field = |name: &str| fields.get(name).unwrap_or(&NO_FIELD);
@@ -314,10 +321,10 @@ async fn form_page(
             .get("track")
             .and_then(|t| Track::parse(t))
             .or_else(|| {
+                // Posted: the track its type names (a stage it does not have included).
                 given
                     .get("type")
-                    .and_then(|t| crate::domain::tracks::parse_track_event_type(t))
-                    .map(|stage| stage.track())
+                    .and_then(|t| Track::parse(t.split('.').next().unwrap_or_default()))
             }),
         Some(Kind::Expectation) => status.as_ref().and_then(|status| {
             status
@@ -446,6 +453,48 @@ async fn form_page(
         today: queries::today().to_string(),
         fields,
     })
+}
+
+/// Whether the form of `kind` shows the field `name` (so that its fault can sit beside it).
+fn shows(kind: Kind, name: &str, needs_reporter: bool, fixed_country: bool) -> bool {
+    let common = name == "occurred_on"
+        || (name == "reported_by" && needs_reporter)
+        || (kind != Kind::Retract && name.starts_with("evidence."));
+    let own: &[&str] = match kind {
+        Kind::Register => &[
+            "action_id",
+            "data.title",
+            "data.modality",
+            "data.partner_institutions",
+            "data.start_on",
+            "data.end_on",
+        ],
+        Kind::Report => &[
+            "outcome_id",
+            "type",
+            "data.title",
+            "data.description",
+            "data.significance",
+            "data.contribution.level",
+            "data.contribution.confidence",
+            "data.contribution.note",
+            "data.expected.stage",
+            "data.expected.by",
+            "data.kind",
+            "data.parties",
+            "data.note",
+        ],
+        Kind::Verify => &["outcome_id", "data.by", "data.note"],
+        Kind::Dispute => &["outcome_id", "data.by", "data.reason"],
+        Kind::Expectation => &[
+            "outcome_id",
+            "data.expected.stage",
+            "data.expected.by",
+            "data.reason",
+        ],
+        Kind::Retract => &["data.target_event_id", "data.reason"],
+    };
+    common || own.contains(&name) || (kind == Kind::Register && name == "country" && !fixed_country)
 }
 
 /// An event of `action_id`, in words ("legislation: pending of vot-protocol, 20 November 2018,

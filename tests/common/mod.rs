@@ -639,3 +639,42 @@ pub async fn all_events_as(client: &reqwest::Client, service: &Service, token: &
     )
     .await
 }
+
+// The pages over HTTP, as a browser without JavaScript meets them.
+
+/// A client that does not follow redirects, so each `303` can be checked.
+pub fn page_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// Signs in with `token`: the session cookie's `name=value`.
+pub async fn sign_in(service: &Service, token: &str) -> String {
+    let response = page_client()
+        .post(service.url("/login"))
+        .form(&[("token", token), ("next", "/")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    let cookie = response.headers()["set-cookie"].to_str().unwrap();
+    cookie.split(';').next().unwrap().to_owned()
+}
+
+pub async fn page(service: &Service, path: &str, cookie: &str) -> (u16, String) {
+    let response = page_client()
+        .get(service.url(path))
+        .header("Cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+/// The page's CSRF token (the sign-out form's hidden field).
+pub fn csrf_of(html: &str) -> String {
+    let at = html.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
+    html[at..at + html[at..].find('"').unwrap()].to_owned()
+}
