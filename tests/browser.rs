@@ -225,9 +225,14 @@ async fn a_field_office_signs_in_sees_only_its_country_and_signs_out() {
 
 /// The service with the demo data and the test principals, once the demo has loaded.
 async fn demo_service() -> (tempfile::TempDir, Service) {
+    demo_service_at("127.0.0.1:0").await
+}
+
+/// `demo_service`, listening at `http`.
+async fn demo_service_at(http: &str) -> (tempfile::TempDir, Service) {
     let dir = tempfile::tempdir().unwrap();
     let config = principals_config(dir.path(), "[server]\ncookie_secure = false\n");
-    let service = Service::start(&["--config", &config, "--demo"]);
+    let service = Service::start_at(http, &["--config", &config, "--demo"]);
     // The demo data loads through the bus at start: wait for the Lao Action to be there.
     eventually(30, async || {
         let response = client()
@@ -286,5 +291,385 @@ async fn an_evaluator_runs_a_review_from_its_form_and_opens_it() {
         path.starts_with("/login").then_some(())
     })
     .await;
+    browser.close().await.unwrap();
+}
+
+/// Signs in with `token` on the sign-in page `path` sent the browser to, and waits to be back.
+async fn sign_in_at(browser: &fantoccini::Client, service: &Service, path: &str, token: &str) {
+    browser.goto(&service.url(path)).await.unwrap();
+    let field = browser.find(Locator::Id("token")).await.unwrap();
+    field.send_keys(token).await.unwrap();
+    click(browser, Locator::Css("form.login button")).await;
+    let want = path.split('?').next().unwrap().to_owned();
+    eventually(10, async || {
+        (browser.current_url().await.ok()?.path() == want).then_some(())
+    })
+    .await;
+}
+
+/// Sets a form field's value by its name (a date input, a select, a hidden choice) as a script
+/// would, so a test can send what the page's own controls would not offer.
+async fn set_field(browser: &fantoccini::Client, name: &str, value: &str) {
+    browser
+        .execute(
+            "const field = document.querySelector(`[name='${arguments[0]}']`);
+             if (field.tagName === 'SELECT' && ![...field.options].some(o => o.value === arguments[1])) {
+               field.add(new Option(arguments[1], arguments[1]));
+             }
+             field.value = arguments[1];",
+            vec![json!(name), json!(value)],
+        )
+        .await
+        .unwrap();
+}
+
+async fn type_into(browser: &fantoccini::Client, name: &str, text: &str) {
+    let field = browser
+        .find(Locator::Css(&format!("[name='{name}']")))
+        .await
+        .unwrap();
+    field.clear().await.unwrap();
+    field.send_keys(text).await.unwrap();
+}
+
+async fn value_of(browser: &fantoccini::Client, name: &str) -> String {
+    browser
+        .find(Locator::Css(&format!("[name='{name}']")))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap()
+        .unwrap_or_default()
+}
+
+/// How many times `event_id` is in the Action's history (read by the admin over the API).
+async fn times_recorded(service: &Service, action: &str, event_id: &str) -> usize {
+    let response = client()
+        .get(service.url(&format!("/v1/actions/{action}/events")))
+        .bearer_auth("admin-token")
+        .send()
+        .await
+        .unwrap();
+    if response.status() != 200 {
+        return 0;
+    }
+    let history: serde_json::Value = response.json().await.unwrap();
+    history["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|event| event["event_id"] == event_id)
+        .count()
+}
+
+/// The element with `id`, once the page shows it (the page's text in the panic if it never does).
+async fn wait_for_id(browser: &fantoccini::Client, id: &str) -> fantoccini::elements::Element {
+    for _ in 0..100 {
+        if let Ok(element) = browser.find(Locator::Id(id)).await {
+            return element;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let text = text_of(browser, Locator::Css("main")).await;
+    panic!("no #{id} on the page: {text}");
+}
+
+async fn wait_for_path(browser: &fantoccini::Client, prefix: &str) {
+    eventually(15, async || {
+        let url = browser.current_url().await.ok()?;
+        url.path().starts_with(prefix).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_field_office_reports_in_the_browser_and_an_evaluator_verifies() {
+    let (_dir, service) = demo_service().await;
+    let driver = Driver::start();
+    let browser = driver.browser().await;
+    const NEW: &str = "MIEUX-TH-2020-07";
+
+    // Register an Action.
+    sign_in_at(&browser, &service, "/submit", "fo-token").await;
+    click(&browser, Locator::LinkText("Register an Action")).await;
+    type_into(&browser, "action_id", NEW).await;
+    type_into(&browser, "data.title", "Training on victim identification").await;
+    browser
+        .find(Locator::Id("data.modality"))
+        .await
+        .unwrap()
+        .select_by_value("training")
+        .await
+        .unwrap();
+    type_into(
+        &browser,
+        "data.partner_institutions",
+        "Ministry of Social Development",
+    )
+    .await;
+    set_field(&browser, "occurred_on", "2020-03-01").await;
+    click(
+        &browser,
+        Locator::Css("form.submit-form button[type=submit]"),
+    )
+    .await;
+    wait_for_path(&browser, &format!("/actions/{NEW}")).await;
+    let page = text_of(&browser, Locator::Css("main")).await;
+    assert!(
+        page.contains("Recorded: Action registered, 1 March 2020"),
+        "{page}"
+    );
+
+    // Report a pending law with its expected adoption and an evidence link.
+    click(&browser, Locator::LinkText("report a stage of an outcome")).await;
+    browser
+        .find(Locator::Id("track"))
+        .await
+        .unwrap()
+        .select_by_value("legislation")
+        .await
+        .unwrap();
+    click(&browser, Locator::Css("form.filters button")).await;
+    wait_for_path(&browser, "/submit").await;
+    eventually(10, async || {
+        browser
+            .find(Locator::Id("type-legislation.pending"))
+            .await
+            .ok()
+    })
+    .await;
+    type_into(&browser, "outcome_id", "vot-law").await;
+    click(&browser, Locator::Id("type-legislation.pending")).await;
+    type_into(
+        &browser,
+        "data.title",
+        "Victim protection amendment before parliament",
+    )
+    .await;
+    browser
+        .find(Locator::Id("data.expected.stage"))
+        .await
+        .unwrap()
+        .select_by_value("adopted")
+        .await
+        .unwrap();
+    set_field(&browser, "data.expected.by", "2027-12-31").await;
+    set_field(&browser, "occurred_on", "2025-11-20").await;
+    type_into(&browser, "evidence.0.title", "Parliament's order paper").await;
+    type_into(
+        &browser,
+        "evidence.0.url",
+        "https://example.org/order-paper.pdf",
+    )
+    .await;
+    screenshot(&browser, "submit.png").await;
+    click(
+        &browser,
+        Locator::Css("form.submit-form button[type=submit]"),
+    )
+    .await;
+    wait_for_path(&browser, &format!("/actions/{NEW}")).await;
+    let page = text_of(&browser, Locator::Css("main")).await;
+    assert!(
+        page.contains("Recorded: legislation: pending of vot-law"),
+        "{page}"
+    );
+    assert!(
+        page.contains("adopted by 31 December 2027 (stated)"),
+        "{page}"
+    );
+    assert!(page.contains("pending (now)"), "{page}");
+
+    // The same rendered form sent twice: one event.
+    let report = format!("/submit?form=report&action_id={NEW}&track=legislation");
+    browser.goto(&service.url(&report)).await.unwrap();
+    type_into(&browser, "outcome_id", "vot-law").await;
+    click(&browser, Locator::Id("type-legislation.adopted")).await;
+    set_field(&browser, "occurred_on", "2026-01-10").await;
+    let event_id = value_of(&browser, "event_id").await;
+    browser
+        .execute(
+            "const form = document.querySelector('form.submit-form');
+             form.requestSubmit(); form.requestSubmit();",
+            vec![],
+        )
+        .await
+        .unwrap();
+    wait_for_path(&browser, &format!("/actions/{NEW}")).await;
+    eventually(10, async || {
+        (times_recorded(&service, NEW, &event_id).await == 1).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        times_recorded(&service, NEW, &event_id).await,
+        1,
+        "sent twice, recorded once"
+    );
+
+    // An impossible choice: an expected stage of another track; then a date in the future.
+    browser.goto(&service.url(&report)).await.unwrap();
+    type_into(&browser, "outcome_id", "vot-law").await;
+    click(&browser, Locator::Id("type-legislation.in_force")).await;
+    type_into(&browser, "data.title", "Typed before the error").await;
+    set_field(&browser, "occurred_on", "2026-02-01").await;
+    set_field(&browser, "data.expected.stage", "ratified").await;
+    set_field(&browser, "data.expected.by", "2027-01-01").await;
+    click(
+        &browser,
+        Locator::Css("form.submit-form button[type=submit]"),
+    )
+    .await;
+    let error = eventually(10, async || {
+        browser
+            .find(Locator::Id("data.expected.stage-error"))
+            .await
+            .ok()
+    })
+    .await;
+    assert!(error
+        .text()
+        .await
+        .unwrap()
+        .contains("(expected_stage_invalid)"));
+    assert_eq!(
+        value_of(&browser, "data.title").await,
+        "Typed before the error"
+    );
+    let tomorrow = (chrono::Utc::now().date_naive() + chrono::Duration::days(2)).to_string();
+    set_field(&browser, "data.expected.stage", "").await;
+    set_field(&browser, "data.expected.by", "").await;
+    set_field(&browser, "occurred_on", &tomorrow).await;
+    click(
+        &browser,
+        Locator::Css("form.submit-form button[type=submit]"),
+    )
+    .await;
+    let error = wait_for_id(&browser, "occurred_on-error").await;
+    assert!(error.text().await.unwrap().contains("(occurred_in_future)"));
+    assert_eq!(
+        value_of(&browser, "data.title").await,
+        "Typed before the error"
+    );
+    assert_eq!(
+        value_of(&browser, "occurred_on").await,
+        tomorrow,
+        "what was typed is kept"
+    );
+
+    // No form for another country's Action.
+    browser
+        .goto(&service.url("/submit?form=report&action_id=MIEUX-LA-2016-02"))
+        .await
+        .unwrap();
+    let refused = browser.source().await.unwrap();
+    assert!(
+        refused.contains("You may not open this") && !refused.contains("submit-form"),
+        "{refused}"
+    );
+    browser.goto(&service.url("/")).await.unwrap();
+    click(&browser, Locator::Css("form.signout button")).await;
+    wait_for_path(&browser, "/login").await;
+
+    // An evaluator verifies the outcome.
+    sign_in_at(&browser, &service, &format!("/actions/{NEW}"), "eval-token").await;
+    click(&browser, Locator::LinkText("verify an outcome")).await;
+    browser
+        .find(Locator::Id("outcome_id"))
+        .await
+        .unwrap()
+        .select_by_value("vot-law")
+        .await
+        .unwrap();
+    type_into(&browser, "data.by", "the parliament's records").await;
+    set_field(&browser, "occurred_on", "2026-02-15").await;
+    click(
+        &browser,
+        Locator::Css("form.submit-form button[type=submit]"),
+    )
+    .await;
+    wait_for_path(&browser, &format!("/actions/{NEW}")).await;
+    let page = text_of(&browser, Locator::Css("main")).await;
+    assert!(
+        page.contains("Recorded: outcome verified of vot-law"),
+        "{page}"
+    );
+    assert!(page.contains(" · verified"), "{page}");
+    browser.close().await.unwrap();
+}
+
+/// A submission made while the service is down waits in the browser, is shown as waiting, and
+/// arrives exactly once when the service is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submission_made_while_the_service_is_down_arrives_once_when_it_is_back() {
+    let port = free_port();
+    let (_dir, mut service) = demo_service_at(&format!("127.0.0.1:{port}")).await;
+    let driver = Driver::start();
+    let browser = driver.browser().await;
+    let path = "/submit?form=report&action_id=MIEUX-TH-2014-01&track=practice";
+    sign_in_at(&browser, &service, path, "fo-token").await;
+    type_into(&browser, "outcome_id", "outreach").await;
+    click(&browser, Locator::Id("type-practice.applied")).await;
+    type_into(
+        &browser,
+        "data.title",
+        "Officials apply the outreach lessons",
+    )
+    .await;
+    set_field(&browser, "occurred_on", "2025-06-01").await;
+    let event_id = value_of(&browser, "event_id").await;
+
+    service.terminate();
+    click(
+        &browser,
+        Locator::Css("form.submit-form button[type=submit]"),
+    )
+    .await;
+    let waiting = eventually(20, async || {
+        let text = browser
+            .find(Locator::Id("outbox"))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.contains("1 submission is waiting to be sent")
+            .then_some(text)
+    })
+    .await;
+    assert!(!waiting.is_empty());
+
+    service.restart();
+    eventually(30, async || {
+        let response = client().get(service.url("/healthz")).send().await.ok()?;
+        (response.status() == 200).then_some(())
+    })
+    .await;
+    // A restart ends the sessions: sign in again; the page then sends what waits.
+    sign_in_at(&browser, &service, "/", "fo-token").await;
+    wait_for_path(&browser, "/").await;
+    eventually(40, async || {
+        (times_recorded(&service, "MIEUX-TH-2014-01", &event_id).await == 1).then_some(())
+    })
+    .await;
+    eventually(10, async || {
+        let shown = browser
+            .find(Locator::Id("outbox"))
+            .await
+            .ok()?
+            .is_displayed()
+            .await
+            .ok()?;
+        (!shown).then_some(())
+    })
+    .await;
+    browser.refresh().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        times_recorded(&service, "MIEUX-TH-2014-01", &event_id).await,
+        1,
+        "exactly once"
+    );
     browser.close().await.unwrap();
 }

@@ -162,7 +162,6 @@ struct SubmitPage {
     /// The event a retraction withdraws, in words.
     target: Option<String>,
     evidence_rows: Vec<usize>,
-    today: String,
 }
 
 static NO_FIELD: Field = Field {
@@ -450,7 +449,6 @@ async fn form_page(
         needs_reporter: caller.name.is_none(),
         target,
         evidence_rows: (0..EVIDENCE_ROWS).collect(),
-        today: queries::today().to_string(),
         fields,
     })
 }

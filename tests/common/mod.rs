@@ -201,6 +201,8 @@ pub struct Service {
     args: Vec<String>,
     /// A command the binary is started under (`prlimit …`), if any.
     pub wrapper: Vec<String>,
+    /// Where it listens: a free port by default; a fixed one to come back on the same origin.
+    pub http: String,
     _temp: Option<tempfile::TempDir>,
 }
 
@@ -211,6 +213,12 @@ pub fn binary() -> &'static str {
 impl Service {
     /// `impact serve` on a fresh temp data dir with `extra` arguments.
     pub fn start(extra: &[&str]) -> Service {
+        Service::start_at("127.0.0.1:0", extra)
+    }
+
+    /// `start`, listening at `http`: a restart comes back at the same address (the same origin,
+    /// for a browser).
+    pub fn start_at(http: &str, extra: &[&str]) -> Service {
         let temp = tempfile::tempdir().unwrap();
         let data_dir = temp.path().join("data");
         let mut service = Service {
@@ -219,6 +227,7 @@ impl Service {
             child: None,
             args: extra.iter().map(|a| a.to_string()).collect(),
             wrapper: Vec::new(),
+            http: http.into(),
             _temp: Some(temp),
         };
         service.restart();
@@ -234,6 +243,7 @@ impl Service {
             child: None,
             args: extra.iter().map(|a| a.to_string()).collect(),
             wrapper: wrapper.iter().map(|a| a.to_string()).collect(),
+            http: "127.0.0.1:0".into(),
             _temp: Some(temp),
         };
         service.restart();
@@ -247,6 +257,7 @@ impl Service {
             child: None,
             args: extra.iter().map(|a| a.to_string()).collect(),
             wrapper: Vec::new(),
+            http: "127.0.0.1:0".into(),
             _temp: None,
         };
         service.restart();
@@ -275,7 +286,7 @@ impl Service {
             .arg("serve")
             .arg("--data-dir")
             .arg(&self.data_dir)
-            .args(["--http", "127.0.0.1:0"])
+            .args(["--http", &self.http])
             .args(&self.args)
             .args(&config_args)
             .env("RUST_LOG", "warn")
