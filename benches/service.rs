@@ -363,6 +363,62 @@ fn big_action_event(n: usize) -> Vec<u8> {
     .into_bytes()
 }
 
+/// One event a form posts: the form's fields (auth off: the CSRF token of the page it came
+/// from, and who reports) and the same event as the API takes it.
+fn form_event(n: usize, csrf: &str) -> (String, Vec<u8>) {
+    let id = uuid::Uuid::from_u128(0x3000_0000_0000_0000_0000_0000_0000 + n as u128);
+    let action = format!("MIEUX-TH-{:06}", n % HTTP_ACTIONS);
+    let outcome = format!("o-form-{}", n % 3);
+    let title = "Officials apply social-marketing lessons";
+    let form = format!(
+        "csrf={csrf}&event_id={id}&form=report&type=practice.awareness&action_id={action}&country=TH&outcome_id={outcome}&occurred_on=2020-01-01&reported_by=fo-bangkok&data.title={}",
+        title.replace(' ', "+")
+    );
+    let json = format!(
+        r#"{{"event_id":"{id}","type":"practice.awareness","action_id":"{action}","country":"TH","outcome_id":"{outcome}","occurred_on":"2020-01-01","reported_by":"fo-bangkok","data":{{"title":"{title}"}}}}"#
+    );
+    (form, json.into_bytes())
+}
+
+/// The `n`-th request of a post load.
+type Posts = Arc<dyn Fn(&reqwest::Client, &str, usize) -> reqwest::RequestBuilder + Send + Sync>;
+
+/// `CONNECTIONS` clients post one event at a time for `LOAD_SECONDS`, each event new (`n` is
+/// spread so no two clients share one): events/s and p50 ms.
+async fn post_load(base: &str, post: Posts, expect: u16, first: usize) -> (f64, f64) {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(LOAD_SECONDS);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..CONNECTIONS {
+        let (client, base, post) = (client.clone(), base.to_owned(), post.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut n = first + c * 1_000_000;
+            while Instant::now() < deadline {
+                let sent = Instant::now();
+                let response = post(&client, &base, n).send().await.unwrap();
+                let status = response.status().as_u16();
+                let body = response.text().await.unwrap();
+                assert_eq!(status, expect, "{body}");
+                latencies.push(sent.elapsed().as_secs_f64() * 1000.0);
+                n += 1;
+            }
+            latencies
+        }));
+    }
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await.unwrap());
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    latencies.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    (rate(latencies.len(), seconds), quantile(&latencies, 0.5))
+}
+
 /// The path the load's `i`-th request asks for.
 type Paths = Arc<dyn Fn(usize) -> String + Send + Sync>;
 
@@ -453,6 +509,40 @@ async fn pages_benchmarks(cores: usize) {
             twin_rps / rps
         );
     }
+
+    // A form post beside the same event through the API, one event a request, both waiting
+    // until it is applied (the form answers 303 to the Action's page once it is).
+    let page = client
+        .get(format!(
+            "{base}/submit?form=report&action_id={BIG_ACTION}&track=practice"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let marker = "name=\"csrf\" value=\"";
+    let at = page.find(marker).expect("the form's csrf") + marker.len();
+    let csrf: Arc<str> = page[at..at + page[at..].find('"').unwrap()].into();
+    let api: Posts = Arc::new(|client, base, n| {
+        client
+            .post(format!("{base}/v1/events?wait=true"))
+            .header("Content-Type", "application/json")
+            .body(form_event(n, "").1)
+    });
+    let form: Posts = Arc::new(move |client, base, n| {
+        client
+            .post(format!("{base}/submit"))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(form_event(n, &csrf).0)
+    });
+    let (api_rate, api_p50) = post_load(&base, api, 202, 0).await;
+    let (form_rate, form_p50) = post_load(&base, form, 303, 500_000).await;
+    println!(
+        "POST /submit (one event): {form_rate:.0} events/s p50 {form_p50:.2} ms; POST /v1/events?wait=true (one event): {api_rate:.0} events/s p50 {api_p50:.2} ms; time {:.2}x the API's (target <= 2x)",
+        api_rate / form_rate
+    );
 }
 
 struct Nats {

@@ -460,12 +460,24 @@ async fn every_page_for_every_role_is_shown_sent_to_sign_in_or_refused() {
         "/reviews".to_owned(),
         format!("/reviews/{review}"),
         "/rejections".to_owned(),
+        "/submit".to_owned(),
+        format!("/submit?form=report&action_id={THAI}"),
+        format!("/submit?form=verify&action_id={THAI}"),
+        format!("/submit?form=report&action_id={LAO}"),
     ];
-    // For the Thai field office, the evaluator and the admin, in the order of `pages`.
-    let expected: [(&str, [u16; 8]); 3] = [
-        ("fo-token", [200, 200, 200, 403, 403, 403, 403, 403]),
-        ("eval-token", [200; 8]),
-        ("admin-token", [200; 8]),
+    // For the Thai field office, the evaluator and the admin, in the order of `pages`: a
+    // field office reports on its own country's Actions, an evaluator verifies and reports
+    // no stage.
+    let expected: [(&str, [u16; 12]); 3] = [
+        (
+            "fo-token",
+            [200, 200, 200, 403, 403, 403, 403, 403, 200, 200, 403, 403],
+        ),
+        (
+            "eval-token",
+            [200, 200, 200, 200, 200, 200, 200, 200, 200, 403, 200, 403],
+        ),
+        ("admin-token", [200; 12]),
     ];
     for path in &pages {
         let response = page_client().get(service.url(path)).send().await.unwrap();
