@@ -639,6 +639,32 @@ async fn a_submission_made_while_the_service_is_down_arrives_once_when_it_is_bac
     })
     .await;
     assert!(!waiting.is_empty());
+    // The form is free for another report, with an id of its own: one the service will refuse
+    // (an expected stage of another track), kept too.
+    let second_id = value_of(&browser, "event_id").await;
+    assert_ne!(second_id, event_id, "a new id for the next report");
+    type_into(&browser, "outcome_id", "outreach").await;
+    click(&browser, Locator::Id("type-practice.routine")).await;
+    set_field(&browser, "occurred_on", "2025-07-01").await;
+    set_field(&browser, "data.expected.stage", "ratified").await;
+    set_field(&browser, "data.expected.by", "2027-01-01").await;
+    click(
+        &browser,
+        Locator::Css("form.submit-form button[type=submit]"),
+    )
+    .await;
+    eventually(20, async || {
+        let text = browser
+            .find(Locator::Id("outbox"))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.contains("2 submissions are waiting to be sent")
+            .then_some(())
+    })
+    .await;
 
     service.restart();
     eventually(30, async || {
@@ -653,6 +679,44 @@ async fn a_submission_made_while_the_service_is_down_arrives_once_when_it_is_bac
         (times_recorded(&service, "MIEUX-TH-2014-01", &event_id).await == 1).then_some(())
     })
     .await;
+    // The one refused is shown with the service's error, kept until dismissed.
+    let refused = eventually(20, async || {
+        let text = browser
+            .find(Locator::Id("outbox"))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.contains(
+            "A kept submission (practice: routine, outreach, MIEUX-TH-2014-01) was refused",
+        )
+        .then_some(text)
+    })
+    .await;
+    assert!(refused.contains("(expected_stage_invalid)"), "{refused}");
+    assert!(
+        !refused.contains("waiting"),
+        "nothing else waits: {refused}"
+    );
+    screenshot(&browser, "outbox.png").await;
+    browser.refresh().await.unwrap();
+    let still = eventually(10, async || {
+        let text = browser
+            .find(Locator::Id("outbox"))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.contains("refused").then_some(text)
+    })
+    .await;
+    assert!(
+        still.contains("(expected_stage_invalid)"),
+        "kept across pages: {still}"
+    );
+    click(&browser, Locator::Css("#outbox button")).await;
     eventually(10, async || {
         let shown = browser
             .find(Locator::Id("outbox"))
@@ -664,6 +728,10 @@ async fn a_submission_made_while_the_service_is_down_arrives_once_when_it_is_bac
         (!shown).then_some(())
     })
     .await;
+    assert_eq!(
+        times_recorded(&service, "MIEUX-TH-2014-01", &second_id).await,
+        0
+    );
     browser.refresh().await.unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(

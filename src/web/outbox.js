@@ -91,6 +91,14 @@
     return words.length ? words.join("; ") : "refused by the server";
   }
 
+  // "practice: routine, outreach, MIEUX-TH-2014-01": what a kept submission is about.
+  function describe(item) {
+    var named = {};
+    item.fields.forEach(function (pair) { named[pair[0]] = pair[1]; });
+    var what = (named.type || "a submission").replace(".", ": ").replace(/_/g, " ");
+    return [what, named.outcome_id, named.action_id].filter(Boolean).join(", ");
+  }
+
   function show() {
     var box = document.getElementById("outbox");
     if (!box) return;
@@ -117,7 +125,7 @@
     refused.forEach(function (item) {
       var row = document.createElement("span");
       row.className = "refused";
-      row.textContent = " A kept submission was refused: " + item.error + " ";
+      row.textContent = " A kept submission (" + describe(item) + ") was refused: " + item.error + " ";
       var dismiss = document.createElement("button");
       dismiss.type = "button";
       dismiss.textContent = "Dismiss";
@@ -159,6 +167,19 @@
     });
   }
 
+  // A new event id for the next report on a form whose last one was kept (version 4).
+  function newEventId() {
+    var bytes = new Uint8Array(16);
+    crypto.getRandomValues(bytes);
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    var hex = Array.prototype.map.call(bytes, function (b) {
+      return (b + 0x100).toString(16).slice(1);
+    }).join("");
+    return hex.slice(0, 8) + "-" + hex.slice(8, 12) + "-" + hex.slice(12, 16) + "-" +
+      hex.slice(16, 20) + "-" + hex.slice(20);
+  }
+
   function keep(fields) {
     var items = load();
     var id = idOf(fields);
@@ -181,6 +202,10 @@
           window.location.assign(answer.url);
         } else if (answer.outcome === "unreachable" || answer.outcome === "signin") {
           keep(fields);
+          // The form is free for the next report, with an id of its own.
+          form.reset();
+          var id = form.querySelector("input[name=event_id]");
+          if (id) id.value = newEventId();
         } else {
           // The form again, with the server's errors by their fields.
           var page = new DOMParser().parseFromString(answer.html, "text/html");

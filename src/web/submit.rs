@@ -270,12 +270,39 @@ async fn form_page(
             )
         })
         .collect();
+    // The track: a report's as chosen (or read from its type when posted again); an
+    // expectation's, from its outcome.
+    let track = match kind {
+        Some(Kind::Report) => given
+            .get("track")
+            .and_then(|t| Track::parse(t))
+            .or_else(|| {
+                // Posted: the track its type names (a stage it does not have included).
+                given
+                    .get("type")
+                    .and_then(|t| Track::parse(t.split('.').next().unwrap_or_default()))
+            }),
+        Some(Kind::Expectation) => status.as_ref().and_then(|status| {
+            status
+                .view
+                .outcomes
+                .iter()
+                .find(|o| {
+                    o.outcome_id.as_str() == given.get("outcome_id").map_or("", String::as_str)
+                })
+                .and_then(|o| Track::parse(o.track))
+        }),
+        _ => None,
+    };
+    // A report without its track (or with a type of no track) shows only the track's choice:
+    // its faults are said above it.
+    let choosing_track = kind == Some(Kind::Report) && track.is_none();
     let mut general = Vec::new();
     let fixed_country = matches!(&caller.countries, Some(c) if c.len() == 1);
     for (name, message) in faults {
         // A fault of a field this form does not show (a hidden one, or none) is said above it.
-        let shown =
-            kind.is_some_and(|kind| shows(kind, &name, caller.name.is_none(), fixed_country));
+        let shown = !choosing_track
+            && kind.is_some_and(|kind| shows(kind, &name, caller.name.is_none(), fixed_country));
         match fields.get_mut(&name) {
             _ if !shown => general.push(match name.is_empty() {
                 true => message,
@@ -312,28 +339,6 @@ async fn form_page(
                 value: outcome.outcome_id.to_string(),
             })
             .collect()
-    };
-    // The track: a report's as chosen (or read from its type when posted again); an
-    // expectation's, from its outcome.
-    let track = match kind {
-        Some(Kind::Report) => given
-            .get("track")
-            .and_then(|t| Track::parse(t))
-            .or_else(|| {
-                // Posted: the track its type names (a stage it does not have included).
-                given
-                    .get("type")
-                    .and_then(|t| Track::parse(t.split('.').next().unwrap_or_default()))
-            }),
-        Some(Kind::Expectation) => status.as_ref().and_then(|status| {
-            status
-                .view
-                .outcomes
-                .iter()
-                .find(|o| o.outcome_id.as_str() == field("outcome_id").value)
-                .and_then(|o| Track::parse(o.track))
-        }),
-        _ => None,
     };
     let outcomes = match kind {
         Some(Kind::Report) => outcomes_of(track),
