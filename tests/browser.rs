@@ -323,6 +323,15 @@ async fn set_field(browser: &fantoccini::Client, name: &str, value: &str) {
         .unwrap();
 }
 
+/// Sends the follow-up form on the page (through its script, as a person's click does).
+async fn submit_form(browser: &fantoccini::Client) {
+    click(
+        browser,
+        Locator::Css("form.submit-form button[type=submit]"),
+    )
+    .await;
+}
+
 async fn type_into(browser: &fantoccini::Client, name: &str, text: &str) {
     let field = browser
         .find(Locator::Css(&format!("[name='{name}']")))
@@ -409,11 +418,7 @@ async fn a_field_office_reports_in_the_browser_and_an_evaluator_verifies() {
     )
     .await;
     set_field(&browser, "occurred_on", "2020-03-01").await;
-    click(
-        &browser,
-        Locator::Css("form.submit-form button[type=submit]"),
-    )
-    .await;
+    submit_form(&browser).await;
     wait_for_path(&browser, &format!("/actions/{NEW}")).await;
     let page = text_of(&browser, Locator::Css("main")).await;
     assert!(
@@ -464,11 +469,7 @@ async fn a_field_office_reports_in_the_browser_and_an_evaluator_verifies() {
     )
     .await;
     screenshot(&browser, "submit.png").await;
-    click(
-        &browser,
-        Locator::Css("form.submit-form button[type=submit]"),
-    )
-    .await;
+    submit_form(&browser).await;
     wait_for_path(&browser, &format!("/actions/{NEW}")).await;
     let page = text_of(&browser, Locator::Css("main")).await;
     assert!(
@@ -516,11 +517,7 @@ async fn a_field_office_reports_in_the_browser_and_an_evaluator_verifies() {
     set_field(&browser, "occurred_on", "2026-02-01").await;
     set_field(&browser, "data.expected.stage", "ratified").await;
     set_field(&browser, "data.expected.by", "2027-01-01").await;
-    click(
-        &browser,
-        Locator::Css("form.submit-form button[type=submit]"),
-    )
-    .await;
+    submit_form(&browser).await;
     let error = eventually(10, async || {
         browser
             .find(Locator::Id("data.expected.stage-error"))
@@ -541,11 +538,7 @@ async fn a_field_office_reports_in_the_browser_and_an_evaluator_verifies() {
     set_field(&browser, "data.expected.stage", "").await;
     set_field(&browser, "data.expected.by", "").await;
     set_field(&browser, "occurred_on", &tomorrow).await;
-    click(
-        &browser,
-        Locator::Css("form.submit-form button[type=submit]"),
-    )
-    .await;
+    submit_form(&browser).await;
     let error = wait_for_id(&browser, "occurred_on-error").await;
     assert!(error.text().await.unwrap().contains("(occurred_in_future)"));
     assert_eq!(
@@ -584,11 +577,7 @@ async fn a_field_office_reports_in_the_browser_and_an_evaluator_verifies() {
         .unwrap();
     type_into(&browser, "data.by", "the parliament's records").await;
     set_field(&browser, "occurred_on", "2026-02-15").await;
-    click(
-        &browser,
-        Locator::Css("form.submit-form button[type=submit]"),
-    )
-    .await;
+    submit_form(&browser).await;
     wait_for_path(&browser, &format!("/actions/{NEW}")).await;
     let page = text_of(&browser, Locator::Css("main")).await;
     assert!(
@@ -621,11 +610,7 @@ async fn a_submission_made_while_the_service_is_down_arrives_once_when_it_is_bac
     let event_id = value_of(&browser, "event_id").await;
 
     service.terminate();
-    click(
-        &browser,
-        Locator::Css("form.submit-form button[type=submit]"),
-    )
-    .await;
+    submit_form(&browser).await;
     let waiting = eventually(20, async || {
         let text = browser
             .find(Locator::Id("outbox"))
@@ -648,11 +633,7 @@ async fn a_submission_made_while_the_service_is_down_arrives_once_when_it_is_bac
     set_field(&browser, "occurred_on", "2025-07-01").await;
     set_field(&browser, "data.expected.stage", "ratified").await;
     set_field(&browser, "data.expected.by", "2027-01-01").await;
-    click(
-        &browser,
-        Locator::Css("form.submit-form button[type=submit]"),
-    )
-    .await;
+    submit_form(&browser).await;
     eventually(20, async || {
         let text = browser
             .find(Locator::Id("outbox"))

@@ -10,14 +10,7 @@ use serde_json::{json, Value};
 const THAI: &str = "MIEUX-TH-2014-01";
 
 async fn post(service: &Service, events: Value) {
-    let response = client()
-        .post(service.url("/v1/events?wait=true"))
-        .bearer_auth("admin-token")
-        .json(&events)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202, "{}", response.text().await.unwrap());
+    admin_posts(service, events).await;
 }
 
 async fn get(service: &Service, path: &str, token: &str) -> (u16, Value) {

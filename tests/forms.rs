@@ -57,14 +57,7 @@ async fn form(service: &Service, cookie: &str, path: &str) -> (String, String, S
 }
 
 async fn seed_lao(service: &Service) {
-    let response = page_client()
-        .post(service.url("/v1/events?wait=true"))
-        .bearer_auth("admin-token")
-        .json(&json!([registered(LAO, "LA")]))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202);
+    admin_posts(service, json!([registered(LAO, "LA")])).await;
 }
 
 /// The Action's history as the admin reads it over the API.
@@ -197,10 +190,9 @@ async fn a_field_office_registers_and_reports_and_a_form_sent_twice_is_one_event
 async fn each_rejection_is_shown_by_its_field_with_its_code_and_keeps_what_was_typed() {
     let dir = tempfile::tempdir().unwrap();
     let service = Service::start(&["--config", &config(dir.path())]);
-    let response = page_client()
-        .post(service.url("/v1/events?wait=true"))
-        .bearer_auth("admin-token")
-        .json(&json!([
+    admin_posts(
+        &service,
+        json!([
             registered(THAI, "TH"),
             track(
                 THAI,
@@ -210,11 +202,9 @@ async fn each_rejection_is_shown_by_its_field_with_its_code_and_keeps_what_was_t
                 "2018-11-20"
             ),
             registered(LAO, "LA"),
-        ]))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202);
+        ]),
+    )
+    .await;
     let admin = sign_in(&service, "admin-token").await;
     let (_, csrf, _) = form(&service, &admin, "/submit?form=register").await;
     let tomorrow = (chrono::Utc::now().date_naive() + chrono::Duration::days(2)).to_string();
@@ -489,10 +479,9 @@ async fn a_form_post_without_the_session_s_csrf_token_is_refused_and_records_not
 async fn roles_and_countries_hold_for_forms_shown_and_posted_by_hand() {
     let dir = tempfile::tempdir().unwrap();
     let service = Service::start(&["--config", &config(dir.path())]);
-    let response = page_client()
-        .post(service.url("/v1/events?wait=true"))
-        .bearer_auth("admin-token")
-        .json(&json!([
+    admin_posts(
+        &service,
+        json!([
             registered(THAI, "TH"),
             track(
                 THAI,
@@ -501,11 +490,9 @@ async fn roles_and_countries_hold_for_forms_shown_and_posted_by_hand() {
                 "legislation.pending",
                 "2018-11-20"
             ),
-        ]))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202);
+        ]),
+    )
+    .await;
     seed_lao(&service).await;
     let fo = sign_in(&service, "fo-token").await;
     let (_, chooser) = page(&service, "/submit", &fo).await;
@@ -610,14 +597,7 @@ async fn an_event_is_retracted_from_the_history_table_with_a_reason() {
         "legislation.pending",
         "2018-11-20",
     );
-    let response = page_client()
-        .post(service.url("/v1/events?wait=true"))
-        .bearer_auth("admin-token")
-        .json(&json!([registered(THAI, "TH"), reported]))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202);
+    admin_posts(&service, json!([registered(THAI, "TH"), reported])).await;
     let target = reported["event_id"].as_str().unwrap();
     let fo = sign_in(&service, "fo-token").await;
     let (_, action) = page(&service, &format!("/actions/{THAI}"), &fo).await;
@@ -656,14 +636,7 @@ async fn an_event_is_retracted_from_the_history_table_with_a_reason() {
 async fn the_report_form_offers_each_track_s_stages_from_the_domain_table() {
     let dir = tempfile::tempdir().unwrap();
     let service = Service::start(&["--config", &config(dir.path())]);
-    let response = page_client()
-        .post(service.url("/v1/events?wait=true"))
-        .bearer_auth("admin-token")
-        .json(&json!([registered(THAI, "TH")]))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202);
+    admin_posts(&service, json!([registered(THAI, "TH")])).await;
     let fo = sign_in(&service, "fo-token").await;
     let (_, tracks) = page(
         &service,

@@ -25,14 +25,7 @@ async fn seed(service: &Service) {
     );
     thai_outcome["data"] = json!({"title": "<b>Protocol</b> revised", "expected": {"stage": "adopted", "by": "2019-05-31"}});
     let lao = registered(LAO, "LA");
-    let response = page_client()
-        .post(service.url("/v1/events?wait=true"))
-        .bearer_auth("admin-token")
-        .json(&json!([thai, thai_outcome, lao]))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202, "{}", response.text().await.unwrap());
+    admin_posts(service, json!([thai, thai_outcome, lao])).await;
 }
 
 #[tokio::test]
@@ -382,14 +375,7 @@ async fn an_action_page_travels_in_time_and_marks_what_was_retracted() {
         "2019-03-01",
         json!({"target_event_id": withdrawn["event_id"], "reason": "reported twice"}),
     );
-    let response = page_client()
-        .post(service.url("/v1/events?wait=true"))
-        .bearer_auth("admin-token")
-        .json(&json!([later, withdrawn, retraction]))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202);
+    admin_posts(&service, json!([later, withdrawn, retraction])).await;
     let cookie = sign_in(&service, "fo-token").await;
     let (_, now) = page(&service, &format!("/actions/{THAI}"), &cookie).await;
     assert!(
@@ -678,14 +664,7 @@ async fn the_compare_and_rejections_pages_show_changes_and_payloads_as_text() {
         "legislation.adopted",
         "2019-04-01",
     );
-    let response = page_client()
-        .post(service.url("/v1/events?wait=true"))
-        .bearer_auth("admin-token")
-        .json(&json!([adopted]))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202);
+    admin_posts(&service, json!([adopted])).await;
     let cookie = sign_in(&service, "fo-token").await;
     let (status, html) = page(
         &service,
@@ -775,14 +754,7 @@ async fn a_long_action_list_is_paged_and_every_page_link_keeps_the_filters() {
         .map(|n| registered(&format!("MIEUX-TH-2015-{n:03}"), "TH"))
         .collect();
     batch.push(registered(LAO, "LA"));
-    let response = page_client()
-        .post(service.url("/v1/events?wait=true"))
-        .bearer_auth("admin-token")
-        .json(&batch)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202);
+    admin_posts(&service, json!(batch)).await;
     let cookie = sign_in(&service, "fo-token").await;
     let rows = |html: &str| {
         html.matches("<td class=\"nowrap\"><a href=\"/actions/")
@@ -856,14 +828,11 @@ async fn an_action_page_says_what_the_action_contributed_to_each_outcome() {
         "mechanism.proposed",
         "2016-03-01",
     );
-    let response = page_client()
-        .post(service.url("/v1/events?wait=true"))
-        .bearer_auth("admin-token")
-        .json(&json!([registered(THAI, "TH"), early, later, silent]))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202);
+    admin_posts(
+        &service,
+        json!([registered(THAI, "TH"), early, later, silent]),
+    )
+    .await;
     let cookie = sign_in(&service, "fo-token").await;
     let (_, now) = page(&service, &format!("/actions/{THAI}"), &cookie).await;
     assert!(
@@ -913,14 +882,7 @@ async fn a_kept_action_page_is_drawn_again_when_its_record_changes_and_keeps_its
         "legislation.adopted",
         "2019-04-01",
     );
-    let response = page_client()
-        .post(service.url("/v1/events?wait=true"))
-        .bearer_auth("admin-token")
-        .json(&json!([adopted]))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202);
+    admin_posts(&service, json!([adopted])).await;
     let (_, now) = page(&service, &path, &admin).await;
     assert!(
         now.contains("adopted <span class=\"mark\">(now)</span>"),
@@ -977,14 +939,7 @@ async fn the_time_travel_forms_offer_the_reviews_the_caller_may_see() {
         "legislation.adopted",
         "2019-04-01",
     );
-    let response = page_client()
-        .post(service.url("/v1/events?wait=true"))
-        .bearer_auth("admin-token")
-        .json(&json!([adopted]))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202);
+    admin_posts(&service, json!([adopted])).await;
     let (_, then) = page(&service, &format!("{path}?until_seq=3"), &fo).await;
     assert!(
         then.contains("<option value=\"3\" selected>the review as of 30 June 2019"),

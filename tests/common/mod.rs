@@ -689,3 +689,16 @@ pub fn csrf_of(html: &str) -> String {
     let at = html.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
     html[at..at + html[at..].find('"').unwrap()].to_owned()
 }
+
+/// Posts `events` (one or an array) as the admin and waits until they are applied.
+pub async fn admin_posts(service: &Service, events: Value) {
+    let response = page_client()
+        .post(service.url("/v1/events?wait=true"))
+        .bearer_auth("admin-token")
+        .json(&events)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    assert_eq!(status, 202, "{}", response.text().await.unwrap());
+}
