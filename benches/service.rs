@@ -187,12 +187,7 @@ async fn load_at(
             latencies
         }));
     }
-    let mut latencies = Vec::new();
-    for task in tasks {
-        latencies.extend(task.await.unwrap());
-    }
-    let seconds = started.elapsed().as_secs_f64();
-    latencies.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let (latencies, seconds) = gathered(tasks, started).await;
     (
         rate(latencies.len(), seconds),
         quantile(&latencies, 0.5),
@@ -410,13 +405,22 @@ async fn post_load(base: &str, post: Posts, expect: u16, first: usize) -> (f64, 
             latencies
         }));
     }
+    let (latencies, seconds) = gathered(tasks, started).await;
+    (rate(latencies.len(), seconds), quantile(&latencies, 0.5))
+}
+
+/// The load tasks' latencies, sorted, and the seconds since `started` once all are done.
+async fn gathered(
+    tasks: Vec<tokio::task::JoinHandle<Vec<f64>>>,
+    started: Instant,
+) -> (Vec<f64>, f64) {
     let mut latencies = Vec::new();
     for task in tasks {
         latencies.extend(task.await.unwrap());
     }
     let seconds = started.elapsed().as_secs_f64();
     latencies.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    (rate(latencies.len(), seconds), quantile(&latencies, 0.5))
+    (latencies, seconds)
 }
 
 /// The path the load's `i`-th request asks for.

@@ -188,15 +188,13 @@ async fn a_field_office_signs_in_sees_only_its_country_and_signs_out() {
     screenshot(&browser, "compare.png").await;
 
     // Another country's Action, asked for by address: refused.
-    browser
-        .goto(&service.url("/actions/MIEUX-LA-2016-02"))
-        .await
-        .unwrap();
-    let refused = browser.source().await.unwrap();
-    assert!(
-        refused.contains("You may not open this") && !refused.contains("migration data"),
-        "{refused}"
-    );
+    refused(
+        &browser,
+        &service,
+        "/actions/MIEUX-LA-2016-02",
+        "migration data",
+    )
+    .await;
 
     browser.goto(&service.url("/")).await.unwrap();
     click(&browser, Locator::Css("form.signout button")).await;
@@ -321,6 +319,17 @@ async fn set_field(browser: &fantoccini::Client, name: &str, value: &str) {
         )
         .await
         .unwrap();
+}
+
+/// Opens `path` and sees the page that refuses it, with nothing of what it would show
+/// (`hidden`) in it.
+async fn refused(browser: &fantoccini::Client, service: &Service, path: &str, hidden: &str) {
+    browser.goto(&service.url(path)).await.unwrap();
+    let page = browser.source().await.unwrap();
+    assert!(
+        page.contains("You may not open this") && !page.contains(hidden),
+        "{path}: {page}"
+    );
 }
 
 /// Sends the follow-up form on the page (through its script, as a person's click does).
@@ -552,15 +561,13 @@ async fn a_field_office_reports_in_the_browser_and_an_evaluator_verifies() {
     );
 
     // No form for another country's Action.
-    browser
-        .goto(&service.url("/submit?form=report&action_id=MIEUX-LA-2016-02"))
-        .await
-        .unwrap();
-    let refused = browser.source().await.unwrap();
-    assert!(
-        refused.contains("You may not open this") && !refused.contains("submit-form"),
-        "{refused}"
-    );
+    refused(
+        &browser,
+        &service,
+        "/submit?form=report&action_id=MIEUX-LA-2016-02",
+        "submit-form",
+    )
+    .await;
     browser.goto(&service.url("/")).await.unwrap();
     click(&browser, Locator::Css("form.signout button")).await;
     wait_for_path(&browser, "/login").await;

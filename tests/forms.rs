@@ -56,6 +56,20 @@ async fn form(service: &Service, cookie: &str, path: &str) -> (String, String, S
     (input_value(&html, "event_id"), csrf_of(&html), html)
 }
 
+/// The Thai Action's registration and its protocol, pending since 20 November 2018.
+fn thai_with_a_protocol() -> Vec<Value> {
+    vec![
+        registered(THAI, "TH"),
+        track(
+            THAI,
+            "TH",
+            "vot-protocol",
+            "legislation.pending",
+            "2018-11-20",
+        ),
+    ]
+}
+
 async fn seed_lao(service: &Service) {
     admin_posts(service, json!([registered(LAO, "LA")])).await;
 }
@@ -192,17 +206,7 @@ async fn each_rejection_is_shown_by_its_field_with_its_code_and_keeps_what_was_t
     let service = Service::start(&["--config", &config(dir.path())]);
     admin_posts(
         &service,
-        json!([
-            registered(THAI, "TH"),
-            track(
-                THAI,
-                "TH",
-                "vot-protocol",
-                "legislation.pending",
-                "2018-11-20"
-            ),
-            registered(LAO, "LA"),
-        ]),
+        json!([thai_with_a_protocol(), vec![registered(LAO, "LA")]].concat()),
     )
     .await;
     let admin = sign_in(&service, "admin-token").await;
@@ -479,20 +483,7 @@ async fn a_form_post_without_the_session_s_csrf_token_is_refused_and_records_not
 async fn roles_and_countries_hold_for_forms_shown_and_posted_by_hand() {
     let dir = tempfile::tempdir().unwrap();
     let service = Service::start(&["--config", &config(dir.path())]);
-    admin_posts(
-        &service,
-        json!([
-            registered(THAI, "TH"),
-            track(
-                THAI,
-                "TH",
-                "vot-protocol",
-                "legislation.pending",
-                "2018-11-20"
-            ),
-        ]),
-    )
-    .await;
+    admin_posts(&service, json!(thai_with_a_protocol())).await;
     seed_lao(&service).await;
     let fo = sign_in(&service, "fo-token").await;
     let (_, chooser) = page(&service, "/submit", &fo).await;
