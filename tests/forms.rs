@@ -683,3 +683,90 @@ async fn the_report_form_offers_each_track_s_stages_from_the_domain_table() {
         );
     }
 }
+
+/// A field office revises an expectation (the outcome chosen first, then its track's forward
+/// stages only); an evaluator disputes the outcome.
+#[tokio::test]
+async fn an_expectation_is_revised_and_an_outcome_disputed_from_their_forms() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start(&["--config", &config(dir.path())]);
+    admin_posts(&service, json!(thai_with_a_protocol())).await;
+    let fo = sign_in(&service, "fo-token").await;
+    let (_, choose) = page(
+        &service,
+        &format!("/submit?form=expectation&action_id={THAI}"),
+        &fo,
+    )
+    .await;
+    assert!(
+        choose.contains("Which outcome?") && choose.contains("<option value=\"vot-protocol\">"),
+        "{choose}"
+    );
+    let path = format!("/submit?form=expectation&action_id={THAI}&outcome_id=vot-protocol");
+    let (event_id, csrf, html) = form(&service, &fo, &path).await;
+    assert!(
+        html.contains("name=\"outcome_id\" value=\"vot-protocol\""),
+        "{html}"
+    );
+    assert!(
+        html.contains("<option value=\"in_force\">in force</option>"),
+        "{html}"
+    );
+    assert!(
+        !html.contains("<option value=\"stalled\">"),
+        "no exit is expected: {html}"
+    );
+    let posted = [
+        ("csrf", csrf.as_str()),
+        ("event_id", event_id.as_str()),
+        ("type", "outcome.expectation_revised"),
+        ("action_id", THAI),
+        ("country", "TH"),
+        ("outcome_id", "vot-protocol"),
+        ("occurred_on", "2019-03-01"),
+        ("data.expected.stage", "adopted"),
+        ("data.expected.by", "2020-06-30"),
+        ("data.reason", "the parliament's session moved"),
+    ];
+    let (status, location, html) = post_form(&service, &fo, &posted).await;
+    assert_eq!(status, 303, "{html}");
+    let (_, action) = page(&service, &location, &fo).await;
+    assert!(
+        action.contains("Recorded: expectation revised of vot-protocol"),
+        "{action}"
+    );
+    assert!(
+        action.contains("adopted by 30 June 2020 (stated)"),
+        "{action}"
+    );
+
+    let eval = sign_in(&service, "eval-token").await;
+    let (event_id, csrf, _) = form(
+        &service,
+        &eval,
+        &format!("/submit?form=dispute&action_id={THAI}"),
+    )
+    .await;
+    let posted = [
+        ("csrf", csrf.as_str()),
+        ("event_id", event_id.as_str()),
+        ("type", "outcome.disputed"),
+        ("action_id", THAI),
+        ("country", "TH"),
+        ("outcome_id", "vot-protocol"),
+        ("occurred_on", "2019-04-01"),
+        ("data.by", "the evaluation team"),
+        (
+            "data.reason",
+            "the ministry says the draft is not before parliament",
+        ),
+    ];
+    let (status, location, html) = post_form(&service, &eval, &posted).await;
+    assert_eq!(status, 303, "{html}");
+    let (_, action) = page(&service, &location, &eval).await;
+    assert!(
+        action.contains("Recorded: outcome disputed of vot-protocol"),
+        "{action}"
+    );
+    assert!(action.contains(" · disputed"), "{action}");
+}
