@@ -29,8 +29,8 @@
   // The CSRF token of the page open now: a kept form carries the token of the session it was
   // filled in, which a restart or a new sign-in replaces.
   function currentCsrf() {
-    var input = document.querySelector("input[name=csrf]");
-    return input ? input.value : "";
+    var meta = document.querySelector("meta[name=csrf]");
+    return meta ? meta.getAttribute("content") : "";
   }
 
   function fieldsOf(form) {
