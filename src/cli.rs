@@ -65,6 +65,25 @@ pub enum Command {
         #[command(flatten)]
         source: Source,
     },
+    /// The outcomes in scope (CONTRACT.md §9): the same bytes as GET /v1/exports/outcomes.csv.
+    Outcomes {
+        #[arg(long, value_enum, default_value_t = ExportFormat::Csv)]
+        format: ExportFormat,
+        #[arg(long)]
+        as_of: Option<String>,
+        #[arg(long)]
+        until_seq: Option<u64>,
+        #[arg(long)]
+        known_at: Option<String>,
+        /// One country's Actions only.
+        #[arg(long)]
+        country: Option<String>,
+        /// Where to write it (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        source: Source,
+    },
     /// Drop every view and rebuild it from the log.
     Rebuild {
         #[arg(long, env = "IMPACT_DATA_DIR")]
@@ -124,4 +143,10 @@ pub struct Source {
 pub enum Format {
     Json,
     Markdown,
+}
+
+/// The formats of `impact outcomes`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExportFormat {
+    Csv,
 }

@@ -109,6 +109,35 @@ pub fn status_json(config: &Config, action_id: &str, filters: &Filters) -> anyho
     Ok(serde_json::to_string(&status)?)
 }
 
+/// The outcomes export of a stopped service's store, as `GET /v1/exports/outcomes.csv` writes
+/// it for an admin (every country, or `country`).
+pub fn outcomes_csv(
+    config: &Config,
+    filters: &Filters,
+    country: Option<Country>,
+    out: impl Write,
+) -> anyhow::Result<u64> {
+    let store = open_store(&config.data_dir)?;
+    let list = crate::api::actions::ListFilter {
+        country,
+        ..Default::default()
+    };
+    let sees = |_: &Country| true;
+    let asked = crate::exports::Asked {
+        filters,
+        list: &list,
+        sees: &sees,
+    };
+    Ok(crate::exports::write_csv(
+        &store,
+        store.last_seq()?,
+        &config.rules,
+        &asked,
+        false,
+        out,
+    )?)
+}
+
 pub fn history_json(config: &Config, action_id: &str, filters: &Filters) -> anyhow::Result<String> {
     let store = open_store(&config.data_dir)?;
     let action_id = ActionId::parse(action_id)?;

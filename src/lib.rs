@@ -10,6 +10,7 @@ pub mod commands;
 pub mod config;
 pub mod demo;
 pub mod domain;
+pub mod exports;
 pub mod ingest;
 pub mod metrics;
 pub mod queries;

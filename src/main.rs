@@ -1,7 +1,8 @@
 //! `impact`: parse the command line, start tracing, dispatch.
 
+use anyhow::Context;
 use clap::Parser;
-use impact::cli::{Cli, Command, Format, ReadArgs};
+use impact::cli::{Cli, Command, ExportFormat, Format, ReadArgs};
 use impact::client::{self, Client};
 use impact::commands;
 use impact::config::{Config, Overrides};
@@ -131,6 +132,49 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     let report = commands::review(config, filters.as_of, country).await?;
                     commands::print_review(&report, markdown)?;
                 }
+            }
+        }
+        Command::Outcomes {
+            format: ExportFormat::Csv,
+            as_of,
+            until_seq,
+            known_at,
+            country,
+            out,
+            source,
+        } => {
+            let bytes = match &source.server {
+                Some(server) => {
+                    let client = Client::new(server, source.token.clone())?;
+                    let query = client::query_string(&[
+                        ("as_of", as_of),
+                        ("until_seq", until_seq.map(|n| n.to_string())),
+                        ("known_at", known_at),
+                        ("country", country),
+                    ]);
+                    client
+                        .get_text(&format!("/v1/exports/outcomes.csv{query}"), "text/csv")
+                        .await?
+                        .into_bytes()
+                }
+                None => {
+                    let config =
+                        commands::offline_config(source.config.clone(), source.data_dir.clone())?;
+                    let filters =
+                        commands::parse_filters(as_of.as_deref(), until_seq, known_at.as_deref())?;
+                    let country = country
+                        .as_deref()
+                        .map(impact::domain::ids::Country::parse_assigned)
+                        .transpose()?;
+                    let mut bytes = Vec::new();
+                    commands::outcomes_csv(&config, &filters, country, &mut bytes)?;
+                    bytes
+                }
+            };
+            match out {
+                Some(path) => std::fs::write(&path, &bytes)
+                    .with_context(|| format!("writing {}", path.display()))?,
+                None => std::io::Write::write_all(&mut std::io::stdout(), &bytes)?,
             }
         }
         Command::Rebuild { data_dir, config } => {

@@ -60,7 +60,7 @@ pub fn statuses(
 }
 
 /// `statuses` one at a time, so a caller that only counts them holds none.
-fn each_status<'a>(
+pub fn each_status<'a>(
     store: &'a Store,
     durable: u64,
     filters: &'a Filters,

@@ -56,7 +56,7 @@ pub struct ListFilter {
 pub const LIST_PARAMS: &[&str] = &["country", "track", "state", "flag"];
 
 impl ListFilter {
-    fn parse(query: &HashMap<String, String>) -> Result<ListFilter, ApiError> {
+    pub fn parse(query: &HashMap<String, String>) -> Result<ListFilter, ApiError> {
         let (filter, faults) = ListFilter::checked(query);
         match faults.into_iter().next() {
             Some((_, message)) => Err(ApiError::BadQuery(message)),

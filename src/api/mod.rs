@@ -5,6 +5,7 @@ pub mod actions;
 pub mod auth;
 mod error;
 pub mod events;
+mod exports;
 mod guard;
 pub mod reviews;
 mod view_cache;
@@ -42,6 +43,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/reviews", post(reviews::create).get(reviews::list))
         .route("/v1/reviews/{id}", get(reviews::one))
         .route("/v1/reviews/{id}/changes", get(reviews::changes))
+        .route("/v1/exports/outcomes.csv", get(exports::outcomes_csv))
         .route("/v1/schemas", get(schemas))
         .route("/v1/schemas/{name}", get(schema))
         .route("/healthz", get(healthz))

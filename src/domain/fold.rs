@@ -196,11 +196,32 @@ pub enum Verification {
     Disputed,
 }
 
+impl Verification {
+    /// The name the JSON gives it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verification::Reported => "reported",
+            Verification::Verified => "verified",
+            Verification::Disputed => "disputed",
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DateSource {
     Explicit,
     Defaulted,
+}
+
+impl DateSource {
+    /// The name the JSON gives it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DateSource::Explicit => "explicit",
+            DateSource::Defaulted => "defaulted",
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

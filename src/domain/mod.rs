@@ -4,6 +4,7 @@
 pub mod compare;
 pub mod contribution;
 pub mod event;
+pub mod export;
 pub mod fold;
 pub mod ids;
 pub mod review;

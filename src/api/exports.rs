@@ -1,0 +1,112 @@
+//! `GET /v1/exports/outcomes.csv` (CONTRACT.md §9): the outcomes in scope, streamed as they are
+//! written, so the service's memory does not grow with the number of rows.
+
+use super::actions::{ListFilter, LIST_PARAMS};
+use super::{filters, only_params, ApiError, Caller, Query, FILTER_PARAMS};
+use crate::app::App;
+use crate::exports::{write_csv, Asked};
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use std::sync::Arc;
+
+/// What the export takes besides the filters.
+const EXPORT_PARAMS: &[&str] = &["bom"];
+
+/// A chunk of the body is sent once it holds this much.
+const CHUNK_BYTES: usize = 64 << 10;
+
+pub async fn outcomes_csv(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    query: Query,
+) -> Result<Response, ApiError> {
+    only_params(&query, &[FILTER_PARAMS, LIST_PARAMS, EXPORT_PARAMS])?;
+    let filters = filters(&query)?;
+    let list = ListFilter::parse(&query)?;
+    let bom = match query.get("bom").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(ApiError::BadQuery(format!(
+                "bom must be true or false, not {other:?}"
+            )))
+        }
+    };
+    // A few chunks in flight at most: a slow reader holds the writer back, not memory.
+    let (sender, mut receiver) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
+    let durable = app.durable_seq();
+    tokio::task::spawn_blocking(move || {
+        let sees = |country: &crate::domain::ids::Country| caller.sees(country);
+        let asked = Asked {
+            filters: &filters,
+            list: &list,
+            sees: &sees,
+        };
+        let mut out = Chunks {
+            sender: sender.clone(),
+            buffer: Vec::with_capacity(CHUNK_BYTES + 4096),
+        };
+        if let Err(error) = write_csv(
+            &app.store,
+            durable,
+            &app.config.rules,
+            &asked,
+            bom,
+            &mut out,
+        ) {
+            tracing::warn!(%error, "the outcomes export stopped");
+            // The body ends in an error: the client sees a cut response, never a short file
+            // that looks whole.
+            let _ = sender.blocking_send(Err(std::io::Error::other(error.to_string())));
+        }
+    });
+    let stream = futures::stream::poll_fn(move |context| receiver.poll_recv(context));
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"outcomes.csv\"",
+            ),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+/// The body as it is written: chunks handed to the response as they fill.
+struct Chunks {
+    sender: tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
+    buffer: Vec<u8>,
+}
+
+impl Chunks {
+    fn send(&mut self) -> std::io::Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::replace(
+            &mut self.buffer,
+            Vec::with_capacity(CHUNK_BYTES + 4096),
+        ));
+        self.sender.blocking_send(Ok(chunk)).map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away")
+        })
+    }
+}
+
+impl std::io::Write for Chunks {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.buffer.extend_from_slice(bytes);
+        if self.buffer.len() >= CHUNK_BYTES {
+            self.send()?;
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.send()
+    }
+}

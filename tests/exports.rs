@@ -1,0 +1,385 @@
+//! The outcomes export (CONTRACT.md §9) over HTTP and from the CLI: each row checked field by
+//! field against the views of the same filters, formulas neutralised, awkward titles round
+//! trip through a CSV reader, a field office's export holds its own countries only, and the
+//! time-travel filters change it as they change the views. Real binary, real store.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+
+const COLUMNS: [&str; 21] = [
+    "reference_date",
+    "until_seq",
+    "known_at",
+    "action_id",
+    "country",
+    "action_title",
+    "outcome_id",
+    "outcome_title",
+    "track",
+    "stage",
+    "stage_since",
+    "highest_stage",
+    "state",
+    "expected_stage",
+    "expected_by",
+    "expected_date_source",
+    "verification",
+    "flags",
+    "evidence_count",
+    "event_count",
+    "last_event_on",
+];
+
+async fn export(service: &Service, token: &str, query: &str) -> (u16, Vec<u8>) {
+    let response = client()
+        .get(service.url(&format!("/v1/exports/outcomes.csv{query}")))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.bytes().await.unwrap().to_vec())
+}
+
+/// The rows of a CSV export, each a column → cell map, after checking its header.
+fn rows(bytes: &[u8]) -> Vec<std::collections::BTreeMap<String, String>> {
+    let mut reader = csv::Reader::from_reader(bytes);
+    let header: Vec<String> = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(header, COLUMNS, "the contract's columns, in its order");
+    reader
+        .records()
+        .map(|record| {
+            let record = record.unwrap();
+            header
+                .iter()
+                .cloned()
+                .zip(record.iter().map(str::to_owned))
+                .collect()
+        })
+        .collect()
+}
+
+async fn view(service: &Service, action: &str, query: &str) -> Value {
+    let (status, view) = get_json(
+        &reqwest::Client::new(),
+        &service.url(&format!("/v1/actions/{action}{query}")),
+    )
+    .await;
+    assert_eq!(status, 200, "{view}");
+    view
+}
+
+fn text(value: &Value) -> String {
+    match value {
+        Value::Null => String::new(),
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The demo data as of the mid-term date: every row is its view's outcome, field by field.
+#[tokio::test]
+async fn each_row_is_its_view_s_outcome_under_the_same_filters() {
+    let service = Service::start(&["--demo"]);
+    eventually(30, async || {
+        let (status, _) = get_json(&client(), &service.url("/v1/actions/MIEUX-LA-2016-02")).await;
+        (status == 200).then_some(())
+    })
+    .await;
+    let query = "?as_of=2019-06-30";
+    let response = client()
+        .get(service.url(&format!("/v1/exports/outcomes.csv{query}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/csv; charset=utf-8"
+    );
+    let bytes = response.bytes().await.unwrap();
+    assert!(
+        !bytes.starts_with("\u{feff}".as_bytes()),
+        "no byte-order mark unless asked"
+    );
+    assert!(bytes.windows(2).any(|w| w == b"\r\n"), "CRLF line ends");
+    let rows = rows(&bytes);
+    let (_, list) = get_json(&client(), &service.url(&format!("/v1/actions{query}"))).await;
+    let outcomes: u64 = list["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|action| action["summary"]["outcomes"].as_u64().unwrap())
+        .sum();
+    assert_eq!(rows.len() as u64, outcomes, "one row per outcome");
+    assert!(outcomes >= 5, "the demo has outcomes by mid-2019");
+    let mut previous = (String::new(), String::new());
+    for row in &rows {
+        let key = (row["action_id"].clone(), row["outcome_id"].clone());
+        assert!(
+            key > previous,
+            "sorted by action_id, then outcome_id: {key:?}"
+        );
+        previous = key;
+        let view = view(&service, &row["action_id"], query).await;
+        let outcome = view["outcomes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["outcome_id"] == row["outcome_id"].as_str())
+            .unwrap_or_else(|| panic!("{row:?} in {view}"));
+        let mut flags: Vec<String> = view["flags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["outcome_id"] == outcome["outcome_id"])
+            .map(|f| text(&f["flag"]))
+            .collect();
+        flags.sort();
+        flags.dedup();
+        let expected = &outcome["expected"];
+        let want = [
+            ("reference_date", "2019-06-30".to_owned()),
+            ("until_seq", String::new()),
+            ("known_at", String::new()),
+            ("country", text(&view["country"])),
+            ("action_title", text(&view["title"])),
+            ("outcome_title", text(&outcome["title"])),
+            ("track", text(&outcome["track"])),
+            ("stage", text(&outcome["stage"])),
+            ("stage_since", text(&outcome["stage_since"])),
+            ("highest_stage", text(&outcome["highest_stage"])),
+            ("state", text(&outcome["state"])),
+            ("expected_stage", text(&expected["stage"])),
+            ("expected_by", text(&expected["by"])),
+            ("expected_date_source", text(&expected["date_source"])),
+            ("verification", text(&outcome["verification"])),
+            ("flags", flags.join("|")),
+            ("evidence_count", text(&outcome["evidence_count"])),
+            ("event_count", text(&outcome["event_count"])),
+            ("last_event_on", text(&outcome["last_event_on"])),
+        ];
+        for (column, value) in want {
+            assert_eq!(row[column], value, "{column} of {row:?}");
+        }
+    }
+    assert!(
+        rows.iter().any(|row| !row["flags"].is_empty()),
+        "some outcome is flagged"
+    );
+    assert!(rows.iter().any(|row| !row["expected_stage"].is_empty()));
+
+    // `?bom=true` for Excel; a bad value is refused.
+    let (status, bom) = export(&service, "", "?bom=true").await;
+    assert_eq!(status, 200);
+    assert!(bom.starts_with("\u{feff}reference_date,".as_bytes()));
+    assert_eq!(export(&service, "", "?bom=yes").await.0, 400);
+    assert_eq!(export(&service, "", "?as_of=2019-13-01").await.0, 400);
+    assert_eq!(export(&service, "", "?format=csv").await.0, 400);
+}
+
+/// A title that starts like a formula comes out neutralised; one with a comma, a quote and a
+/// line break comes back whole through a CSV reader; a field office gets its own countries.
+#[tokio::test]
+async fn awkward_titles_are_safe_and_a_field_office_exports_its_countries_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start(&["--config", &principals_config(dir.path(), "")]);
+    let mut formula = track(
+        "MIEUX-TH-2014-01",
+        "TH",
+        "o-formula",
+        "practice.applied",
+        "2019-01-10",
+    );
+    formula["data"]["title"] = json!("=HYPERLINK(\"https://example.org\",\"x\")");
+    let mut awkward = track(
+        "MIEUX-TH-2014-01",
+        "TH",
+        "o-awkward",
+        "practice.awareness",
+        "2019-01-11",
+    );
+    awkward["data"]["title"] = json!("Workshop, \"phase 2\"\nsecond line");
+    let lao = track(
+        "MIEUX-LA-2019-01",
+        "LA",
+        "o-lao",
+        "network.created",
+        "2019-02-01",
+    );
+    admin_posts(
+        &service,
+        json!([
+            registered("MIEUX-TH-2014-01", "TH"),
+            formula,
+            awkward,
+            registered("MIEUX-LA-2019-01", "LA"),
+            lao
+        ]),
+    )
+    .await;
+    let (status, bytes) = export(&service, "admin-token", "").await;
+    assert_eq!(status, 200);
+    let all = rows(&bytes);
+    assert_eq!(all.len(), 3);
+    let title =
+        |id: &str| all.iter().find(|row| row["outcome_id"] == id).unwrap()["outcome_title"].clone();
+    assert_eq!(
+        title("o-formula"),
+        "'=HYPERLINK(\"https://example.org\",\"x\")"
+    );
+    assert_eq!(title("o-awkward"), "Workshop, \"phase 2\"\nsecond line");
+
+    let (status, bytes) = export(&service, "fo-token", "").await;
+    assert_eq!(status, 200);
+    let thai = rows(&bytes);
+    assert_eq!(thai.len(), 2);
+    assert!(thai.iter().all(|row| row["country"] == "TH"), "{thai:?}");
+    assert!(!String::from_utf8(bytes).unwrap().contains("MIEUX-LA"));
+    // Asking for another country gives nothing of it.
+    let (status, bytes) = export(&service, "fo-token", "?country=LA").await;
+    assert_eq!(status, 200);
+    assert!(rows(&bytes).is_empty());
+    // The list filters pick outcomes.
+    let (_, bytes) = export(&service, "admin-token", "?track=network").await;
+    let network = rows(&bytes);
+    assert_eq!(network.len(), 1);
+    assert_eq!(network[0]["outcome_id"], "o-lao");
+    let (_, bytes) = export(&service, "admin-token", "?state=achieved").await;
+    assert_eq!(
+        rows(&bytes).len(),
+        2,
+        "practice.applied and network.created are achieved"
+    );
+    assert_eq!(
+        client()
+            .get(service.url("/v1/exports/outcomes.csv"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+}
+
+/// `as_of`, `until_seq` and `known_at` change the export as they change the views: a report
+/// and its retraction, seen under one side only; the CLI gives the endpoint's bytes, offline
+/// and online.
+#[tokio::test]
+async fn time_travel_changes_the_export_as_it_changes_the_views_and_the_cli_agrees() {
+    let mut service = Service::start(&[]);
+    let report = track(
+        "MIEUX-TH-2014-01",
+        "TH",
+        "o-1",
+        "legislation.pending",
+        "2019-01-10",
+    );
+    let (_, first) = post_json(
+        &client(),
+        &service.url("/v1/events?wait=true"),
+        &json!([registered("MIEUX-TH-2014-01", "TH"), report]),
+    )
+    .await;
+    let before_retraction = first["results"][1]["seq"].as_u64().unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let known_before = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let retraction = event(
+        "event.retracted",
+        "MIEUX-TH-2014-01",
+        "TH",
+        None,
+        "2019-02-01",
+        json!({"target_event_id": report_id(&first), "reason": "sent for the wrong Action"}),
+    );
+    let (status, _) = post_json(&client(), &service.url("/v1/events?wait=true"), &retraction).await;
+    assert_eq!(status, 202);
+
+    let cases = [
+        ("".to_owned(), 0),
+        (format!("?until_seq={before_retraction}"), 1),
+        (format!("?known_at={}", percent(&known_before)), 1),
+        // A retraction withdraws as of when it was known, whatever the date asked.
+        ("?as_of=2019-01-31".to_owned(), 0),
+        ("?as_of=2019-01-09".to_owned(), 0),
+    ];
+    for (query, outcomes) in &cases {
+        let (status, bytes) = export(&service, "", query).await;
+        assert_eq!(status, 200, "{query}");
+        let rows = rows(&bytes);
+        assert_eq!(rows.len(), *outcomes, "{query}: {rows:?}");
+        let (status, view) = get_json(
+            &client(),
+            &service.url(&format!("/v1/actions/MIEUX-TH-2014-01{query}")),
+        )
+        .await;
+        assert_eq!(status, 200, "{query}: {view}");
+        assert_eq!(
+            view["outcomes"].as_array().unwrap().len(),
+            *outcomes,
+            "{query}"
+        );
+        if let Some(row) = rows.first() {
+            assert_eq!(row["stage"], "pending");
+            assert_eq!(
+                row["until_seq"],
+                query.strip_prefix("?until_seq=").unwrap_or("")
+            );
+        }
+    }
+
+    // The CLI online gives the endpoint's bytes; offline, on the stopped service's store, too.
+    let query = format!("?until_seq={before_retraction}");
+    let (_, endpoint) = export(&service, "", &query).await;
+    let online = std::process::Command::new(binary())
+        .args(["outcomes", "--server", &service.base])
+        .args(["--until-seq", &before_retraction.to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        online.status.success(),
+        "{}",
+        String::from_utf8_lossy(&online.stderr)
+    );
+    assert_eq!(online.stdout, endpoint);
+    service.terminate();
+    let out = tempfile::tempdir().unwrap();
+    let file = out.path().join("outcomes.csv");
+    let offline = std::process::Command::new(binary())
+        .args(["outcomes", "--data-dir"])
+        .arg(&service.data_dir)
+        .args(["--until-seq", &before_retraction.to_string(), "--out"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        offline.status.success(),
+        "{}",
+        String::from_utf8_lossy(&offline.stderr)
+    );
+    assert_eq!(std::fs::read(&file).unwrap(), endpoint);
+    let bad = std::process::Command::new(binary())
+        .args(["outcomes", "--data-dir"])
+        .arg(&service.data_dir)
+        .args(["--as-of", "30 June"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--as-of"));
+}
+
+fn report_id(answer: &Value) -> String {
+    text(&answer["results"][1]["event_id"])
+}
+
+fn percent(text: &str) -> String {
+    text.replace(':', "%3A").replace('+', "%2B")
+}
