@@ -383,3 +383,74 @@ fn report_id(answer: &Value) -> String {
 fn percent(text: &str) -> String {
     text.replace(':', "%3A").replace('+', "%2B")
 }
+
+/// `/` and a review's page link to the export of what they show, and the link works with the
+/// browser's session.
+#[tokio::test]
+async fn the_pages_link_the_export_of_what_they_show() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start(&["--config", &principals_config(dir.path(), "")]);
+    admin_posts(
+        &service,
+        json!([
+            registered("MIEUX-TH-2014-01", "TH"),
+            track(
+                "MIEUX-TH-2014-01",
+                "TH",
+                "o-th",
+                "practice.applied",
+                "2019-01-10"
+            ),
+            registered("MIEUX-LA-2019-01", "LA"),
+            track(
+                "MIEUX-LA-2019-01",
+                "LA",
+                "o-la",
+                "network.created",
+                "2019-02-01"
+            ),
+        ]),
+    )
+    .await;
+    let cookie = sign_in(&service, "eval-token").await;
+    let (_, list) = page(&service, "/?country=LA&as_of=2019-06-30", &cookie).await;
+    let link = "/v1/exports/outcomes.csv?country=LA&#38;as_of=2019-06-30";
+    assert!(
+        list.contains(&format!("href=\"{link}\" download")),
+        "{list}"
+    );
+    let (status, csv) = page(&service, &link.replace("&#38;", "&"), &cookie).await;
+    assert_eq!(status, 200);
+    let listed = rows(csv.as_bytes());
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["outcome_id"], "o-la");
+    assert_eq!(listed[0]["reference_date"], "2019-06-30");
+
+    let response = client()
+        .post(service.url("/v1/reviews"))
+        .bearer_auth("eval-token")
+        .json(&json!({"as_of": "2019-06-30", "country": "TH"}))
+        .send()
+        .await
+        .unwrap();
+    let review: Value = response.json().await.unwrap();
+    let (_, report) = page(
+        &service,
+        &format!("/reviews/{}", text(&review["review_id"])),
+        &cookie,
+    )
+    .await;
+    let link = format!(
+        "/v1/exports/outcomes.csv?as_of=2019-06-30&#38;until_seq={}&#38;country=TH",
+        review["until_seq"]
+    );
+    assert!(
+        report.contains(&format!("href=\"{link}\" download")),
+        "{report}"
+    );
+    let (status, csv) = page(&service, &link.replace("&#38;", "&"), &cookie).await;
+    assert_eq!(status, 200);
+    let read = rows(csv.as_bytes());
+    assert_eq!(read.len(), 1, "the review's scope: {read:?}");
+    assert_eq!(read[0]["outcome_id"], "o-th");
+}

@@ -72,6 +72,8 @@ struct IndexPage {
     paging: Paging,
     /// The reviews the time-travel form offers.
     known_reviews: Vec<Choice>,
+    /// Every filter asked, for the export's link.
+    export_query: String,
 }
 
 /// The names of the fields of `/`'s form.
@@ -168,6 +170,7 @@ pub async fn index(
     let mut status = form.status();
     let Form { fields, unknown } = form;
     let keep = time_travel_query(&query);
+    let export_query = super::form::kept_query(&query, &INDEX_FIELDS);
     let known_reviews = review_choices(&app, &caller, &fields["until_seq"]).await?;
     let html = blocking(move || {
         let statuses = queries::statuses(
@@ -268,6 +271,7 @@ pub async fn index(
             matching: shown.len(),
             paging,
             known_reviews,
+            export_query,
         })
         .map(|html| (status, html))
     })

@@ -64,6 +64,8 @@ struct Head {
     until_seq: u64,
     scope: String,
     how: String,
+    /// The outcomes the review read, as the export's query: its date, log position and scope.
+    export_query: String,
 }
 
 fn head(report: &ReviewReport) -> Head {
@@ -74,6 +76,15 @@ fn head(report: &ReviewReport) -> Head {
         until_seq: report.until_seq,
         scope: scope(report.country.as_ref()),
         how: how(report),
+        export_query: format!(
+            "?as_of={}&until_seq={}{}",
+            report.as_of,
+            report.until_seq,
+            report
+                .country
+                .as_ref()
+                .map_or(String::new(), |country| format!("&country={country}"))
+        ),
     }
 }
 
