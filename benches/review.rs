@@ -4,6 +4,10 @@
 //!
 //! Run: `cargo bench --bench review`.
 
+#[path = "common/mod.rs"]
+mod common;
+
+use common::rss_kib;
 use impact::domain::fold::{ActionRecord, ActionStatus, Fact, Filters, FoldEvent, ViewRules};
 use impact::domain::ids::{ActionId, Country, OutcomeId};
 use impact::domain::review::{build_report, ReviewPart, ReviewScope};
@@ -15,15 +19,6 @@ const OUTCOMES_PER_ACTION: usize = 5;
 const EVENTS_PER_OUTCOME: usize = 3;
 /// About what a part of a review holds on NATS's default 1 MiB `max_payload`.
 const PART_BYTES: usize = 1024 * 1024 - 9 * 1024;
-
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
 
 fn main() {
     let cores = std::thread::available_parallelism()
@@ -70,7 +65,7 @@ fn main() {
         .iter()
         .map(|r| impact::store::encode_record(r).len())
         .sum();
-    let before = rss_kib();
+    let before = rss_kib("self");
     let as_of = chrono::NaiveDate::from_ymd_opt(2026, 10, 1).unwrap();
     let started = Instant::now();
     let filters = Filters {
@@ -94,10 +89,10 @@ fn main() {
         statuses,
     );
     let seconds = started.elapsed().as_secs_f64();
-    let grown = rss_kib().saturating_sub(before);
+    let grown = rss_kib("self").saturating_sub(before);
     // As the service stores it (App::review_events): the report as JSON, in parts of about a
     // NATS message each when it does not fit one, and read back (joined) as GET returns it.
-    let before_parts = rss_kib();
+    let before_parts = rss_kib("self");
     let stored_started = Instant::now();
     let whole_bytes = serde_json::to_vec(&report).unwrap().len();
     let (head, parts) = report.clone().into_parts(PART_BYTES);
@@ -112,7 +107,7 @@ fn main() {
         .collect();
     let joined = head.joined(read_back);
     let stored_seconds = stored_started.elapsed().as_secs_f64();
-    let parts_grown = rss_kib().saturating_sub(before_parts);
+    let parts_grown = rss_kib("self").saturating_sub(before_parts);
     assert_eq!(joined, report, "the parts join to the report");
     // Measured after the review, so its allocations cannot reuse memory freed here.
     let as_of_date = chrono::NaiveDate::from_ymd_opt(2026, 10, 1).unwrap();

@@ -23,7 +23,7 @@
 #[path = "common/mod.rs"]
 mod common;
 
-use common::{event_json_over, idle_cpu, process_cpu, quantile, rate, thread_cpu};
+use common::{event_json_over, idle_cpu, process_cpu, quantile, rate, rss_kib, thread_cpu};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -549,6 +549,131 @@ async fn pages_benchmarks(cores: usize) {
     );
 }
 
+/// Outcomes per Action in the exports' bench: 10,000 Actions, 50,000 outcomes.
+const EXPORT_OUTCOMES: usize = 5;
+
+/// The n-th event of the exports' bench: the registrations, then one stage of each outcome.
+fn export_event(n: usize) -> Vec<u8> {
+    if n < HTTP_ACTIONS {
+        return event_json_over(n, HTTP_ACTIONS);
+    }
+    let action = n % HTTP_ACTIONS;
+    let outcome = n / HTTP_ACTIONS - 1;
+    let stages = [
+        "practice.awareness",
+        "practice.applied",
+        "network.created",
+        "mechanism.proposed",
+        "legislation.pending",
+    ];
+    let id = uuid::Uuid::from_u128(0x4000_0000_0000_0000_0000_0000_0000 + n as u128);
+    format!(
+        r#"{{"event_id":"{id}","type":"{}","action_id":"MIEUX-TH-{action:06}","country":"TH","outcome_id":"o-{outcome}","occurred_on":"2019-{:02}-{:02}","reported_by":"fo-bangkok","data":{{"title":"Outcome {outcome}, with a comma, of Action {action}","expected":{{"stage":"{}","by":"2027-06-30"}}}}}}"#,
+        stages[outcome],
+        1 + n % 12,
+        1 + n % 28,
+        ["applied", "routine", "active", "established", "adopted"][outcome],
+    )
+    .into_bytes()
+}
+
+/// The CSV export beside `GET /v1/actions` of the same scope, one request at a time (each a
+/// whole answer of every Action in scope), and the service's memory while the CSV streams.
+async fn exports_benchmarks(cores: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let (service, base) = start_service(&dir.path().join("data"), None);
+    let client = reqwest::Client::new();
+    let events = HTTP_ACTIONS * (1 + EXPORT_OUTCOMES);
+    println!(
+        "Exports, embedded mode: {HTTP_ACTIONS} Actions, {} outcomes, {cores} cores",
+        HTTP_ACTIONS * EXPORT_OUTCOMES
+    );
+    let all: Vec<Vec<u8>> = (0..events).map(export_event).collect();
+    for chunk in all.chunks(POST_BATCH) {
+        let body = [b"[".to_vec(), chunk.join(&b","[..]), b"]".to_vec()].concat();
+        post_events(&client, &base, &body).await;
+    }
+    let last = format!("{base}/v1/actions/MIEUX-TH-{:06}", HTTP_ACTIONS - 1);
+    loop {
+        let view: serde_json::Value = client
+            .get(&last)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if view["summary"]["outcomes"] == EXPORT_OUTCOMES {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let pid = service.0.id().to_string();
+
+    // Memory: the service's resident size sampled every 5 ms while one CSV export streams.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = rss_kib(&pid);
+    let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = {
+        let (pid, sampling) = (pid.clone(), sampling.clone());
+        std::thread::spawn(move || {
+            let mut peak = 0;
+            while sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(rss_kib(&pid));
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            peak
+        })
+    };
+    let (csv_bytes, _) = timed_download(&client, &format!("{base}/v1/exports/outcomes.csv")).await;
+    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+    let peak = sampler.join().unwrap();
+    println!(
+        "GET /v1/exports/outcomes.csv: {:.1} MiB; the service's RSS {:.1} MiB before, peak {:.1} MiB during: grew {:.1} MiB (target <= 32 MiB)",
+        csv_bytes as f64 / 1048576.0,
+        before as f64 / 1024.0,
+        peak as f64 / 1024.0,
+        peak.saturating_sub(before) as f64 / 1024.0
+    );
+
+    // Time: five rounds, the two interleaved; the medians.
+    let (mut list, mut csv) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        list.push(
+            timed_download(&client, &format!("{base}/v1/actions"))
+                .await
+                .1,
+        );
+        csv.push(
+            timed_download(&client, &format!("{base}/v1/exports/outcomes.csv"))
+                .await
+                .1,
+        );
+    }
+    list.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    csv.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    println!(
+        "GET /v1/exports/outcomes.csv: median {:.0} ms; GET /v1/actions: median {:.0} ms; time {:.2}x the list's (target <= 1.5x)",
+        csv[2] * 1000.0,
+        list[2] * 1000.0,
+        csv[2] / list[2]
+    );
+}
+
+/// GETs `url` and reads the whole body as it comes, keeping none of it: bytes and seconds.
+async fn timed_download(client: &reqwest::Client, url: &str) -> (usize, f64) {
+    use futures::StreamExt;
+    let started = Instant::now();
+    let response = client.get(url).send().await.unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+    let mut body = response.bytes_stream();
+    let mut bytes = 0;
+    while let Some(chunk) = body.next().await {
+        bytes += chunk.unwrap().len();
+    }
+    (bytes, started.elapsed().as_secs_f64())
+}
+
 struct Nats {
     process: Proc,
     url: String,
@@ -906,13 +1031,16 @@ async fn main() {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
-    // IMPACT_BENCH_ONLY=http, =pages, =nats or =cluster runs one part.
+    // IMPACT_BENCH_ONLY=http, =pages, =exports, =nats or =cluster runs one part.
     let only = std::env::var("IMPACT_BENCH_ONLY").unwrap_or_default();
     if only.is_empty() || only == "http" {
         http_benchmarks(cores).await;
     }
     if only.is_empty() || only == "pages" {
         pages_benchmarks(cores).await;
+    }
+    if only.is_empty() || only == "exports" {
+        exports_benchmarks(cores).await;
     }
     if only.is_empty() || only == "nats" {
         nats_benchmarks(cores).await;
