@@ -149,4 +149,5 @@ pub enum Format {
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExportFormat {
     Csv,
+    Xlsx,
 }

@@ -109,14 +109,14 @@ pub fn status_json(config: &Config, action_id: &str, filters: &Filters) -> anyho
     Ok(serde_json::to_string(&status)?)
 }
 
-/// The outcomes export of a stopped service's store, as `GET /v1/exports/outcomes.csv` writes
-/// it for an admin (every country, or `country`).
-pub fn outcomes_csv(
+/// The outcomes export of a stopped service's store, as `GET /v1/exports/outcomes.csv` (or
+/// `.xlsx`) writes it for an admin (every country, or `country`).
+pub fn outcomes(
     config: &Config,
     filters: &Filters,
     country: Option<Country>,
-    out: impl Write,
-) -> anyhow::Result<u64> {
+    xlsx: bool,
+) -> anyhow::Result<Vec<u8>> {
     let store = open_store(&config.data_dir)?;
     let list = crate::api::actions::ListFilter {
         country,
@@ -128,14 +128,18 @@ pub fn outcomes_csv(
         list: &list,
         sees: &sees,
     };
-    Ok(crate::exports::write_csv(
-        &store,
-        store.last_seq()?,
-        &config.rules,
-        &asked,
-        false,
-        out,
-    )?)
+    let durable = store.last_seq()?;
+    if xlsx {
+        return Ok(crate::exports::xlsx(
+            &store,
+            durable,
+            &config.rules,
+            &asked,
+        )?);
+    }
+    let mut bytes = Vec::new();
+    crate::exports::write_csv(&store, durable, &config.rules, &asked, false, &mut bytes)?;
+    Ok(bytes)
 }
 
 pub fn history_json(config: &Config, action_id: &str, filters: &Filters) -> anyhow::Result<String> {

@@ -135,7 +135,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Outcomes {
-            format: ExportFormat::Csv,
+            format,
             as_of,
             until_seq,
             known_at,
@@ -143,6 +143,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             out,
             source,
         } => {
+            let xlsx = format == ExportFormat::Xlsx;
             let bytes = match &source.server {
                 Some(server) => {
                     let client = Client::new(server, source.token.clone())?;
@@ -152,10 +153,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         ("known_at", known_at),
                         ("country", country),
                     ]);
+                    let file = if xlsx {
+                        "outcomes.xlsx"
+                    } else {
+                        "outcomes.csv"
+                    };
                     client
-                        .get_text(&format!("/v1/exports/outcomes.csv{query}"), "text/csv")
+                        .get_bytes(&format!("/v1/exports/{file}{query}"))
                         .await?
-                        .into_bytes()
                 }
                 None => {
                     let config =
@@ -166,9 +171,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         .as_deref()
                         .map(impact::domain::ids::Country::parse_assigned)
                         .transpose()?;
-                    let mut bytes = Vec::new();
-                    commands::outcomes_csv(&config, &filters, country, &mut bytes)?;
-                    bytes
+                    commands::outcomes(&config, &filters, country, xlsx)?
                 }
             };
             match out {

@@ -454,3 +454,91 @@ async fn the_pages_link_the_export_of_what_they_show() {
     assert_eq!(read.len(), 1, "the review's scope: {read:?}");
     assert_eq!(read[0]["outcome_id"], "o-th");
 }
+
+/// The XLSX read back (calamine) equals the CSV cell by cell: one sheet `outcomes`, the header
+/// first, dates as dates, counts as numbers; the CLI's bytes are the endpoint's.
+#[tokio::test]
+async fn the_xlsx_holds_the_csv_s_cells_with_dates_as_dates() {
+    use calamine::{Data, Reader};
+    let service = Service::start(&["--demo"]);
+    eventually(30, async || {
+        let (status, _) = get_json(&client(), &service.url("/v1/actions/MIEUX-LA-2016-02")).await;
+        (status == 200).then_some(())
+    })
+    .await;
+    let mut formula = track(
+        "MIEUX-TH-2014-01",
+        "TH",
+        "o-formula",
+        "practice.applied",
+        "2019-01-10",
+    );
+    formula["data"]["title"] = json!("=1+1");
+    let (status, _) = post_json(&client(), &service.url("/v1/events?wait=true"), &formula).await;
+    assert_eq!(status, 202);
+    let query = "?as_of=2019-06-30&country=TH";
+    let (_, csv) = export(&service, "", query).await;
+    let response = client()
+        .get(service.url(&format!("/v1/exports/outcomes.xlsx{query}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    );
+    let bytes = response.bytes().await.unwrap().to_vec();
+    let mut workbook = calamine::Xlsx::new(std::io::Cursor::new(bytes.clone())).unwrap();
+    assert_eq!(workbook.sheet_names(), ["outcomes"]);
+    let sheet = workbook.worksheet_range("outcomes").unwrap();
+    let epoch = chrono::NaiveDate::from_ymd_opt(1899, 12, 30).unwrap();
+    let cells: Vec<Vec<String>> = sheet
+        .rows()
+        .map(|row| {
+            row.iter()
+                .map(|cell| match cell {
+                    Data::Empty => String::new(),
+                    Data::String(text) => text.clone(),
+                    Data::Float(number) => {
+                        assert_eq!(number.fract(), 0.0, "counts are whole numbers");
+                        format!("{number}")
+                    }
+                    Data::DateTime(date) => {
+                        (epoch + chrono::Duration::days(date.as_f64() as i64)).to_string()
+                    }
+                    other => panic!("a cell of another kind: {other:?}"),
+                })
+                .collect()
+        })
+        .collect();
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(csv.as_slice());
+    let from_csv: Vec<Vec<String>> = reader
+        .records()
+        .map(|record| record.unwrap().iter().map(str::to_owned).collect())
+        .collect();
+    assert!(from_csv.len() > 2, "{from_csv:?}");
+    assert_eq!(cells, from_csv, "the XLSX holds the CSV's cells");
+    // Dates are dates and counts numbers, not text.
+    let first = &sheet.rows().nth(1).unwrap();
+    assert!(matches!(first[0], Data::DateTime(_)), "{:?}", first[0]);
+    assert!(matches!(first[19], Data::Float(_)), "{:?}", first[19]);
+    assert!(
+        cells.iter().any(|row| row[7] == "'=1+1"),
+        "neutralised as in the CSV"
+    );
+
+    let online = std::process::Command::new(binary())
+        .args(["outcomes", "--format", "xlsx", "--server", &service.base])
+        .args(["--as-of", "2019-06-30", "--country", "TH"])
+        .output()
+        .unwrap();
+    assert!(
+        online.status.success(),
+        "{}",
+        String::from_utf8_lossy(&online.stderr)
+    );
+    assert_eq!(online.stdout, bytes, "the same bytes as the endpoint");
+}

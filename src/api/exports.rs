@@ -1,10 +1,10 @@
-//! `GET /v1/exports/outcomes.csv` (CONTRACT.md §9): the outcomes in scope, streamed as they are
-//! written, so the service's memory does not grow with the number of rows.
+//! `GET /v1/exports/outcomes.csv` and `.xlsx` (CONTRACT.md §9): the outcomes in scope; the CSV
+//! streamed as it is written, so the service's memory does not grow with the number of rows.
 
 use super::actions::{ListFilter, LIST_PARAMS};
 use super::{filters, only_params, ApiError, Caller, Query, FILTER_PARAMS};
 use crate::app::App;
-use crate::exports::{write_csv, Asked};
+use crate::exports::{write_csv, xlsx, Asked};
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::header;
@@ -23,8 +23,7 @@ pub async fn outcomes_csv(
     query: Query,
 ) -> Result<Response, ApiError> {
     only_params(&query, &[FILTER_PARAMS, LIST_PARAMS, EXPORT_PARAMS])?;
-    let filters = filters(&query)?;
-    let list = ListFilter::parse(&query)?;
+    let (filters, list) = scope(&query)?;
     let bom = match query.get("bom").map(String::as_str) {
         None | Some("false") => false,
         Some("true") => true,
@@ -75,6 +74,49 @@ pub async fn outcomes_csv(
     )
         .into_response())
 }
+
+/// The filters an export takes: those of §3.1 and the list's.
+fn scope(query: &Query) -> Result<(crate::domain::fold::Filters, ListFilter), ApiError> {
+    Ok((filters(query)?, ListFilter::parse(query)?))
+}
+
+pub async fn outcomes_xlsx(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    query: Query,
+) -> Result<Response, ApiError> {
+    only_params(&query, &[FILTER_PARAMS, LIST_PARAMS])?;
+    let (filters, list) = scope(&query)?;
+    let workbook = super::blocking(move || {
+        let sees = |country: &crate::domain::ids::Country| caller.sees(country);
+        let asked = Asked {
+            filters: &filters,
+            list: &list,
+            sees: &sees,
+        };
+        xlsx(&app.store, app.durable_seq(), &app.config.rules, &asked).map_err(
+            |error| match error {
+                crate::exports::ExportError::Store(error) => ApiError::from(error),
+                other => ApiError::Internal(other.to_string()),
+            },
+        )
+    })
+    .await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, XLSX_TYPE),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"outcomes.xlsx\"",
+            ),
+        ],
+        workbook,
+    )
+        .into_response())
+}
+
+/// The media type of an XLSX workbook.
+pub const XLSX_TYPE: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
 
 /// The body as it is written: chunks handed to the response as they fill.
 struct Chunks {

@@ -44,6 +44,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/reviews/{id}", get(reviews::one))
         .route("/v1/reviews/{id}/changes", get(reviews::changes))
         .route("/v1/exports/outcomes.csv", get(exports::outcomes_csv))
+        .route("/v1/exports/outcomes.xlsx", get(exports::outcomes_xlsx))
         .route("/v1/schemas", get(schemas))
         .route("/v1/schemas/{name}", get(schema))
         .route("/healthz", get(healthz))

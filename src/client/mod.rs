@@ -70,6 +70,24 @@ impl Client {
         .await
     }
 
+    /// GETs `path` and returns the body as it came (an XLSX is not text), or the server's error.
+    pub async fn get_bytes(&self, path: &str) -> anyhow::Result<Vec<u8>> {
+        let response = self
+            .request(reqwest::Method::GET, path)
+            .send()
+            .await
+            .with_context(|| format!("reach {}", self.server))?;
+        let status = response.status();
+        let bytes = response.bytes().await?;
+        if !status.is_success() {
+            bail!(
+                "{status}: {}",
+                error_message(&String::from_utf8_lossy(&bytes))
+            );
+        }
+        Ok(bytes.to_vec())
+    }
+
     pub async fn post_json(
         &self,
         path: &str,
