@@ -419,6 +419,12 @@ async fn the_pages_link_the_export_of_what_they_show() {
         list.contains(&format!("href=\"{link}\" download")),
         "{list}"
     );
+    assert!(
+        list.contains(
+            "href=\"/v1/exports/outcomes.xlsx?country=LA&#38;as_of=2019-06-30\" download"
+        ),
+        "{list}"
+    );
     let (status, csv) = page(&service, &link.replace("&#38;", "&"), &cookie).await;
     assert_eq!(status, 200);
     let listed = rows(csv.as_bytes());
