@@ -482,6 +482,11 @@ async fn every_page_for_every_role_is_shown_sent_to_sign_in_or_refused() {
             );
             if status == 403 {
                 assert!(html.contains("You may not open this"), "{html}");
+                // Who is signed in, and the way to sign out, as on every page.
+                assert!(
+                    html.contains("Signed in as") && html.contains("action=\"/logout\""),
+                    "{html}"
+                );
                 assert!(!html.contains("MIEUX-LA") || path.contains(LAO), "{html}");
             }
         }
@@ -490,6 +495,7 @@ async fn every_page_for_every_role_is_shown_sent_to_sign_in_or_refused() {
     let (status, html) = page(&service, "/actions/MIEUX-NO-0000-00", &cookie).await;
     assert_eq!(status, 404);
     assert!(html.contains("Not found"), "{html}");
+    assert!(html.contains("Signed in as eval (evaluator)"), "{html}");
 }
 
 #[tokio::test]

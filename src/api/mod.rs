@@ -50,7 +50,12 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .merge(crate::web::routes())
+        .merge(
+            crate::web::routes().layer(axum::middleware::from_fn_with_state(
+                app.clone(),
+                crate::web::error_chrome,
+            )),
+        )
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(axum::extract::DefaultBodyLimit::max(BODY_BYTES_MAX))
         .layer(guard::GuardLayer {

@@ -16,7 +16,7 @@ impl From<ApiError> for PageError {
     }
 }
 
-#[derive(Template)]
+#[derive(Template, Clone)]
 #[template(path = "error.html")]
 struct ErrorPage {
     chrome: super::Chrome,
@@ -41,11 +41,7 @@ impl IntoResponse for PageError {
             _ => "Something went wrong",
         };
         let page = ErrorPage {
-            chrome: super::Chrome {
-                signed_in: None,
-                csrf: String::new(),
-                reviewer: false,
-            },
+            chrome: super::Chrome::default(),
             heading,
             sign_in: matches!(status, StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED)
                 && code != "csrf",
@@ -53,8 +49,27 @@ impl IntoResponse for PageError {
             code,
             status: status.as_u16(),
         };
-        match render(page) {
-            Ok(html) => (status, html).into_response(),
+        let drawn = Drawn { page, status };
+        let mut response = drawn.clone().with(super::Chrome::default());
+        // For `error_chrome`, which knows the session and draws it again with its chrome.
+        response.extensions_mut().insert(drawn);
+        response
+    }
+}
+
+/// An error page as drawn, kept on its response so that it can be drawn again with the
+/// browser's chrome.
+#[derive(Clone)]
+pub struct Drawn {
+    page: ErrorPage,
+    status: StatusCode,
+}
+
+impl Drawn {
+    pub fn with(mut self, chrome: super::Chrome) -> Response {
+        self.page.chrome = chrome;
+        match render(self.page) {
+            Ok(html) => (self.status, html).into_response(),
             Err(error) => error.into_response(),
         }
     }

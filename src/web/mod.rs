@@ -69,6 +69,7 @@ pub fn now(app: &App) -> chrono::DateTime<chrono::Utc> {
 
 /// What every page's layout shows: who is signed in (and how to sign out), and the CSRF token
 /// its forms carry.
+#[derive(Clone, Default)]
 pub struct Chrome {
     pub signed_in: Option<String>,
     pub csrf: String,
@@ -97,17 +98,8 @@ impl FromRequestParts<Arc<App>> for PageCaller {
                 },
             });
         }
-        if let Some((_, session)) = session_of(&parts.headers, app) {
-            if let Some(principal) = crate::api::auth::principal_named(app, &session.principal) {
-                return Ok(PageCaller {
-                    caller: Caller::of(principal),
-                    chrome: Chrome {
-                        signed_in: Some(format!("{} ({})", principal.name, principal.role.label())),
-                        csrf: session.csrf.clone(),
-                        reviewer: principal.role != crate::domain::rights::Role::FieldOffice,
-                    },
-                });
-            }
+        if let Some((caller, chrome)) = signed_in(&parts.headers, app) {
+            return Ok(PageCaller { caller, chrome });
         }
         if parts.headers.contains_key(header::AUTHORIZATION) {
             let caller = Caller::from_request_parts(parts, app)
@@ -124,6 +116,35 @@ impl FromRequestParts<Arc<App>> for PageCaller {
         }
         let next = parts.uri.path_and_query().map_or("/", |path| path.as_str());
         Err(Redirect::to(&format!("/login?next={}", words::url_encode(next))).into_response())
+    }
+}
+
+/// The browser's signed-in principal, from its session cookie, and the chrome its pages show.
+fn signed_in(headers: &axum::http::HeaderMap, app: &App) -> Option<(Caller, Chrome)> {
+    let (_, session) = session_of(headers, app)?;
+    let principal = crate::api::auth::principal_named(app, &session.principal)?;
+    Some((
+        Caller::of(principal),
+        Chrome {
+            signed_in: Some(format!("{} ({})", principal.name, principal.role.label())),
+            csrf: session.csrf.clone(),
+            reviewer: principal.role != crate::domain::rights::Role::FieldOffice,
+        },
+    ))
+}
+
+/// Gives an error page the chrome of the browser's session (who is signed in, the way to sign
+/// out), which the error itself does not know: the page is drawn again with it.
+pub async fn error_chrome(
+    axum::extract::State(app): axum::extract::State<Arc<App>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let chrome = signed_in(request.headers(), &app).map(|(_, chrome)| chrome);
+    let mut response = next.run(request).await;
+    match (response.extensions_mut().remove::<error::Drawn>(), chrome) {
+        (Some(drawn), Some(chrome)) => drawn.with(chrome),
+        _ => response,
     }
 }
 
