@@ -332,6 +332,17 @@ async fn refused(browser: &fantoccini::Client, service: &Service, path: &str, hi
     );
 }
 
+/// Picks `value` in the select `id`, as a person does.
+async fn choose(browser: &fantoccini::Client, id: &str, value: &str) {
+    browser
+        .find(Locator::Id(id))
+        .await
+        .unwrap()
+        .select_by_value(value)
+        .await
+        .unwrap();
+}
+
 /// Sends the follow-up form on the page (through its script, as a person's click does).
 async fn submit_form(browser: &fantoccini::Client) {
     click(
@@ -413,13 +424,7 @@ async fn a_field_office_reports_in_the_browser_and_an_evaluator_verifies() {
     click(&browser, Locator::LinkText("Register an Action")).await;
     type_into(&browser, "action_id", NEW).await;
     type_into(&browser, "data.title", "Training on victim identification").await;
-    browser
-        .find(Locator::Id("data.modality"))
-        .await
-        .unwrap()
-        .select_by_value("training")
-        .await
-        .unwrap();
+    choose(&browser, "data.modality", "training").await;
     type_into(
         &browser,
         "data.partner_institutions",
@@ -437,13 +442,7 @@ async fn a_field_office_reports_in_the_browser_and_an_evaluator_verifies() {
 
     // Report a pending law with its expected adoption and an evidence link.
     click(&browser, Locator::LinkText("report a stage of an outcome")).await;
-    browser
-        .find(Locator::Id("track"))
-        .await
-        .unwrap()
-        .select_by_value("legislation")
-        .await
-        .unwrap();
+    choose(&browser, "track", "legislation").await;
     click(&browser, Locator::Css("form.filters button")).await;
     wait_for_path(&browser, "/submit").await;
     eventually(10, async || {
@@ -461,13 +460,7 @@ async fn a_field_office_reports_in_the_browser_and_an_evaluator_verifies() {
         "Victim protection amendment before parliament",
     )
     .await;
-    browser
-        .find(Locator::Id("data.expected.stage"))
-        .await
-        .unwrap()
-        .select_by_value("adopted")
-        .await
-        .unwrap();
+    choose(&browser, "data.expected.stage", "adopted").await;
     set_field(&browser, "data.expected.by", "2027-12-31").await;
     set_field(&browser, "occurred_on", "2025-11-20").await;
     type_into(&browser, "evidence.0.title", "Parliament's order paper").await;
@@ -575,13 +568,7 @@ async fn a_field_office_reports_in_the_browser_and_an_evaluator_verifies() {
     // An evaluator verifies the outcome.
     sign_in_at(&browser, &service, &format!("/actions/{NEW}"), "eval-token").await;
     click(&browser, Locator::LinkText("verify an outcome")).await;
-    browser
-        .find(Locator::Id("outcome_id"))
-        .await
-        .unwrap()
-        .select_by_value("vot-law")
-        .await
-        .unwrap();
+    choose(&browser, "outcome_id", "vot-law").await;
     type_into(&browser, "data.by", "the parliament's records").await;
     set_field(&browser, "occurred_on", "2026-02-15").await;
     submit_form(&browser).await;

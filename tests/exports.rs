@@ -84,15 +84,21 @@ fn text(value: &Value) -> String {
     }
 }
 
-/// The demo data as of the mid-term date: every row is its view's outcome, field by field.
-#[tokio::test]
-async fn each_row_is_its_view_s_outcome_under_the_same_filters() {
+/// The service with the demo data, once it has loaded (auth off).
+async fn demo() -> Service {
     let service = Service::start(&["--demo"]);
     eventually(30, async || {
         let (status, _) = get_json(&client(), &service.url("/v1/actions/MIEUX-LA-2016-02")).await;
         (status == 200).then_some(())
     })
     .await;
+    service
+}
+
+/// The demo data as of the mid-term date: every row is its view's outcome, field by field.
+#[tokio::test]
+async fn each_row_is_its_view_s_outcome_under_the_same_filters() {
+    let service = demo().await;
     let query = "?as_of=2019-06-30";
     let response = client()
         .get(service.url(&format!("/v1/exports/outcomes.csv{query}")))
@@ -466,12 +472,7 @@ async fn the_pages_link_the_export_of_what_they_show() {
 #[tokio::test]
 async fn the_xlsx_holds_the_csv_s_cells_with_dates_as_dates() {
     use calamine::{Data, Reader};
-    let service = Service::start(&["--demo"]);
-    eventually(30, async || {
-        let (status, _) = get_json(&client(), &service.url("/v1/actions/MIEUX-LA-2016-02")).await;
-        (status == 200).then_some(())
-    })
-    .await;
+    let service = demo().await;
     let mut formula = track(
         "MIEUX-TH-2014-01",
         "TH",
