@@ -116,6 +116,24 @@ pub fn history_of(
     Ok(events)
 }
 
+/// A stored event of `action_id`, found by its id: its seq and its JSON as stored. `None` when
+/// no event has the id, or it is another Action's (which may be another country's).
+pub fn event_of(
+    store: &Store,
+    action_id: &ActionId,
+    event_id: &crate::domain::ids::EventId,
+) -> Result<Option<(u64, Value)>, StoreError> {
+    let Some((seq, _)) = store.event_index(event_id)? else {
+        return Ok(None);
+    };
+    let Some(json) = store.event_json(seq)? else {
+        return Ok(None);
+    };
+    let event: Value = serde_json::from_slice(&json)
+        .map_err(|e| StoreError::Corrupt(format!("stored event {seq}: {e}")))?;
+    Ok((event["action_id"].as_str() == Some(action_id.as_str())).then_some((seq, event)))
+}
+
 /// Computes a review over every view at `as_of` and the current log position.
 pub fn compute_review(
     store: &Store,

@@ -595,6 +595,17 @@ async fn an_event_is_retracted_from_the_history_table_with_a_reason() {
     let link =
         format!("/submit?form=retract&amp;action_id={THAI}&amp;data.target_event_id={target}");
     assert!(action.contains(&link), "{action}");
+    // Without an event chosen, the page sends to the history's links, with no form to send.
+    let (_, unchosen) = page(
+        &service,
+        &format!("/submit?form=retract&action_id={THAI}"),
+        &fo,
+    )
+    .await;
+    assert!(
+        unchosen.contains("the Action's history</a>") && !unchosen.contains("submit-form"),
+        "{unchosen}"
+    );
     let (event_id, csrf, html) = form(&service, &fo, &link.replace("&amp;", "&")).await;
     assert!(
         html.contains("Withdraws: <strong>legislation: pending of vot-protocol, 20 November 2018, log position 2</strong>"),

@@ -269,21 +269,8 @@ fn target_type(
             (event.envelope.action_id == *action_id).then(|| event.envelope.event_type.clone())
         );
     }
-    let Some((seq, _)) = app.store.event_index(target)? else {
-        return Ok(None);
-    };
-    let Some(json) = app.store.event_json(seq)? else {
-        return Ok(None);
-    };
-    #[derive(serde::Deserialize)]
-    struct Typed {
-        #[serde(rename = "type")]
-        event_type: String,
-        action_id: String,
-    }
-    let typed: Typed = serde_json::from_slice(&json)
-        .map_err(|e| ApiError::Internal(format!("stored event {seq}: {e}")))?;
-    Ok((typed.action_id == action_id.as_str()).then_some(typed.event_type))
+    let stored = crate::queries::event_of(&app.store, action_id, target)?;
+    Ok(stored.and_then(|(_, event)| event["type"].as_str().map(str::to_owned)))
 }
 
 /// After the consumer applied a published event: its seq, or the rejection it met.

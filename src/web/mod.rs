@@ -140,11 +140,18 @@ pub async fn error_chrome(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let chrome = signed_in(request.headers(), &app).map(|(_, chrome)| chrome);
+    // Only the cookie is kept: the session is looked up only when the answer is an error page.
+    let mut cookie = axum::http::HeaderMap::new();
+    if let Some(value) = request.headers().get(header::COOKIE) {
+        cookie.insert(header::COOKIE, value.clone());
+    }
     let mut response = next.run(request).await;
-    match (response.extensions_mut().remove::<error::Drawn>(), chrome) {
-        (Some(drawn), Some(chrome)) => drawn.with(chrome),
-        _ => response,
+    let Some(drawn) = response.extensions_mut().remove::<error::Drawn>() else {
+        return response;
+    };
+    match signed_in(&cookie, &app) {
+        Some((_, chrome)) => drawn.with(chrome),
+        None => response,
     }
 }
 

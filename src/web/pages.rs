@@ -535,8 +535,7 @@ pub async fn action(
             // than is durable now is drawn without it, and drawn again later.
             if durable {
                 let packed = drawing.pack();
-                pages_of(&app, caller.role)
-                    .put(&action_id, filters, reference, &bytes, country, packed);
+                pages.put(&action_id, filters, reference, &bytes, country, packed);
             }
             drawing
         }

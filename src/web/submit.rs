@@ -511,15 +511,10 @@ pub fn event_words(
     let Ok(target) = target.parse::<uuid::Uuid>() else {
         return Ok(None);
     };
-    let Some((seq, _)) = app.store.event_index(&target)? else {
+    let Some((seq, event)) = queries::event_of(&app.store, action_id, &target)? else {
         return Ok(None);
     };
-    let Some(json) = app.store.event_json(seq)? else {
-        return Ok(None);
-    };
-    let event: Value = serde_json::from_slice(&json)
-        .map_err(|e| ApiError::Internal(format!("stored event {seq}: {e}")))?;
-    if event["action_id"].as_str() != Some(action_id.as_str()) || seq > app.durable_seq() {
+    if seq > app.durable_seq() {
         return Ok(None);
     }
     let what = words::event_type(event["type"].as_str().unwrap_or_default());
