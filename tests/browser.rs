@@ -63,12 +63,25 @@ impl Driver {
                 ]
             }),
         );
-        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        ClientBuilder::new(connector)
-            .capabilities(capabilities)
-            .connect(&format!("http://127.0.0.1:{}", self.port))
-            .await
-            .expect("a WebDriver session in Chromium")
+        // chromedriver can take its port before it takes a session, and reset the first
+        // request on a busy machine: a few tries before giving up.
+        let mut tries = 0;
+        loop {
+            let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+            match ClientBuilder::new(connector)
+                .capabilities(capabilities.clone())
+                .connect(&format!("http://127.0.0.1:{}", self.port))
+                .await
+            {
+                Ok(browser) => return browser,
+                Err(error) if tries < 4 => {
+                    tries += 1;
+                    eprintln!("no WebDriver session yet ({error}); trying again");
+                    tokio::time::sleep(Duration::from_millis(500 * tries)).await;
+                }
+                Err(error) => panic!("a WebDriver session in Chromium: {error}"),
+            }
+        }
     }
 }
 
