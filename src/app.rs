@@ -263,7 +263,11 @@ fn review_event_id(review_id: &str) -> uuid::Uuid {
 }
 
 /// `impact serve`: runs until SIGINT/SIGTERM, then drains and exits cleanly.
-pub async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
+pub async fn serve(mut config: Config, demo: bool) -> anyhow::Result<()> {
+    if demo && config.iati.is_none() {
+        // The demo's download links all work; a configured `[iati]` is kept as it is.
+        config.iati = Some(crate::config::IatiConfig::demo());
+    }
     // Every connection is a descriptor: take all the kernel allows, then cap connections
     // within it, so that a flood of sockets can never leave the store without one.
     let open_files = crate::server::raise_open_files_limit().context("raise RLIMIT_NOFILE")?;

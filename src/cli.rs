@@ -65,7 +65,8 @@ pub enum Command {
         #[command(flatten)]
         source: Source,
     },
-    /// The outcomes in scope (CONTRACT.md §9): the same bytes as GET /v1/exports/outcomes.csv.
+    /// The outcomes in scope (CONTRACT.md §9): the same bytes as GET /v1/exports/outcomes.csv,
+    /// outcomes.xlsx or iati.xml.
     Outcomes {
         #[arg(long, value_enum, default_value_t = ExportFormat::Csv)]
         format: ExportFormat,
@@ -150,4 +151,6 @@ pub enum Format {
 pub enum ExportFormat {
     Csv,
     Xlsx,
+    /// IATI Activity Standard 2.03 XML (needs the configuration's `[iati]`).
+    Iati,
 }

@@ -115,8 +115,9 @@ pub fn outcomes(
     config: &Config,
     filters: &Filters,
     country: Option<Country>,
-    xlsx: bool,
+    format: crate::cli::ExportFormat,
 ) -> anyhow::Result<Vec<u8>> {
+    use crate::cli::ExportFormat;
     let store = open_store(&config.data_dir)?;
     let list = crate::api::actions::ListFilter {
         country,
@@ -129,16 +130,26 @@ pub fn outcomes(
         sees: &sees,
     };
     let durable = store.last_seq()?;
-    if xlsx {
-        return Ok(crate::exports::xlsx(
-            &store,
-            durable,
-            &config.rules,
-            &asked,
-        )?);
-    }
+    let rules = &config.rules;
     let mut bytes = Vec::new();
-    crate::exports::write_csv(&store, durable, &config.rules, &asked, false, &mut bytes)?;
+    match format {
+        ExportFormat::Xlsx => bytes = crate::exports::xlsx(&store, durable, rules, &asked)?,
+        ExportFormat::Csv => {
+            crate::exports::write_csv(&store, durable, rules, &asked, false, &mut bytes)?;
+        }
+        ExportFormat::Iati => {
+            let iati = config.iati.as_ref().context(
+                "the IATI export needs the configuration's [iati] section (reporting_org_ref, \
+                 reporting_org_name): pass it with --config",
+            )?;
+            let written =
+                crate::exports::iati::write_iati(&store, durable, rules, &asked, iati, &mut bytes)?;
+            anyhow::ensure!(
+                written > 0,
+                "no Action in scope: an IATI document holds at least one activity"
+            );
+        }
+    }
     Ok(bytes)
 }
 

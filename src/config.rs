@@ -51,6 +51,7 @@ struct FileConfig {
     review: ReviewSection,
     #[serde(default)]
     principals: Vec<PrincipalSection>,
+    iati: Option<IatiSection>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -94,6 +95,106 @@ struct ReviewSection {
     stale_after_days: Option<i64>,
     unverified_after_days: Option<i64>,
     default_expectation_days: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IatiSection {
+    reporting_org_ref: Option<String>,
+    reporting_org_name: Option<String>,
+    /// A code, written as a number (`40`) or a string (`"40"`).
+    reporting_org_type: Option<toml::Value>,
+    identifier_prefix: Option<String>,
+}
+
+/// The IATI OrganisationType codes (codelist of the 2.03 standard).
+const IATI_ORGANISATION_TYPES: [&str; 16] = [
+    "10", "11", "15", "21", "22", "23", "24", "30", "40", "60", "70", "71", "72", "73", "80", "90",
+];
+
+/// The `[iati]` section (CONTRACT.md §9): who publishes the IATI export.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IatiConfig {
+    pub reporting_org_ref: String,
+    pub reporting_org_name: String,
+    /// An IATI OrganisationType code: `40` (multilateral) unless configured.
+    pub reporting_org_type: String,
+    /// Each activity's identifier is `<identifier_prefix>-<action_id>`.
+    pub identifier_prefix: String,
+}
+
+impl IatiConfig {
+    /// What `serve --demo` publishes as when the configuration names no reporting organisation.
+    pub fn demo() -> IatiConfig {
+        IatiConfig {
+            reporting_org_ref: "XI-DEMO-IMPACT".into(),
+            reporting_org_name: "Demonstration programme (impact serve --demo)".into(),
+            reporting_org_type: "40".into(),
+            identifier_prefix: "XI-DEMO-IMPACT".into(),
+        }
+    }
+}
+
+fn iati_config(section: IatiSection) -> Result<IatiConfig, ConfigError> {
+    // An identifier of the standard: no spaces and no `/` (IATI identifiers go into URLs).
+    let identifier = |key: &str, value: Option<String>| -> Result<String, ConfigError> {
+        let value = value.ok_or_else(|| {
+            ConfigError::Invalid(format!(
+                "iati.{key} is missing: the [iati] section needs reporting_org_ref and reporting_org_name"
+            ))
+        })?;
+        let value = value.trim().to_owned();
+        let fits = !value.is_empty()
+            && value.len() <= 100
+            && value.chars().all(|c| c.is_ascii_graphic() && c != '/');
+        match fits {
+            true => Ok(value),
+            false => Err(ConfigError::Invalid(format!(
+                "iati.{key} = {value:?}: an IATI identifier such as \"XM-DAC-41301\" (1 to 100 \
+                 letters, digits or punctuation, no spaces, no '/')"
+            ))),
+        }
+    };
+    let reporting_org_ref = identifier("reporting_org_ref", section.reporting_org_ref)?;
+    let reporting_org_name =
+        match section
+            .reporting_org_name
+            .map(|name| name.trim().to_owned())
+        {
+            Some(name) if !name.is_empty() && name.chars().count() <= 200 => name,
+            Some(name) => {
+                return Err(ConfigError::Invalid(format!(
+                "iati.reporting_org_name = {name:?}: the organisation's name, 1 to 200 characters"
+            )))
+            }
+            None => return Err(ConfigError::Invalid(
+                "iati.reporting_org_name is missing: the [iati] section needs reporting_org_ref \
+                 and reporting_org_name"
+                    .into(),
+            )),
+        };
+    let reporting_org_type = match section.reporting_org_type {
+        None => "40".to_owned(),
+        Some(toml::Value::Integer(code)) => code.to_string(),
+        Some(toml::Value::String(code)) => code.trim().to_owned(),
+        Some(other) => other.to_string(),
+    };
+    if !IATI_ORGANISATION_TYPES.contains(&reporting_org_type.as_str()) {
+        return Err(ConfigError::Invalid(format!(
+            "iati.reporting_org_type = {reporting_org_type}: an IATI OrganisationType code, one of {}",
+            IATI_ORGANISATION_TYPES.join(", ")
+        )));
+    }
+    let identifier_prefix = match section.identifier_prefix {
+        None => reporting_org_ref.clone(),
+        given => identifier("identifier_prefix", given)?,
+    };
+    Ok(IatiConfig {
+        reporting_org_ref,
+        reporting_org_name,
+        reporting_org_type,
+        identifier_prefix,
+    })
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -194,6 +295,8 @@ pub struct Config {
     pub review_schedule: Option<String>,
     pub rules: ViewRules,
     pub principals: Vec<Principal>,
+    /// `[iati]`; `None`: the IATI export is off (`serve --demo` fills in a demonstration one).
+    pub iati: Option<IatiConfig>,
 }
 
 /// What flags and environment said (clap has already merged those two).
@@ -254,6 +357,7 @@ impl Config {
             .into_iter()
             .map(principal)
             .collect::<Result<Vec<_>, _>>()?;
+        let iati = file.iati.map(iati_config).transpose()?;
         let config = Config {
             http_addr,
             data_dir,
@@ -270,6 +374,7 @@ impl Config {
             review_schedule,
             rules,
             principals,
+            iati,
         };
         config.check()?;
         Ok(config)

@@ -143,7 +143,6 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             out,
             source,
         } => {
-            let xlsx = format == ExportFormat::Xlsx;
             let bytes = match &source.server {
                 Some(server) => {
                     let client = Client::new(server, source.token.clone())?;
@@ -153,10 +152,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         ("known_at", known_at),
                         ("country", country),
                     ]);
-                    let file = if xlsx {
-                        "outcomes.xlsx"
-                    } else {
-                        "outcomes.csv"
+                    let file = match format {
+                        ExportFormat::Csv => "outcomes.csv",
+                        ExportFormat::Xlsx => "outcomes.xlsx",
+                        ExportFormat::Iati => "iati.xml",
                     };
                     client
                         .get_bytes(&format!("/v1/exports/{file}{query}"))
@@ -171,7 +170,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         .as_deref()
                         .map(impact::domain::ids::Country::parse_assigned)
                         .transpose()?;
-                    commands::outcomes(&config, &filters, country, xlsx)?
+                    commands::outcomes(&config, &filters, country, format)?
                 }
             };
             match out {

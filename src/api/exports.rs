@@ -1,10 +1,12 @@
-//! `GET /v1/exports/outcomes.csv` and `.xlsx` (CONTRACT.md §9): the outcomes in scope; the CSV
-//! streamed as it is written, so the service's memory does not grow with the number of rows.
+//! `GET /v1/exports/outcomes.csv`, `.xlsx` and `iati.xml` (CONTRACT.md §9): the outcomes in
+//! scope; the CSV and the IATI document streamed as they are written, so the service's memory
+//! does not grow with the number of rows.
 
 use super::actions::{ListFilter, LIST_PARAMS};
 use super::{filters, only_params, ApiError, Caller, Query, FILTER_PARAMS};
 use crate::app::App;
-use crate::exports::{write_csv, xlsx, Asked};
+use crate::exports::iati::write_iati;
+use crate::exports::{write_csv, xlsx, Asked, ExportError};
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::header;
@@ -33,9 +35,82 @@ pub async fn outcomes_csv(
             )))
         }
     };
+    let body = streamed(app, caller, filters, list, move |app, asked, out| {
+        write_csv(
+            &app.store,
+            app.durable_seq(),
+            &app.config.rules,
+            asked,
+            bom,
+            out,
+        )
+    })
+    .await?
+    .ok_or_else(|| ApiError::Internal("the CSV export wrote nothing".into()))?;
+    Ok(attachment("text/csv; charset=utf-8", "outcomes.csv", body))
+}
+
+/// `GET /v1/exports/iati.xml`: `404` when the export is not configured (no `[iati]`) or no
+/// Action is in scope (an IATI document holds at least one activity).
+pub async fn iati_xml(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    query: Query,
+) -> Result<Response, ApiError> {
+    only_params(&query, &[FILTER_PARAMS, LIST_PARAMS])?;
+    let (filters, list) = scope(&query)?;
+    let Some(iati) = app.config.iati.clone() else {
+        return Err(ApiError::NotFound(
+            "the IATI export is off: the configuration has no [iati] section \
+             (reporting_org_ref, reporting_org_name)"
+                .into(),
+        ));
+    };
+    let body = streamed(app, caller, filters, list, move |app, asked, out| {
+        write_iati(
+            &app.store,
+            app.durable_seq(),
+            &app.config.rules,
+            asked,
+            &iati,
+            out,
+        )
+    })
+    .await?
+    .ok_or_else(|| {
+        ApiError::NotFound(
+            "no Action in scope: an IATI document holds at least one activity".into(),
+        )
+    })?;
+    Ok(attachment("application/xml", "iati.xml", body))
+}
+
+fn attachment(media_type: &'static str, name: &str, body: Body) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, media_type.to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// Runs `write` on a blocking thread into a body streamed as it fills: `None` when it wrote
+/// nothing at all. An error before the first chunk is an error answer; after it, the body
+/// ends in an error, so the client sees a cut response, never a short file that looks whole.
+async fn streamed(
+    app: Arc<App>,
+    caller: Caller,
+    filters: crate::domain::fold::Filters,
+    list: ListFilter,
+    write: impl FnOnce(&App, &Asked<'_>, &mut Chunks) -> Result<u64, ExportError> + Send + 'static,
+) -> Result<Option<Body>, ApiError> {
     // A few chunks in flight at most: a slow reader holds the writer back, not memory.
     let (sender, mut receiver) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
-    let durable = app.durable_seq();
     tokio::task::spawn_blocking(move || {
         let sees = |country: &crate::domain::ids::Country| caller.sees(country);
         let asked = Asked {
@@ -47,32 +122,19 @@ pub async fn outcomes_csv(
             sender: sender.clone(),
             buffer: Vec::with_capacity(CHUNK_BYTES + 4096),
         };
-        if let Err(error) = write_csv(
-            &app.store,
-            durable,
-            &app.config.rules,
-            &asked,
-            bom,
-            &mut out,
-        ) {
-            tracing::warn!(%error, "the outcomes export stopped");
-            // The body ends in an error: the client sees a cut response, never a short file
-            // that looks whole.
+        if let Err(error) = write(&app, &asked, &mut out) {
+            tracing::warn!(%error, "an export stopped");
             let _ = sender.blocking_send(Err(std::io::Error::other(error.to_string())));
         }
     });
-    let stream = futures::stream::poll_fn(move |context| receiver.poll_recv(context));
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-            (
-                header::CONTENT_DISPOSITION,
-                "attachment; filename=\"outcomes.csv\"",
-            ),
-        ],
-        Body::from_stream(stream),
-    )
-        .into_response())
+    let first = match receiver.recv().await {
+        None => return Ok(None),
+        Some(Err(error)) => return Err(ApiError::Internal(error.to_string())),
+        Some(Ok(first)) => first,
+    };
+    let rest = futures::stream::poll_fn(move |context| receiver.poll_recv(context));
+    let stream = futures::StreamExt::chain(futures::stream::iter([Ok(first)]), rest);
+    Ok(Some(Body::from_stream(stream)))
 }
 
 /// The filters an export takes: those of §3.1 and the list's.
@@ -102,17 +164,7 @@ pub async fn outcomes_xlsx(
         )
     })
     .await?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, XLSX_TYPE),
-            (
-                header::CONTENT_DISPOSITION,
-                "attachment; filename=\"outcomes.xlsx\"",
-            ),
-        ],
-        workbook,
-    )
-        .into_response())
+    Ok(attachment(XLSX_TYPE, "outcomes.xlsx", workbook.into()))
 }
 
 /// The media type of an XLSX workbook.

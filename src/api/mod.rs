@@ -45,6 +45,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/reviews/{id}/changes", get(reviews::changes))
         .route("/v1/exports/outcomes.csv", get(exports::outcomes_csv))
         .route("/v1/exports/outcomes.xlsx", get(exports::outcomes_xlsx))
+        .route("/v1/exports/iati.xml", get(exports::iati_xml))
         .route("/v1/schemas", get(schemas))
         .route("/v1/schemas/{name}", get(schema))
         .route("/healthz", get(healthz))

@@ -17,40 +17,41 @@ pub struct Contribution {
 /// `occurred_on`, then `seq`, that states one and is not retracted. An outcome none speaks of
 /// is absent.
 pub fn contributions(history: &[Value]) -> BTreeMap<String, Contribution> {
-    let mut latest: BTreeMap<String, (&str, u64, Contribution)> = BTreeMap::new();
-    for event in history {
+    latest(history.iter().filter_map(|event| {
         if event["retracted"].as_bool() == Some(true) {
-            continue;
+            return None;
         }
-        let (Some(outcome), Some(stated)) = (
-            event["outcome_id"].as_str(),
-            event["data"]["contribution"].as_object(),
-        ) else {
-            continue;
-        };
+        let outcome = event["outcome_id"].as_str()?;
+        let stated = event["data"]["contribution"].as_object()?;
         let text = |key: &str| stated.get(key).and_then(Value::as_str).map(str::to_owned);
-        let (Some(level), Some(confidence)) = (text("level"), text("confidence")) else {
-            continue;
+        let contribution = Contribution {
+            level: text("level")?,
+            confidence: text("confidence")?,
+            note: text("note"),
         };
-        let key = (
-            event["occurred_on"].as_str().unwrap_or(""),
+        let when = (
+            event["occurred_on"].as_str().unwrap_or("").to_owned(),
             event["seq"].as_u64().unwrap_or(0),
         );
-        let newer = latest
-            .get(outcome)
-            .is_none_or(|(day, seq, _)| key >= (*day, *seq));
+        Some((outcome.to_owned(), when, contribution))
+    }))
+}
+
+/// Of the contributions stated, each as `(outcome, when, contribution)` with `when` ordering
+/// the events (`occurred_on`, then `seq`), each outcome's latest; a tie goes to the later one.
+pub fn latest<When: Ord>(
+    stated: impl IntoIterator<Item = (String, When, Contribution)>,
+) -> BTreeMap<String, Contribution> {
+    let mut newest: BTreeMap<String, (When, Contribution)> = BTreeMap::new();
+    for (outcome, when, contribution) in stated {
+        let newer = newest.get(&outcome).is_none_or(|(known, _)| when >= *known);
         if newer {
-            let contribution = Contribution {
-                level,
-                confidence,
-                note: text("note"),
-            };
-            latest.insert(outcome.to_owned(), (key.0, key.1, contribution));
+            newest.insert(outcome, (when, contribution));
         }
     }
-    latest
+    newest
         .into_iter()
-        .map(|(outcome, (_, _, contribution))| (outcome, contribution))
+        .map(|(outcome, (_, contribution))| (outcome, contribution))
         .collect()
 }
 

@@ -2,7 +2,7 @@
 //! the contract's order, each cell typed so that a writer can put dates as dates and counts as
 //! numbers (the CSV writes them all as text).
 
-use super::fold::{ActionStatus, FlagKind, OutcomeState};
+use super::fold::{ActionStatus, FlagKind, OutcomeState, OutcomeView};
 use super::tracks::Track;
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 
@@ -73,6 +73,25 @@ pub struct Scope {
     pub flag: Option<FlagKind>,
 }
 
+impl Scope {
+    /// Whether `outcome`, carrying `flags`, is in scope.
+    pub fn admits(&self, outcome: &OutcomeView, flags: &[FlagKind]) -> bool {
+        self.track.is_none_or(|t| outcome.track == t.name())
+            && self.state.is_none_or(|s| outcome.state == s)
+            && self.flag.is_none_or(|f| flags.contains(&f))
+    }
+}
+
+/// The flags an Action's status raises on `outcome`, in the order raised.
+pub fn flags_of(status: &ActionStatus, outcome: &OutcomeView) -> Vec<FlagKind> {
+    status
+        .flags
+        .iter()
+        .filter(|flag| flag.outcome_id.as_ref() == Some(&outcome.outcome_id))
+        .map(|flag| flag.flag)
+        .collect()
+}
+
 /// The rows of one Action's outcomes in scope, by `outcome_id`.
 pub fn rows(status: &ActionStatus, scope: &Scope, head: &Head) -> Vec<[Cell; 21]> {
     let view = &status.view;
@@ -82,16 +101,8 @@ pub fn rows(status: &ActionStatus, scope: &Scope, head: &Head) -> Vec<[Cell; 21]
     outcomes
         .into_iter()
         .filter_map(|outcome| {
-            let mut flags: Vec<FlagKind> = status
-                .flags
-                .iter()
-                .filter(|flag| flag.outcome_id.as_ref() == Some(&outcome.outcome_id))
-                .map(|flag| flag.flag)
-                .collect();
-            let in_scope = scope.track.is_none_or(|t| outcome.track == t.name())
-                && scope.state.is_none_or(|s| outcome.state == s)
-                && scope.flag.is_none_or(|f| flags.contains(&f));
-            if !in_scope {
+            let mut flags = flags_of(status, outcome);
+            if !scope.admits(outcome, &flags) {
                 return None;
             }
             flags.sort_by_key(|flag| flag.as_str());

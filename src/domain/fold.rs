@@ -336,14 +336,19 @@ impl ActionRecord {
         self.events.iter().find(|event| event.event_id == *event_id)
     }
 
-    /// The view under `filters`, or `None` when no event is left (a `404`).
-    pub fn view(&self, filters: &Filters, rules: &ViewRules) -> Option<ActionView> {
+    /// The events a view under `filters` is made of: those the filters pass and no known
+    /// retraction withdraws, in `seq` order.
+    pub fn visible(&self, filters: &Filters) -> Vec<&FoldEvent> {
         let retracted = self.retracted(filters);
-        let visible: Vec<&FoldEvent> = self
-            .events
+        self.events
             .iter()
             .filter(|event| filters.passes_event(event) && !retracted.contains(&event.event_id))
-            .collect();
+            .collect()
+    }
+
+    /// The view under `filters`, or `None` when no event is left (a `404`).
+    pub fn view(&self, filters: &Filters, rules: &ViewRules) -> Option<ActionView> {
+        let visible = self.visible(filters);
         if visible
             .iter()
             .all(|event| matches!(event.fact, Fact::Retracted { .. }))

@@ -13,7 +13,7 @@ mod rejections;
 mod reviews;
 pub mod session;
 pub mod submit;
-mod words;
+pub mod words;
 
 pub use error::PageError;
 

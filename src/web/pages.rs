@@ -74,6 +74,8 @@ struct IndexPage {
     known_reviews: Vec<Choice>,
     /// Every filter asked, for the export's link.
     export_query: String,
+    /// The IATI export is configured: its link is offered.
+    iati: bool,
 }
 
 /// The names of the fields of `/`'s form.
@@ -272,6 +274,7 @@ pub async fn index(
             paging,
             known_reviews,
             export_query,
+            iati: app.config.iati.is_some(),
         })
         .map(|html| (status, html))
     })

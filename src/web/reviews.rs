@@ -293,6 +293,8 @@ struct ReviewPage {
     highlights_added: Vec<HighlightRow>,
     highlights_removed: Vec<HighlightRow>,
     shown: usize,
+    /// The IATI export is configured: its link is offered.
+    iati: bool,
 }
 
 pub async fn one(
@@ -308,7 +310,8 @@ pub async fn one(
         let (report, previous) =
             queries::review_and_previous(&app.store, app.durable_seq(), &review_id)?
                 .ok_or_else(|| ApiError::NotFound(format!("no review {review_id:?}")))?;
-        render(review_page(chrome, &report, previous.as_ref()))
+        let iati = app.config.iati.is_some();
+        render(review_page(chrome, &report, previous.as_ref(), iati))
     })
     .await?;
     Ok(html.into_response())
@@ -318,6 +321,7 @@ fn review_page(
     chrome: Chrome,
     report: &ReviewReport,
     previous: Option<&ReviewReport>,
+    iati: bool,
 ) -> ReviewPage {
     let changed = changes(previous, report);
     let now = cells(&report.totals);
@@ -365,5 +369,6 @@ fn review_page(
         highlights_added: highlights(&changed.highlights.added),
         highlights_removed: highlights(&changed.highlights.removed),
         shown: ITEMS_SHOWN,
+        iati,
     }
 }

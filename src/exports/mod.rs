@@ -1,7 +1,9 @@
 //! The exports (CONTRACT.md §9) over the store: the outcome rows of the Actions in scope, as
 //! CSV, one Action at a time, so that memory does not grow with the number of rows; or as an
 //! XLSX workbook (built whole: the format is a zip of the sheet). The HTTP endpoints and the
-//! CLI write the same bytes through `write_csv` and `xlsx`.
+//! CLI write the same bytes through `write_csv`, `xlsx` and `iati::write_iati`.
+
+pub mod iati;
 
 use crate::api::actions::ListFilter;
 use crate::domain::export::{rows, Cell, Head, Scope, COLUMNS};
