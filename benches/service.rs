@@ -4,7 +4,7 @@
 //!   concurrent connections; `POST /v1/events` in batches of 1,000, durable on answer;
 //! - pages, embedded mode, 10,000 Actions: `/actions/{id}`, `/` and
 //!   `/v1/actions/{id}/compare` each beside its JSON twin, and the size of a 50-event page;
-//! - exports, 10,000 Actions and 50,000 outcomes: the CSV and the XLSX beside `GET /v1/actions`
+//! - exports, 10,000 Actions and 50,000 outcomes: the CSV, the XLSX and the IATI XML beside `GET /v1/actions`
 //!   of the same scope, and the service's memory while the CSV streams;
 //! - NATS: raw JetStream publish of N ready-made events with PubAcks awaited in a window, vs the
 //!   same N events published while the service runs, timed until the last is applied and
@@ -570,7 +570,7 @@ fn export_event(n: usize) -> Vec<u8> {
     ];
     let id = uuid::Uuid::from_u128(0x4000_0000_0000_0000_0000_0000_0000 + n as u128);
     format!(
-        r#"{{"event_id":"{id}","type":"{}","action_id":"MIEUX-TH-{action:06}","country":"TH","outcome_id":"o-{outcome}","occurred_on":"2019-{:02}-{:02}","reported_by":"fo-bangkok","data":{{"title":"Outcome {outcome}, with a comma, of Action {action}","expected":{{"stage":"{}","by":"2027-06-30"}}}}}}"#,
+        r#"{{"event_id":"{id}","type":"{}","action_id":"MIEUX-TH-{action:06}","country":"TH","outcome_id":"o-{outcome}","occurred_on":"2019-{:02}-{:02}","reported_by":"fo-bangkok","data":{{"title":"Outcome {outcome}, with a comma, of Action {action}","expected":{{"stage":"{}","by":"2027-06-30"}}}},"evidence":[{{"title":"Minutes","url":"https://example.org/{action}/{outcome}.pdf"}}]}}"#,
         stages[outcome],
         1 + n % 12,
         1 + n % 28,
@@ -583,7 +583,8 @@ fn export_event(n: usize) -> Vec<u8> {
 /// whole answer of every Action in scope), and the service's memory while the CSV streams.
 async fn exports_benchmarks(cores: usize) {
     let dir = tempfile::tempdir().unwrap();
-    let (service, base) = start_service(&dir.path().join("data"), None);
+    let iati = "[iati]\nreporting_org_ref = \"XM-BENCH\"\nreporting_org_name = \"Bench\"\n";
+    let (service, base) = start_configured(&dir.path().join("data"), iati, "warn");
     let client = reqwest::Client::new();
     let events = HTTP_ACTIONS * (1 + EXPORT_OUTCOMES);
     println!(
@@ -639,23 +640,35 @@ async fn exports_benchmarks(cores: usize) {
     );
 
     // Time: five rounds, the three interleaved; the medians.
-    let (mut list, mut csv, mut xlsx) = (Vec::new(), Vec::new(), Vec::new());
+    let (iati_bytes, _) = timed_download(&client, &format!("{base}/v1/exports/iati.xml")).await;
+    println!(
+        "GET /v1/exports/iati.xml: {:.1} MiB",
+        iati_bytes as f64 / 1048576.0
+    );
+
+    // Time: five rounds, the four interleaved; the medians.
+    let (mut list, mut csv, mut xlsx, mut iati) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..5 {
         for (path, times) in [
             ("/v1/actions", &mut list),
             ("/v1/exports/outcomes.csv", &mut csv),
             ("/v1/exports/outcomes.xlsx", &mut xlsx),
+            ("/v1/exports/iati.xml", &mut iati),
         ] {
             times.push(timed_download(&client, &format!("{base}{path}")).await.1);
         }
     }
-    for times in [&mut list, &mut csv, &mut xlsx] {
+    for times in [&mut list, &mut csv, &mut xlsx, &mut iati] {
         times.sort_by(|a, b| a.partial_cmp(b).unwrap());
     }
     println!("GET /v1/actions: median {:.0} ms", list[2] * 1000.0);
-    for (name, times, bound) in [("csv", &csv, 1.5), ("xlsx", &xlsx, 4.0)] {
+    for (path, times, bound) in [
+        ("outcomes.csv", &csv, 1.5),
+        ("outcomes.xlsx", &xlsx, 4.0),
+        ("iati.xml", &iati, 4.0),
+    ] {
         println!(
-            "GET /v1/exports/outcomes.{name}: median {:.0} ms; time {:.2}x the list's (target <= {bound}x)",
+            "GET /v1/exports/{path}: median {:.0} ms; time {:.2}x the list's (target <= {bound}x)",
             times[2] * 1000.0,
             times[2] / list[2]
         );

@@ -145,11 +145,57 @@ pub fn raise_open_files_limit() -> io::Result<u64> {
 
 /// A socket whose writes fail with `TimedOut` once one has waited `stall` without progress:
 /// a reader that stops reading cannot keep its response, and its connection, forever.
+///
+/// It also puts hyper's own answers in the §4 error shape: a request hyper cannot read (a head
+/// over its limits, `431`; a request line that does not parse, such as a path that is not
+/// UTF-8, `400`) is answered by hyper itself, before any handler, with no body; that answer is
+/// written as the same status with the error body instead.
 struct Stalling {
     inner: TcpStream,
     stall: Duration,
     /// Armed while a write waits for the socket; disarmed by any progress.
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The answer written in place of hyper's bare one: its bytes, how many are sent, and the
+    /// length of hyper's (what the write reports once all are sent).
+    rewritten: Option<(Vec<u8>, usize, usize)>,
+}
+
+/// Hyper's bare answer to a request it could not read, in the §4 error shape; `None` for any
+/// other write (a handler's error always has a body).
+fn in_error_shape(head: &[u8]) -> Option<Vec<u8>> {
+    let (status, code, message) = if head.starts_with(b"HTTP/1.1 431 ") {
+        (
+            "431 Request Header Fields Too Large",
+            "headers_too_large",
+            "the request's headers are too large or too many",
+        )
+    } else if head.starts_with(b"HTTP/1.1 400 ") {
+        (
+            "400 Bad Request",
+            "bad_query",
+            "the request does not read as HTTP (a path that is not UTF-8, a malformed request line or header)",
+        )
+    } else {
+        return None;
+    };
+    let bare = head.ends_with(b"\r\n\r\n")
+        && head
+            .windows(b"\r\ncontent-length: 0\r\n".len())
+            .any(|w| w == b"\r\ncontent-length: 0\r\n");
+    if !bare {
+        return None;
+    }
+    let body =
+        format!("{{\"error\":{{\"code\":\"{code}\",\"message\":\"{message}\",\"details\":[]}}}}");
+    Some(
+        format!(
+            "HTTP/1.1 {status}\r\nconnection: close\r\ncontent-type: application/json\r\n\
+             x-content-type-options: nosniff\r\nx-frame-options: DENY\r\n\
+             content-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes(),
+    )
 }
 
 impl Stalling {
@@ -158,6 +204,7 @@ impl Stalling {
             inner,
             stall,
             deadline: None,
+            rewritten: None,
         }
     }
 
@@ -190,6 +237,28 @@ impl Stalling {
     }
 }
 
+impl Stalling {
+    /// Writes the answer put in place of hyper's; reports hyper's length once all is sent.
+    fn write_rewritten(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        loop {
+            let (answer, sent, replaced) = self.rewritten.as_mut().expect("a rewritten answer");
+            if *sent == answer.len() {
+                let replaced = *replaced;
+                self.rewritten = None;
+                return Poll::Ready(Ok(replaced));
+            }
+            let polled = Pin::new(&mut self.inner).poll_write(cx, &answer[*sent..]);
+            match self.watch(polled, cx) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => {
+                    self.rewritten.as_mut().expect("a rewritten answer").1 += n;
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
 impl AsyncRead for Stalling {
     fn poll_read(
         mut self: Pin<&mut Self>,
@@ -206,6 +275,14 @@ impl AsyncWrite for Stalling {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        if self.rewritten.is_none() {
+            if let Some(answer) = in_error_shape(buf) {
+                self.rewritten = Some((answer, 0, buf.len()));
+            }
+        }
+        if self.rewritten.is_some() {
+            return self.write_rewritten(cx);
+        }
         let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
         self.watch(polled, cx)
     }
@@ -215,6 +292,10 @@ impl AsyncWrite for Stalling {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        let mut filled = bufs.iter().filter(|buf| !buf.is_empty());
+        if let (Some(only), None) = (filled.next(), filled.next()) {
+            return self.poll_write(cx, only);
+        }
         let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         self.watch(polled, cx)
     }

@@ -387,14 +387,21 @@ fn wait_a_moment(mut child: std::process::Child) -> Option<std::process::Output>
 }
 
 /// CONTRACT.md §11: the CLI's tables show a typed title as text: no escape sequence, newline
-/// or bidirectional override reaches the terminal.
+/// or bidirectional override reaches the terminal. An escape sequence is refused at the door
+/// (a control character in text); a line break and a bidirectional override are text the
+/// service takes, and the CLI prints them flat.
 #[tokio::test]
 async fn a_title_with_terminal_escapes_prints_as_one_plain_line() {
     let mut service = Service::start(&[]);
     let http = client();
     let action = "MIEUX-TH-2023-01";
+    let mut escaped = registered(action, "TH");
+    escaped["data"]["title"] = json!("Study \u{1b}[31mvisit\u{1b}[0m");
+    let (status, answer) = post_json(&http, &service.url("/v1/events?wait=true"), &escaped).await;
+    assert_eq!(status, 422, "{answer}");
+    assert_eq!(answer["error"]["code"], "schema_violation");
     let mut event = registered(action, "TH");
-    event["data"]["title"] = json!("Study \u{1b}[31mvisit\u{1b}[0m\nFAKE  ROW\u{202e}gnp");
+    event["data"]["title"] = json!("Study [31mvisit[0m\nFAKE  ROW\u{202e}gnp");
     let (status, answer) = post_json(&http, &service.url("/v1/events?wait=true"), &event).await;
     assert_eq!(status, 202, "{answer}");
     service.terminate();

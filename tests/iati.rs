@@ -512,7 +512,7 @@ const TEXTS: [&str; 6] = [
     "<script>alert(1)</script> & \"quotes\" 'too'",
     "=HYPERLINK(\"x\")",
     "line\nbreak\ttab",
-    "control \u{1}\u{7} chars",
+    "not XML \u{FFFE}\u{FFFF} chars",
     "ünïcödé — 日本語",
 ];
 const URLS: [&str; 4] = [

@@ -34,6 +34,9 @@ pub enum ApiError {
     ForbiddenEvent { index: usize, message: String },
     #[error("not found: {0}")]
     NotFound(String),
+    /// A method the path does not take (`405`); the `Allow` header names those it does.
+    #[error("method not allowed: {0}")]
+    MethodNotAllowed(String),
     #[error("unavailable: {0}")]
     Unavailable(String),
     #[error("internal: {0}")]
@@ -134,6 +137,11 @@ impl ApiError {
                     "details": [{"index": index, "code": "forbidden", "message": message}]}}),
             ),
             ApiError::NotFound(message) => simple(StatusCode::NOT_FOUND, "not_found", message),
+            ApiError::MethodNotAllowed(message) => simple(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                message,
+            ),
             ApiError::Unavailable(message) => {
                 simple(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
             }

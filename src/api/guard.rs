@@ -12,7 +12,7 @@
 
 use super::ApiError;
 use axum::extract::Request;
-use axum::http::{header, HeaderMap, HeaderValue, Method};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::future::{Either, MapOk, Ready, TryFutureExt};
 use std::convert::Infallible;
@@ -61,11 +61,15 @@ where
     fn call(&mut self, request: Request) -> Self::Future {
         match admit(self.auth_enabled, &request) {
             Err(error) => Either::Left(futures::future::ready(Ok(secured(error.into_response())))),
-            Ok(()) => Either::Right(
-                self.inner
-                    .call(request)
-                    .map_ok(secured as fn(Response) -> Response),
-            ),
+            Ok(()) => {
+                // A function, not a closure, so that the future's type stays nameable.
+                let finish: fn(Response) -> Response =
+                    match request.uri().path().starts_with("/v1/") {
+                        true => finished_api,
+                        false => finished_page,
+                    };
+                Either::Right(self.inner.call(request).map_ok(finish))
+            }
         }
     }
 }
@@ -127,6 +131,60 @@ fn is_loopback_host(host: &str) -> bool {
         || name
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
+}
+
+fn finished_api(response: Response) -> Response {
+    secured(in_error_shape(response, false))
+}
+
+fn finished_page(response: Response) -> Response {
+    secured(in_error_shape(response, true))
+}
+
+/// An error the framework answered rather than a handler (a path segment that is not UTF-8, a
+/// method the path does not take, a body over the limit: plain text or nothing), in the §4
+/// error body, or as an error page for a page.
+fn in_error_shape(response: Response, page: bool) -> Response {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let plain = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_none_or(|media| media.as_bytes().starts_with(b"text/plain"));
+    if !plain {
+        return response;
+    }
+    let allow = response.headers().get(header::ALLOW).cloned();
+    let error = match status {
+        StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed(
+            "this path does not take that method (the Allow header names those it does)".into(),
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(format!(
+            "the body is over the limit of {} bytes",
+            super::BODY_BYTES_MAX
+        )),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            ApiError::UnsupportedMediaType("the body is not of a type this path takes".into())
+        }
+        status if status.is_server_error() => {
+            ApiError::Internal(format!("the framework answered {status}"))
+        }
+        _ => ApiError::BadQuery(
+            "the path or the query does not read (a part that is not UTF-8 once decoded, or \
+             a value out of range)"
+                .into(),
+        ),
+    };
+    let mut answer = match page {
+        true => crate::web::PageError(error).into_response(),
+        false => error.into_response(),
+    };
+    if let Some(allow) = allow {
+        answer.headers_mut().insert(header::ALLOW, allow);
+    }
+    answer
 }
 
 fn secured(mut response: Response) -> Response {

@@ -65,16 +65,90 @@ pub fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
-pub type Query = axum::extract::Query<HashMap<String, String>>;
+/// A query string read strictly (CONTRACT.md §11): each parameter at most once (a repeated
+/// one is `400 bad_query`: which of the two was meant?), `+` as a space, and percent-escapes
+/// that decode to UTF-8. A `/v1` request that fails gets the error body, a page the error page.
+#[derive(Debug, Default, Clone)]
+pub struct Query(pub HashMap<String, String>);
 
-pub fn parse_date(name: &str, text: &str) -> Result<NaiveDate, ApiError> {
-    NaiveDate::parse_from_str(text, "%Y-%m-%d")
-        .map_err(|_| ApiError::BadQuery(format!("{name} must be a date YYYY-MM-DD, not {text:?}")))
+impl std::ops::Deref for Query {
+    type Target = HashMap<String, String>;
+    fn deref(&self) -> &HashMap<String, String> {
+        &self.0
+    }
 }
 
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Query {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Query, Response> {
+        parse_query(parts.uri.query().unwrap_or("")).map_err(|error| {
+            if parts.uri.path().starts_with("/v1/") {
+                error.into_response()
+            } else {
+                crate::web::PageError(error).into_response()
+            }
+        })
+    }
+}
+
+/// The parameters of a query string, each once.
+pub fn parse_query(text: &str) -> Result<Query, ApiError> {
+    let mut params = HashMap::new();
+    for pair in text.split('&').filter(|pair| !pair.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let decode = |part: &str| {
+            let spaced = part.replace('+', " ");
+            percent_encoding::percent_decode_str(&spaced)
+                .decode_utf8()
+                .map(|text| text.into_owned())
+                .map_err(|_| {
+                    ApiError::BadQuery(format!(
+                        "the query parameter {:?} is not UTF-8 once decoded",
+                        name.chars().take(64).collect::<String>()
+                    ))
+                })
+        };
+        let name = decode(name)?;
+        let value = decode(value)?;
+        if params.contains_key(&name) {
+            return Err(ApiError::BadQuery(format!(
+                "the query parameter {name:?} is given more than once: give it once"
+            )));
+        }
+        params.insert(name, value);
+    }
+    Ok(Query(params))
+}
+
+/// A date `YYYY-MM-DD` exactly: four digits of a year from 0001 (no sign, no year 0000),
+/// month and day of two digits each, a day the calendar has.
+pub fn parse_date(name: &str, text: &str) -> Result<NaiveDate, ApiError> {
+    let bad = || ApiError::BadQuery(format!("{name} must be a date YYYY-MM-DD, not {text:?}"));
+    let bytes = text.as_bytes();
+    let shaped = bytes.len() == 10
+        && bytes[4] == b'-'
+        && bytes[7] == b'-'
+        && bytes
+            .iter()
+            .enumerate()
+            .all(|(i, b)| i == 4 || i == 7 || b.is_ascii_digit());
+    if !shaped || text.starts_with("0000") {
+        return Err(bad());
+    }
+    NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| bad())
+}
+
+/// A whole number in plain digits (no sign, no spaces) that fits 64 bits.
 pub fn parse_u64(name: &str, text: &str) -> Result<u64, ApiError> {
-    text.parse()
-        .map_err(|_| ApiError::BadQuery(format!("{name} must be a whole number, not {text:?}")))
+    let bad = || ApiError::BadQuery(format!("{name} must be a whole number, not {text:?}"));
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    text.parse().map_err(|_| bad())
 }
 
 /// The time-travel filters of CONTRACT.md §3.1, which every read of a view, history or review
@@ -117,6 +191,9 @@ pub fn filters_checked(query: &HashMap<String, String>) -> (Filters, Vec<(&'stat
         .and_then(|text| noted(&mut faults, "until_seq", parse_u64("until_seq", text)));
     let known_at = query.get("known_at").and_then(|text| {
         let parsed = DateTime::parse_from_rfc3339(text)
+            .ok()
+            .filter(|_| !text.starts_with("0000"))
+            .ok_or(())
             .map(|at| at.with_timezone(&Utc))
             .map_err(|_| {
                 ApiError::BadQuery(format!(

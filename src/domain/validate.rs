@@ -222,6 +222,7 @@ impl Schemas {
             ));
         }
         self.check_schema(&value)?;
+        check_no_control_characters(&value, &mut String::new())?;
         check_review_shape(&value)?;
         let envelope: Envelope = serde_json::from_value(value)
             .map_err(|e| Rejection::new(RejectionCode::SchemaViolation, e.to_string()))?;
@@ -287,6 +288,47 @@ fn serialized_len(value: &Value) -> usize {
     match serde_json::to_writer(&mut count, value) {
         Ok(()) => count.0,
         Err(_) => usize::MAX,
+    }
+}
+
+/// No text of an event holds a control character (U+0000 to U+001F but tab, line feed and
+/// carriage return, and U+007F): such text cannot be shown, exported to XML or read back
+/// safely (CONTRACT.md §11). `path` is the JSON pointer walked so far.
+fn check_no_control_characters(value: &Value, path: &mut String) -> Result<(), Rejection> {
+    let control = |c: char| (c < ' ' && !matches!(c, '\t' | '\n' | '\r')) || c == '\u{7f}';
+    match value {
+        Value::String(text) => match text.chars().find(|c| control(*c)) {
+            Some(c) => Err(Rejection::at(
+                RejectionCode::SchemaViolation,
+                path,
+                format!(
+                    "{}: a control character (U+{:04X}) is not allowed in text",
+                    display_pointer(path),
+                    c as u32
+                ),
+            )),
+            None => Ok(()),
+        },
+        Value::Array(items) => {
+            for (index, item) in items.iter().enumerate() {
+                let length = path.len();
+                path.push_str(&format!("/{index}"));
+                check_no_control_characters(item, path)?;
+                path.truncate(length);
+            }
+            Ok(())
+        }
+        Value::Object(fields) => {
+            for (name, item) in fields {
+                let length = path.len();
+                path.push('/');
+                path.push_str(&name.replace('~', "~0").replace('/', "~1"));
+                check_no_control_characters(item, path)?;
+                path.truncate(length);
+            }
+            Ok(())
+        }
+        _ => Ok(()),
     }
 }
 

@@ -12,7 +12,7 @@ use crate::domain::rights::Role;
 use crate::domain::rules;
 use crate::domain::validate::{Parsed, Rejection, RejectionCode, Schemas};
 use crate::metrics::Metrics;
-use crate::store::{Commit, NewEvent, RejectionRecord};
+use crate::store::{Commit, NewEvent, RejectionRecord, RAW_KEPT_BYTES};
 use base64::Engine;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -302,10 +302,31 @@ impl Batch {
         ) = (&outcome, keep_rejections, &source)
         {
             let raw = raw.unwrap_or_default();
-            let (raw_text, raw_encoding) = match std::str::from_utf8(&raw) {
+            // At most RAW_KEPT_BYTES of it, cut at a character's boundary when it is text.
+            let truncated = raw.len() > RAW_KEPT_BYTES;
+            let kept = match std::str::from_utf8(&raw) {
+                Ok(text) => {
+                    let mut end = RAW_KEPT_BYTES.min(text.len());
+                    while !text.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    Ok(&text[..end])
+                }
+                Err(error) if truncated && error.valid_up_to() >= RAW_KEPT_BYTES => {
+                    // Text as far as it is kept: the bytes past the cut are not.
+                    let text = std::str::from_utf8(&raw[..error.valid_up_to()]).expect("valid");
+                    let mut end = RAW_KEPT_BYTES;
+                    while !text.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    Ok(&text[..end])
+                }
+                Err(_) => Err(&raw[..RAW_KEPT_BYTES.min(raw.len())]),
+            };
+            let (raw_text, raw_encoding) = match kept {
                 Ok(text) => (text.to_owned(), None),
-                Err(_) => (
-                    base64::engine::general_purpose::STANDARD.encode(&raw),
+                Err(bytes) => (
+                    base64::engine::general_purpose::STANDARD.encode(bytes),
                     Some("base64".to_owned()),
                 ),
             };
@@ -322,6 +343,8 @@ impl Batch {
                 message: rejection.message.clone(),
                 raw: raw_text,
                 raw_encoding,
+                raw_bytes: truncated.then_some(raw.len() as u64),
+                raw_truncated: truncated,
             });
         }
         outcome

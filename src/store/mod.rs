@@ -96,7 +96,16 @@ pub struct RejectionRecord {
     pub raw: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub raw_encoding: Option<String>,
+    /// Set when the payload was longer than `RAW_KEPT_BYTES`: its whole length in bytes (only
+    /// the first `RAW_KEPT_BYTES` are kept, and `raw_truncated` says so).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub raw_truncated: bool,
 }
+
+/// How much of a rejected payload the rejection store keeps (CONTRACT.md §11).
+pub const RAW_KEPT_BYTES: usize = 64 * 1024;
 
 /// One event to append: its stored JSON and the keys that index it.
 pub struct NewEvent {

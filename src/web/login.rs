@@ -3,14 +3,14 @@
 use super::{render, session, session_of, Chrome};
 use crate::api::auth::principal_with_token;
 use crate::api::ApiError;
+use crate::api::Query;
 use crate::app::App;
 use askama::Template;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use serde::Deserialize;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 #[derive(Template)]
@@ -53,10 +53,7 @@ fn page(next: String, error: Option<String>, status: StatusCode) -> Result<Respo
         .into_response())
 }
 
-pub async fn form(
-    State(app): State<Arc<App>>,
-    Query(query): Query<HashMap<String, String>>,
-) -> Result<Response, ApiError> {
+pub async fn form(State(app): State<Arc<App>>, query: Query) -> Result<Response, ApiError> {
     let next = local_path(query.get("next").map(String::as_str));
     if !app.config.auth_enabled() {
         // No principal, no sign-in: every page is open (loopback only).

@@ -26,6 +26,8 @@ struct Row {
     message: String,
     raw: String,
     cut: bool,
+    /// The payload's whole length when the store kept only its first 64 KiB.
+    stored_of: Option<u64>,
 }
 
 #[derive(Template)]
@@ -88,6 +90,7 @@ pub async fn page(
                     message: record.message,
                     raw: raw.chars().take(RAW_SHOWN).collect(),
                     cut,
+                    stored_of: record.raw_bytes.filter(|_| record.raw_truncated),
                 }
             })
             .collect();
