@@ -549,3 +549,57 @@ async fn the_xlsx_holds_the_csv_s_cells_with_dates_as_dates() {
     );
     assert_eq!(online.stdout, bytes, "the same bytes as the endpoint");
 }
+
+/// Found by schemathesis: an export dated before 1900 (Excel's first year) was a 500. Such a
+/// date is written as its text; the rest of the sheet is as ever.
+#[tokio::test]
+async fn an_xlsx_dated_before_1900_holds_those_dates_as_text() {
+    use calamine::{Data, Reader};
+    let service = Service::start(&[]);
+    let mut registration = registered("MIEUX-TH-2014-01", "TH");
+    registration["occurred_on"] = json!("1850-01-01");
+    let early = track(
+        "MIEUX-TH-2014-01",
+        "TH",
+        "o-1",
+        "legislation.pending",
+        "1850-03-01",
+    );
+    let (status, body) = post_json(
+        &client(),
+        &service.url("/v1/events?wait=true"),
+        &json!([registration, early]),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    for query in ["?as_of=0296-10-10", "?as_of=1899-06-30", ""] {
+        let response = client()
+            .get(service.url(&format!("/v1/exports/outcomes.xlsx{query}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{query}");
+        let bytes = response.bytes().await.unwrap().to_vec();
+        let mut workbook = calamine::Xlsx::new(std::io::Cursor::new(bytes)).unwrap();
+        let sheet = workbook.worksheet_range("outcomes").unwrap();
+        let rows: Vec<_> = sheet.rows().collect();
+        if query == "?as_of=0296-10-10" {
+            assert_eq!(
+                rows.len(),
+                1,
+                "nothing had occurred by then: the header only"
+            );
+            continue;
+        }
+        assert_eq!(rows.len(), 2, "{query}");
+        assert_eq!(
+            rows[1][10],
+            Data::String("1850-03-01".into()),
+            "stage_since"
+        );
+        match query {
+            "" => assert!(matches!(rows[1][0], Data::DateTime(_)), "{:?}", rows[1][0]),
+            _ => assert_eq!(rows[1][0], Data::String("1899-06-30".into())),
+        }
+    }
+}

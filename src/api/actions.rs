@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ActionListItem<'a> {
     pub action_id: &'a ActionId,
     pub country: &'a Country,
@@ -105,6 +105,9 @@ impl ListFilter {
     }
 }
 
+#[utoipa::path(get, path = "/v1/actions", operation_id = "list_actions", tag = "views",
+    params(crate::api::openapi::TimeTravel, crate::api::openapi::ListFilters),
+    responses((status = 200, description = "The Actions in scope and their summaries", body = crate::api::openapi::ActionList), crate::api::openapi::ReadErrors))]
 pub async fn list(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -161,6 +164,9 @@ fn readable(caller: &Caller, bytes: &[u8]) -> Result<ActionRecord, ApiError> {
     Ok(record)
 }
 
+#[utoipa::path(get, path = "/v1/actions/{id}", operation_id = "get_action", tag = "views",
+    params(("id" = String, Path, description = "The Action's id"), crate::api::openapi::TimeTravel),
+    responses((status = 200, description = "The Action's status: its view, flags and reference date", body = crate::domain::fold::ActionStatus), crate::api::openapi::ReadErrors))]
 pub async fn view(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -211,6 +217,9 @@ pub async fn view(
     Ok(json_body(body))
 }
 
+#[utoipa::path(get, path = "/v1/actions/{id}/events", operation_id = "get_action_events", tag = "views",
+    params(("id" = String, Path, description = "The Action's id"), crate::api::openapi::TimeTravel),
+    responses((status = 200, description = "The Action's events in seq order, each marked retracted as known under the filters", body = crate::api::openapi::History), crate::api::openapi::ReadErrors))]
 pub async fn history(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -276,6 +285,9 @@ pub fn compare_filters(
     ((a, b), faults)
 }
 
+#[utoipa::path(get, path = "/v1/actions/{id}/compare", operation_id = "compare_action", tag = "views",
+    params(("id" = String, Path, description = "The Action's id"), crate::api::openapi::CompareSides),
+    responses((status = 200, description = "What differs between the two sides", body = crate::domain::compare::Comparison), crate::api::openapi::ReadErrors))]
 pub async fn compare(
     State(app): State<Arc<App>>,
     caller: Caller,

@@ -22,6 +22,9 @@ const PAGE_EVENTS_MAX: usize = 10_000;
 /// NDJSON streams are read from the store in chunks of about this size.
 const STREAM_CHUNK_BYTES: usize = 64 << 10;
 
+#[utoipa::path(post, path = "/v1/events", operation_id = "post_events", tag = "events",
+    params(crate::api::openapi::Wait),
+    responses((status = 202, description = "Every event accepted (or a duplicate of the same content); with wait=true, applied", body = crate::api::openapi::SubmitResults), crate::api::openapi::WriteErrors))]
 pub async fn post_events(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -342,6 +345,11 @@ fn page_limit(query: &Query) -> Result<usize, ApiError> {
 
 /// `GET /v1/events`: a JSON page, or every event after `after` as NDJSON. The stream has no
 /// page size (CONTRACT §4), but a `limit` sent with it is still checked, not passed over.
+#[utoipa::path(get, path = "/v1/events", operation_id = "get_events", tag = "events",
+    params(crate::api::openapi::Page),
+    responses((status = 200, description = "A page of the global log in seq order (with Accept: application/x-ndjson, every event after `after`, streamed)", content(
+        (crate::api::openapi::EventLog = "application/json"),
+        (String = "application/x-ndjson"))), crate::api::openapi::ReadErrors))]
 pub async fn log(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -440,6 +448,9 @@ fn stream_ndjson(app: Arc<App>, after: u64) -> Result<Response, ApiError> {
         .into_response())
 }
 
+#[utoipa::path(get, path = "/v1/rejections", operation_id = "get_rejections", tag = "events",
+    params(crate::api::openapi::Page),
+    responses((status = 200, description = "Rejected messages from NATS, oldest first", body = crate::api::openapi::Rejections), crate::api::openapi::ReadErrors))]
 pub async fn rejections(
     State(app): State<Arc<App>>,
     caller: Caller,

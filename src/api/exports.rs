@@ -19,6 +19,9 @@ const EXPORT_PARAMS: &[&str] = &["bom"];
 /// A chunk of the body is sent once it holds this much.
 const CHUNK_BYTES: usize = 64 << 10;
 
+#[utoipa::path(get, path = "/v1/exports/outcomes.csv", operation_id = "export_outcomes_csv", tag = "exports",
+    params(crate::api::openapi::TimeTravel, crate::api::openapi::ListFilters, crate::api::openapi::Bom),
+    responses((status = 200, description = "One row per outcome in scope (RFC 4180)", content_type = "text/csv", body = String), crate::api::openapi::ReadErrors))]
 pub async fn outcomes_csv(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -52,6 +55,9 @@ pub async fn outcomes_csv(
 
 /// `GET /v1/exports/iati.xml`: `404` when the export is not configured (no `[iati]`) or no
 /// Action is in scope (an IATI document holds at least one activity).
+#[utoipa::path(get, path = "/v1/exports/iati.xml", operation_id = "export_iati", tag = "exports",
+    params(crate::api::openapi::TimeTravel, crate::api::openapi::ListFilters),
+    responses((status = 200, description = "An IATI Activity Standard 2.03 document", content_type = "application/xml", body = String), crate::api::openapi::ReadErrors))]
 pub async fn iati_xml(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -142,6 +148,9 @@ fn scope(query: &Query) -> Result<(crate::domain::fold::Filters, ListFilter), Ap
     Ok((filters(query)?, ListFilter::parse(query)?))
 }
 
+#[utoipa::path(get, path = "/v1/exports/outcomes.xlsx", operation_id = "export_outcomes_xlsx", tag = "exports",
+    params(crate::api::openapi::TimeTravel, crate::api::openapi::ListFilters),
+    responses((status = 200, description = "The CSV's rows in one sheet", content_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", body = Vec<u8>), crate::api::openapi::ReadErrors))]
 pub async fn outcomes_xlsx(
     State(app): State<Arc<App>>,
     caller: Caller,

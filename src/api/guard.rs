@@ -83,7 +83,12 @@ fn admit(auth_enabled: bool, request: &Request) -> Result<(), ApiError> {
         return Ok(());
     }
     let headers = request.headers();
-    if request.uri().path().starts_with("/v1/") && !is_json(headers) {
+    // Only a POST to a path that takes one changes anything in /v1 (any other is a 405 from
+    // the router).
+    if request.method() == Method::POST
+        && super::POST_PATHS.contains(&request.uri().path())
+        && !is_json(headers)
+    {
         return Err(ApiError::UnsupportedMediaType(
             "a request that changes something is sent with Content-Type: application/json".into(),
         ));

@@ -7,6 +7,7 @@ mod error;
 pub mod events;
 mod exports;
 mod guard;
+pub mod openapi;
 pub mod reviews;
 mod view_cache;
 
@@ -33,22 +34,8 @@ pub const BODY_BYTES_MAX: usize = 1000 * 64 * 1024 + 64 * 1024;
 pub const BODY_EVENTS_MAX: usize = 1000;
 
 pub fn router(app: Arc<App>) -> Router {
-    Router::new()
-        .route("/v1/events", post(events::post_events).get(events::log))
-        .route("/v1/rejections", get(events::rejections))
-        .route("/v1/actions", get(actions::list))
-        .route("/v1/actions/{id}", get(actions::view))
-        .route("/v1/actions/{id}/events", get(actions::history))
-        .route("/v1/actions/{id}/compare", get(actions::compare))
-        .route("/v1/reviews", post(reviews::create).get(reviews::list))
-        .route("/v1/reviews/{id}", get(reviews::one))
-        .route("/v1/reviews/{id}/changes", get(reviews::changes))
-        .route("/v1/exports/outcomes.csv", get(exports::outcomes_csv))
-        .route("/v1/exports/outcomes.xlsx", get(exports::outcomes_xlsx))
-        .route("/v1/exports/iati.xml", get(exports::iati_xml))
-        .route("/v1/schemas", get(schemas))
-        .route("/v1/schemas/{name}", get(schema))
-        .route("/healthz", get(healthz))
+    let (v1, _) = v1_routes();
+    v1.route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .merge(
@@ -63,6 +50,54 @@ pub fn router(app: Arc<App>) -> Router {
             auth_enabled: app.config.auth_enabled(),
         })
         .with_state(app)
+}
+
+/// The `/v1` paths that take a `POST` (the guard asks them for JSON); a test holds this to
+/// `v1_routes`.
+pub const POST_PATHS: &[&str] = &["/v1/events", "/v1/reviews"];
+
+/// The `/v1` routes, and each as `(method, path)`: the router is built from this one list, so
+/// that a test can hold the API description (`openapi.rs`) to what the router serves.
+pub fn v1_routes() -> (Router<Arc<App>>, Vec<(&'static str, &'static str)>) {
+    use axum::routing::MethodRouter;
+    let mut table = Vec::new();
+    let mut router = Router::new();
+    let mut add = |path: &'static str, methods: &[&'static str], route: MethodRouter<Arc<App>>| {
+        table.extend(methods.iter().map(|method| (*method, path)));
+        router = std::mem::take(&mut router).route(path, route);
+    };
+    add(
+        "/v1/events",
+        &["post", "get"],
+        post(events::post_events).get(events::log),
+    );
+    add("/v1/rejections", &["get"], get(events::rejections));
+    add("/v1/actions", &["get"], get(actions::list));
+    add("/v1/actions/{id}", &["get"], get(actions::view));
+    add("/v1/actions/{id}/events", &["get"], get(actions::history));
+    add("/v1/actions/{id}/compare", &["get"], get(actions::compare));
+    add(
+        "/v1/reviews",
+        &["post", "get"],
+        post(reviews::create).get(reviews::list),
+    );
+    add("/v1/reviews/{id}", &["get"], get(reviews::one));
+    add("/v1/reviews/{id}/changes", &["get"], get(reviews::changes));
+    add(
+        "/v1/exports/outcomes.csv",
+        &["get"],
+        get(exports::outcomes_csv),
+    );
+    add(
+        "/v1/exports/outcomes.xlsx",
+        &["get"],
+        get(exports::outcomes_xlsx),
+    );
+    add("/v1/exports/iati.xml", &["get"], get(exports::iati_xml));
+    add("/v1/schemas", &["get"], get(schemas));
+    add("/v1/schemas/{name}", &["get"], get(schema));
+    add("/v1/openapi.json", &["get"], get(openapi::openapi_json));
+    (router, table)
 }
 
 /// A query string read strictly (CONTRACT.md §11): each parameter at most once (a repeated
@@ -142,13 +177,22 @@ pub fn parse_date(name: &str, text: &str) -> Result<NaiveDate, ApiError> {
     NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| bad())
 }
 
-/// A whole number in plain digits (no sign, no spaces) that fits 64 bits.
+/// A whole number in plain digits (no sign, no spaces) from 0 to 2^63 − 1 (what a signed
+/// 64-bit integer, and so every client, can hold; the API description says `int64`).
 pub fn parse_u64(name: &str, text: &str) -> Result<u64, ApiError> {
-    let bad = || ApiError::BadQuery(format!("{name} must be a whole number, not {text:?}"));
+    let bad = || {
+        ApiError::BadQuery(format!(
+            "{name} must be a whole number from 0 to {}, not {text:?}",
+            i64::MAX
+        ))
+    };
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
         return Err(bad());
     }
-    text.parse().map_err(|_| bad())
+    text.parse::<u64>()
+        .ok()
+        .filter(|n| *n <= i64::MAX as u64)
+        .ok_or_else(bad)
 }
 
 /// The time-travel filters of CONTRACT.md §3.1, which every read of a view, history or review
@@ -253,10 +297,15 @@ pub async fn blocking<T: Send + 'static>(
         .map_err(|e| ApiError::Internal(e.to_string()))?
 }
 
+#[utoipa::path(get, path = "/v1/schemas", operation_id = "list_schemas", tag = "meta", security(()),
+    responses((status = 200, description = "The names of the JSON Schemas the service validates with", body = openapi::SchemaList)))]
 async fn schemas() -> Json<Value> {
     Json(json!({"schemas": SCHEMA_DOCUMENTS.iter().map(|(name, _)| name).collect::<Vec<_>>()}))
 }
 
+#[utoipa::path(get, path = "/v1/schemas/{name}", operation_id = "get_schema", tag = "meta", security(()),
+    params(("name" = String, Path, description = "A schema's name, with or without .json")),
+    responses((status = 200, description = "The JSON Schema document", content_type = "application/schema+json", body = Object), openapi::ReadErrors))]
 async fn schema(Path(name): Path<String>) -> Result<Response, ApiError> {
     let name = name.strip_suffix(".json").unwrap_or(&name);
     let (_, document) = SCHEMA_DOCUMENTS

@@ -69,6 +69,12 @@ pub fn review_scope(
     (as_of, country, faults)
 }
 
+#[utoipa::path(post, path = "/v1/reviews", operation_id = "create_review", tag = "reviews",
+    params(crate::api::openapi::Format),
+    request_body(content = crate::api::openapi::ReviewRequest, description = "The scope (both optional; an empty body reviews every country as of today)"),
+    responses((status = 201, description = "The review's report", content(
+        (crate::domain::review::ReviewReport = "application/json"),
+        (String = "text/markdown"))), crate::api::openapi::WriteErrors))]
 pub async fn create(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -97,6 +103,11 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(report)).into_response())
 }
 
+#[utoipa::path(get, path = "/v1/reviews", operation_id = "list_reviews", tag = "reviews",
+    params(crate::api::openapi::TimeTravel, crate::api::openapi::Format),
+    responses((status = 200, description = "The stored reviews, as known under the filters", content(
+        (crate::api::openapi::ReviewList = "application/json"),
+        (String = "text/markdown"))), crate::api::openapi::ReadErrors))]
 pub async fn list(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -138,6 +149,11 @@ pub async fn list(
     Ok(Json(json!({"reviews": reviews})).into_response())
 }
 
+#[utoipa::path(get, path = "/v1/reviews/{id}", operation_id = "get_review", tag = "reviews",
+    params(("id" = String, Path, description = "The review's id"), crate::api::openapi::Format),
+    responses((status = 200, description = "The review's report, whole", content(
+        (crate::domain::review::ReviewReport = "application/json"),
+        (String = "text/markdown"))), crate::api::openapi::ReadErrors))]
 pub async fn one(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -158,6 +174,11 @@ pub async fn one(
     Ok(Json(report).into_response())
 }
 
+#[utoipa::path(get, path = "/v1/reviews/{id}/changes", operation_id = "get_review_changes", tag = "reviews",
+    params(("id" = String, Path, description = "The review's id"), crate::api::openapi::Format),
+    responses((status = 200, description = "What changed since the previous review of the same scope", content(
+        (crate::domain::review::ReviewChanges = "application/json"),
+        (String = "text/markdown"))), crate::api::openapi::ReadErrors))]
 pub async fn changes(
     State(app): State<Arc<App>>,
     caller: Caller,

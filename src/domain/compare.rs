@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 /// One side of a comparison: the filters it was read under and its reference date.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Side {
     pub as_of: Option<NaiveDate>,
     pub until_seq: Option<u64>,
@@ -28,7 +28,7 @@ impl Side {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Change {
     Added,
@@ -36,7 +36,7 @@ pub enum Change {
     Changed,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct OutcomeChange {
     pub outcome_id: OutcomeId,
     pub change: Change,
@@ -45,13 +45,13 @@ pub struct OutcomeChange {
     pub fields: Map<String, Value>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct FlagChanges {
     pub added: Vec<Flag>,
     pub removed: Vec<Flag>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Comparison {
     pub action_id: ActionId,
     pub a: Side,

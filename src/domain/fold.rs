@@ -157,7 +157,19 @@ impl Default for ViewRules {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum OutcomeState {
     InProgress,
@@ -188,7 +200,19 @@ impl OutcomeState {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Verification {
     Reported,
@@ -207,7 +231,7 @@ impl Verification {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DateSource {
     Explicit,
@@ -224,14 +248,14 @@ impl DateSource {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ExpectedView {
     pub stage: &'static str,
     pub by: NaiveDate,
     pub date_source: DateSource,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct OutcomeView {
     pub outcome_id: OutcomeId,
     pub track: &'static str,
@@ -247,7 +271,7 @@ pub struct OutcomeView {
     pub last_event_on: NaiveDate,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Summary {
     pub outcomes: u32,
     pub in_progress: u32,
@@ -269,7 +293,7 @@ impl Summary {
 }
 
 /// The reference-date-free part of `GET /v1/actions/{id}`.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ActionView {
     pub action_id: ActionId,
     pub country: Country,
@@ -534,7 +558,19 @@ fn fold_outcome(
     })
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum FlagKind {
     Disputed,
@@ -571,7 +607,7 @@ impl FlagKind {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Flag {
     pub outcome_id: Option<OutcomeId>,
     pub flag: FlagKind,
@@ -667,7 +703,7 @@ pub fn flags(view: &ActionView, rules: &ViewRules, reference: NaiveDate) -> Vec<
 }
 
 /// `GET /v1/actions/{id}`: the view, its flags and the date they were read against.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ActionStatus {
     #[serde(flatten)]
     pub view: ActionView,

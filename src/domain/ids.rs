@@ -7,7 +7,18 @@ use std::fmt;
 
 macro_rules! string_id {
     ($name:ident, $check:expr, $what:literal) => {
-        #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[derive(
+            Clone,
+            Debug,
+            PartialEq,
+            Eq,
+            PartialOrd,
+            Ord,
+            Hash,
+            Serialize,
+            Deserialize,
+            utoipa::ToSchema,
+        )]
         #[serde(try_from = "String", into = "String")]
         pub struct $name(String);
 

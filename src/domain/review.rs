@@ -8,7 +8,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct Totals {
     pub actions: u32,
@@ -55,7 +55,7 @@ impl Totals {
 }
 
 /// A flag found by a review. The titles are there so a person can read the report.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Finding {
     pub action_id: ActionId,
     pub outcome_id: Option<OutcomeId>,
@@ -65,7 +65,7 @@ pub struct Finding {
     pub outcome_title: Option<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Highlight {
     pub action_id: ActionId,
     pub outcome_id: OutcomeId,
@@ -77,7 +77,7 @@ pub struct Highlight {
     pub stage_since: NaiveDate,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReviewReport {
     pub review_id: String,
     pub as_of: NaiveDate,
@@ -94,6 +94,7 @@ pub struct ReviewReport {
     /// Stored reports only, when the report did not fit one message: the event ids of its
     /// `review.part` events, in order. Never in a report that is read back whole.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<uuid::Uuid>)]
     pub parts: Vec<EventId>,
 }
 
@@ -677,7 +678,7 @@ mod tests {
 /// same finding when its Action, outcome and flag match (its detail, "… 40 days ago", moves on
 /// by itself); a highlight is the same when its Action, outcome, stage and state match, so an
 /// outcome that went from achieved to sustained is one highlight removed and one added.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ReviewChanges {
     pub review_id: String,
     pub previous_review_id: Option<String>,
@@ -687,13 +688,13 @@ pub struct ReviewChanges {
     pub totals: BTreeMap<String, [Option<u32>; 2]>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct FindingChanges {
     pub added: Vec<Finding>,
     pub resolved: Vec<Finding>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct HighlightChanges {
     pub added: Vec<Highlight>,
     pub removed: Vec<Highlight>,

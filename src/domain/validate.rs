@@ -221,8 +221,8 @@ impl Schemas {
                 ),
             ));
         }
-        self.check_schema(&value)?;
         check_no_control_characters(&value, &mut String::new())?;
+        self.check_schema(&value)?;
         check_review_shape(&value)?;
         let envelope: Envelope = serde_json::from_value(value)
             .map_err(|e| Rejection::new(RejectionCode::SchemaViolation, e.to_string()))?;
@@ -291,13 +291,21 @@ fn serialized_len(value: &Value) -> usize {
     }
 }
 
+/// A control character that no text may hold: U+0000 to U+001F but tab, line feed and
+/// carriage return, and U+007F. `TEXT_PATTERN` says the same to the API description.
+pub fn is_control(c: char) -> bool {
+    (c < ' ' && !matches!(c, '\t' | '\n' | '\r')) || c == '\u{7f}'
+}
+
+/// `is_control` as a JSON Schema pattern (the API description gives it to every free text).
+pub const TEXT_PATTERN: &str = "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F]*$";
+
 /// No text of an event holds a control character (U+0000 to U+001F but tab, line feed and
 /// carriage return, and U+007F): such text cannot be shown, exported to XML or read back
 /// safely (CONTRACT.md §11). `path` is the JSON pointer walked so far.
 fn check_no_control_characters(value: &Value, path: &mut String) -> Result<(), Rejection> {
-    let control = |c: char| (c < ' ' && !matches!(c, '\t' | '\n' | '\r')) || c == '\u{7f}';
     match value {
-        Value::String(text) => match text.chars().find(|c| control(*c)) {
+        Value::String(text) => match text.chars().find(|c| is_control(*c)) {
             Some(c) => Err(Rejection::at(
                 RejectionCode::SchemaViolation,
                 path,
@@ -383,5 +391,25 @@ fn fault_pointer(error: &jsonschema::ValidationError<'_>) -> String {
     match child {
         Some(name) => format!("{base}/{}", name.replace('~', "~0").replace('/', "~1")),
         None => base,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_text_pattern_refuses_exactly_the_control_characters() {
+        let schema = serde_json::json!({"type": "string", "pattern": TEXT_PATTERN});
+        let validator = jsonschema::validator_for(&schema).unwrap();
+        for code in 0u32..0x100 {
+            let c = char::from_u32(code).unwrap();
+            let text = format!("a{c}b");
+            assert_eq!(
+                validator.is_valid(&Value::String(text)),
+                !is_control(c),
+                "U+{code:04X}"
+            );
+        }
     }
 }

@@ -101,6 +101,10 @@ fn each_row(
     Ok(())
 }
 
+/// The first and last days a spreadsheet date can be.
+const EXCEL_FIRST_DAY: chrono::NaiveDate = chrono::NaiveDate::from_ymd_opt(1900, 1, 1).unwrap();
+const EXCEL_LAST_DAY: chrono::NaiveDate = chrono::NaiveDate::from_ymd_opt(9999, 12, 31).unwrap();
+
 /// The XLSX of the outcomes in scope: one sheet `outcomes`, the header row first and frozen,
 /// the cells of the CSV (the same text, a formula-looking one behind its `'`), dates as dates,
 /// counts as numbers, each column as wide as what it holds.
@@ -117,9 +121,9 @@ pub fn xlsx(
     };
     let mut workbook = Workbook::new();
     // Dated by its reference date, not the clock: the same filters give the same bytes (the
-    // CLI's and the endpoint's).
-    let reference = excel_day(queries::reference_date(asked.filters))?;
-    workbook.set_properties(&DocProperties::new().set_creation_datetime(&reference));
+    // CLI's and the endpoint's). A spreadsheet's dates run from 1900 to 9999 only.
+    let reference = queries::reference_date(asked.filters).clamp(EXCEL_FIRST_DAY, EXCEL_LAST_DAY);
+    workbook.set_properties(&DocProperties::new().set_creation_datetime(&excel_day(reference)?));
     let sheet = workbook.add_worksheet();
     sheet.set_name("outcomes")?;
     let bold = Format::new().set_bold();
@@ -144,6 +148,11 @@ pub fn xlsx(
                 Cell::Count(count) => {
                     sheet.write_number(at.0, at.1, *count as f64)?;
                     count.to_string().len()
+                }
+                // A date a spreadsheet cannot hold (before 1900) is written as its text.
+                Cell::Date(date) if !(EXCEL_FIRST_DAY..=EXCEL_LAST_DAY).contains(date) => {
+                    sheet.write_string(at.0, at.1, cell.text().as_ref())?;
+                    10
                 }
                 Cell::Date(date) => {
                     sheet.write_date_with_format(at.0, at.1, &excel_day(*date)?, &day)?;

@@ -82,7 +82,7 @@ impl StoreError {
 }
 
 /// A rejected message, kept with its raw bytes (CONTRACT.md §2.5, `GET /v1/rejections`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RejectionRecord {
     pub id: u64,
     pub received_at: String,
