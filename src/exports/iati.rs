@@ -13,7 +13,6 @@ use crate::config::IatiConfig;
 use crate::domain::contribution::{self, Contribution};
 use crate::domain::export::{flags_of, Scope};
 use crate::domain::fold::{ActionStatus, Fact, FoldEvent, OutcomeView, ViewRules};
-use crate::domain::ids::Country;
 use crate::domain::tracks::{Track, TRACKS};
 use crate::queries;
 use crate::store::{Store, StoreError};
@@ -40,19 +39,13 @@ pub fn write_iati(
     out: impl Write,
 ) -> Result<u64, ExportError> {
     let reference = queries::reference_date(asked.filters);
-    let scope = Scope {
-        track: asked.list.track,
-        state: asked.list.state,
-        flag: asked.list.flag,
-    };
-    let keep = |country: &Country| {
-        (asked.sees)(country) && asked.list.country.as_ref().is_none_or(|c| c == country)
-    };
+    let scope = asked.scope();
+    let words_of_tracks = TrackWords::new();
     let mut xml = Writer::new(out);
     let mut written = 0;
     for record in store.records() {
         let record = record?;
-        if !keep(&record.country) {
+        if !asked.keeps(&record.country) {
             continue;
         }
         let filters = asked.filters.within(&record, durable);
@@ -70,7 +63,7 @@ pub fn write_iati(
             xml.get_mut()
                 .write_all(b"<iati-activities version=\"2.03\">\n")?;
         }
-        activity(&mut xml, iati, &status, &scope, &said, asked)?;
+        activity(&mut xml, iati, &status, &scope, &said, asked, &words_of_tracks)?;
         written += 1;
     }
     if written > 0 {
@@ -203,6 +196,7 @@ fn activity<W: Write>(
     scope: &Scope,
     said: &Said,
     asked: &Asked<'_>,
+    tracks: &TrackWords,
 ) -> std::io::Result<()> {
     let view = &status.view;
     let updated = DateTime::from_timestamp_micros(said.last_recorded_us)
@@ -249,7 +243,7 @@ fn activity<W: Write>(
             outcomes.sort_by(|a, b| a.outcome_id.as_str().cmp(b.outcome_id.as_str()));
             for outcome in outcomes {
                 if scope.admits(outcome, &flags_of(status, outcome)) {
-                    result(xml, outcome, said, status.reference_date)?;
+                    result(xml, outcome, said, status.reference_date, tracks)?;
                 }
             }
             Ok(())
@@ -292,8 +286,10 @@ fn result<W: Write>(
     outcome: &OutcomeView,
     said: &Said,
     reference: NaiveDate,
+    tracks: &TrackWords,
 ) -> std::io::Result<()> {
     let track = Track::parse(outcome.track).expect("a view's track is one of the table's");
+    let (indicator_title, indicator_description) = tracks.of(track);
     let first = said
         .first_stage
         .get(&(outcome.outcome_id.to_string(), track))
@@ -325,9 +321,8 @@ fn result<W: Write>(
             xml.create_element("indicator")
                 .with_attributes([("measure", "5"), ("ascending", "1")])
                 .write_inner_content(|xml| {
-                    let title = format!("Stage reached on the {track_words} track");
-                    narrative_in(xml, "title", &[], &title)?;
-                    narrative_in(xml, "description", &[], &stages_of(track))?;
+                    narrative_in(xml, "title", &[], indicator_title)?;
+                    narrative_in(xml, "description", &[], indicator_description)?;
                     let year = first.0.year().max(1).to_string();
                     let day = first.0.to_string();
                     xml.create_element("baseline")
@@ -412,6 +407,32 @@ fn is_exit(outcome: &OutcomeView) -> bool {
     Track::parse(outcome.track)
         .and_then(|track| track.stage(outcome.stage))
         .is_some_and(|stage| stage.is_exit())
+}
+
+/// Each track's indicator title and description, written once per export rather than once
+/// per outcome.
+struct TrackWords(Vec<(Track, String, String)>);
+
+impl TrackWords {
+    fn new() -> TrackWords {
+        TrackWords(
+            Track::all()
+                .map(|track| {
+                    let title = format!("Stage reached on the {} track", words::name(track.name()));
+                    (track, title, stages_of(track))
+                })
+                .collect(),
+        )
+    }
+
+    fn of(&self, track: Track) -> (&str, &str) {
+        let (_, title, description) = self
+            .0
+            .iter()
+            .find(|(known, _, _)| *known == track)
+            .expect("every track has its words");
+        (title, description)
+    }
 }
 
 /// A track's stages in words, in order, with where achievement and lasting begin.

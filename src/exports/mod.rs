@@ -41,6 +41,23 @@ pub struct Asked<'a> {
     pub sees: &'a (dyn Fn(&Country) -> bool + Sync),
 }
 
+impl Asked<'_> {
+    /// The outcomes in scope: the list filters read for each outcome.
+    pub fn scope(&self) -> Scope {
+        Scope {
+            track: self.list.track,
+            state: self.list.state,
+            flag: self.list.flag,
+        }
+    }
+
+    /// Whether a country's Actions are in the export: the caller sees it and the country
+    /// filter, if any, names it.
+    pub fn keeps(&self, country: &Country) -> bool {
+        (self.sees)(country) && self.list.country.as_ref().is_none_or(|c| c == country)
+    }
+}
+
 /// Writes the CSV of the outcomes in scope to `out` (RFC 4180: header row, CRLF, `"` quoting;
 /// a UTF-8 byte-order mark first when `bom`): how many rows it wrote.
 pub fn write_csv(
@@ -85,14 +102,8 @@ fn each_row(
         until_seq: asked.filters.until_seq,
         known_at: asked.filters.known_at,
     };
-    let scope = Scope {
-        track: asked.list.track,
-        state: asked.list.state,
-        flag: asked.list.flag,
-    };
-    let keep = |country: &Country| {
-        (asked.sees)(country) && asked.list.country.as_ref().is_none_or(|c| c == country)
-    };
+    let scope = asked.scope();
+    let keep = |country: &Country| asked.keeps(country);
     for status in queries::each_status(store, durable, asked.filters, rules, keep) {
         for row in rows(&status?, &scope, &head) {
             write(&row)?;
