@@ -348,3 +348,44 @@ async fn the_rejection_store_keeps_at_most_64_kib_of_a_payload() {
         "{html}"
     );
 }
+
+/// CONTRACT.md §11: every page, every asset and every error page says no other origin, no
+/// sniffing and no framing; so does every API answer.
+#[tokio::test]
+async fn every_page_carries_the_security_headers() {
+    let service = Service::start(&["--demo"]);
+    eventually(30, async || {
+        let (status, _) = get_json(&client(), &service.url("/v1/actions/MIEUX-LA-2016-02")).await;
+        (status == 200).then_some(())
+    })
+    .await;
+    let paths = [
+        "/",
+        "/?page=99",
+        "/actions/MIEUX-LA-2016-02",
+        "/actions/MIEUX-LA-2016-02/compare",
+        "/actions/NO-SUCH-ACTION",
+        "/reviews",
+        "/rejections",
+        "/submit",
+        "/submit?form=report",
+        "/login",
+        "/style.css",
+        "/outbox.js",
+        "/no-such-page",
+        "/?as_of=1&as_of=2",
+        "/v1/actions",
+        "/v1/openapi.json",
+    ];
+    for path in paths {
+        let response = page_client().get(service.url(path)).send().await.unwrap();
+        let headers = response.headers();
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(headers["x-frame-options"], "DENY", "{path}");
+        let policy = headers["content-security-policy"].to_str().unwrap();
+        assert!(
+            policy.contains("default-src 'self'") && policy.contains("frame-ancestors 'none'"),
+            "{path}: {policy}"
+        );
+    }
+}

@@ -63,7 +63,15 @@ pub fn write_iati(
             xml.get_mut()
                 .write_all(b"<iati-activities version=\"2.03\">\n")?;
         }
-        activity(&mut xml, iati, &status, &scope, &said, asked, &words_of_tracks)?;
+        activity(
+            &mut xml,
+            iati,
+            &status,
+            &scope,
+            &said,
+            asked,
+            &words_of_tracks,
+        )?;
         written += 1;
     }
     if written > 0 {
