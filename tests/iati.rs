@@ -761,3 +761,67 @@ proptest! {
         run(steps, as_of, until)?;
     }
 }
+
+/// Many Actions: rendered in batches by several threads, written in the Actions' order, every
+/// one once, the same bytes each time.
+#[test]
+fn many_actions_come_out_once_each_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), 8 << 20).unwrap();
+    let schemas = Arc::new(Schemas::load());
+    let (writer, thread) =
+        Writer::spawn(store.clone(), schemas.clone(), Arc::new(Metrics::new())).unwrap();
+    let actions = 333;
+    for n in 0..actions {
+        let action = format!("MIEUX-TH-{n:04}");
+        let mut report = track(&action, "TH", "o-1", "network.created", "2019-01-10");
+        report["evidence"] =
+            json!([{"title": "Minutes", "url": format!("https://example.org/{n}.pdf")}]);
+        let incoming = [registered(&action, "TH"), report].map(|event| Incoming {
+            payload: Payload::Parsed(Box::new(
+                schemas.parse_value(event, Origin::Client).unwrap(),
+            )),
+            origin: Origin::Client,
+            source: Source::Http,
+            submitted_by: None,
+        });
+        let outcomes = writer.blocking_submit(incoming.into(), false).unwrap();
+        assert!(outcomes
+            .iter()
+            .all(|o| matches!(o, ItemOutcome::Applied { .. })));
+    }
+    drop(writer);
+    thread.join().unwrap();
+    let last = store.last_seq().unwrap();
+    let filters = Filters::default();
+    let rules = ViewRules::default();
+    let list = impact::api::actions::ListFilter::default();
+    let sees = |_: &Country| true;
+    let asked = impact::exports::Asked {
+        filters: &filters,
+        list: &list,
+        sees: &sees,
+    };
+    let iati = impact::config::IatiConfig::demo();
+    let export = || {
+        let mut xml = Vec::new();
+        let written =
+            impact::exports::iati::write_iati(&store, last, &rules, &asked, &iati, &mut xml)
+                .unwrap();
+        (written, xml)
+    };
+    let (written, xml) = export();
+    assert_eq!(written, actions);
+    assert_valid(&xml);
+    let text = String::from_utf8(xml.clone()).unwrap();
+    let identifiers: Vec<&str> = text
+        .split("<iati-identifier>")
+        .skip(1)
+        .map(|rest| rest.split('<').next().unwrap())
+        .collect();
+    let wanted: Vec<String> = (0..actions)
+        .map(|n| format!("XI-DEMO-IMPACT-MIEUX-TH-{n:04}"))
+        .collect();
+    assert_eq!(identifiers, wanted, "every Action once, in order");
+    assert_eq!(export().1, xml, "the same bytes again");
+}

@@ -12,13 +12,13 @@ use super::{Asked, ExportError};
 use crate::config::IatiConfig;
 use crate::domain::contribution::{self, Contribution};
 use crate::domain::export::{flags_of, Scope};
-use crate::domain::fold::{ActionStatus, Fact, FoldEvent, OutcomeView, ViewRules};
+use crate::domain::fold::{ActionRecord, ActionStatus, Fact, FoldEvent, OutcomeView, ViewRules};
 use crate::domain::tracks::{Track, TRACKS};
 use crate::queries;
 use crate::store::{Store, StoreError};
 use crate::web::words;
 use chrono::{DateTime, Datelike, NaiveDate, SecondsFormat};
-use quick_xml::events::{BytesDecl, BytesText, Event};
+use quick_xml::events::BytesText;
 use quick_xml::Writer;
 use serde::Deserialize;
 use std::borrow::Cow;
@@ -28,57 +28,135 @@ use std::io::Write;
 /// The IATI DocumentCategory of an evidence link: "Results, outcomes and outputs".
 const EVIDENCE_CATEGORY: &str = "A08";
 
+/// Actions handed to a renderer at a time.
+const BATCH_ACTIONS: usize = 64;
+/// Threads that render Actions while the caller's thread writes what they rendered, in order.
+const RENDERERS: usize = 2;
+
 /// Writes the IATI document of the Actions in scope to `out`: how many activities it wrote.
 /// With none in scope nothing is written (the standard's document holds at least one activity).
+///
+/// The records are read in order by one thread and dealt round-robin, `BATCH_ACTIONS` at a
+/// time, to `RENDERERS` threads that each draw their batch's activities into bytes; the
+/// caller's thread writes the batches in their order. Each channel holds one batch, so memory
+/// stays a few batches whatever the number of Actions; when the caller stops (the client went
+/// away, or an error), the renderers and the reader stop at their next send.
 pub fn write_iati(
     store: &Store,
     durable: u64,
     rules: &ViewRules,
     asked: &Asked<'_>,
     iati: &IatiConfig,
-    out: impl Write,
+    mut out: impl Write,
 ) -> Result<u64, ExportError> {
-    let reference = queries::reference_date(asked.filters);
-    let scope = asked.scope();
+    use std::sync::mpsc::sync_channel;
     let words_of_tracks = TrackWords::new();
-    let mut xml = Writer::new(out);
-    let mut written = 0;
-    for record in store.records() {
-        let record = record?;
-        if !asked.keeps(&record.country) {
-            continue;
+    let render = |records: Vec<ActionRecord>| -> Result<(Vec<u8>, u64), ExportError> {
+        let reference = queries::reference_date(asked.filters);
+        let scope = asked.scope();
+        let mut xml = Writer::new(Vec::with_capacity(records.len() * 8192));
+        let mut drawn = 0;
+        for record in records {
+            let filters = asked.filters.within(&record, durable);
+            let Some(view) = record.view(&filters, rules) else {
+                continue;
+            };
+            let status = ActionStatus::new(view, rules, reference);
+            if !asked.list.matches(&status) {
+                continue;
+            }
+            let said = Said::of(store, &record.visible(&filters))?;
+            activity(
+                &mut xml,
+                iati,
+                &status,
+                &scope,
+                &said,
+                asked,
+                &words_of_tracks,
+            )?;
+            drawn += 1;
         }
-        let filters = asked.filters.within(&record, durable);
-        let Some(view) = record.view(&filters, rules) else {
-            continue;
-        };
-        let status = ActionStatus::new(view, rules, reference);
-        if !asked.list.matches(&status) {
-            continue;
+        Ok((xml.into_inner(), drawn))
+    };
+    type Rendered = Result<(Vec<u8>, u64), ExportError>;
+    std::thread::scope(|threads| {
+        let mut to_renderers = Vec::new();
+        let mut from_renderers = Vec::new();
+        for _ in 0..RENDERERS {
+            let (to_renderer, batches) = sync_channel::<Vec<ActionRecord>>(1);
+            let (rendered, from_renderer) = sync_channel::<Rendered>(1);
+            let render = &render;
+            threads.spawn(move || {
+                for batch in batches {
+                    if rendered.send(render(batch)).is_err() {
+                        return;
+                    }
+                }
+            });
+            to_renderers.push(to_renderer);
+            from_renderers.push(from_renderer);
         }
-        let said = Said::of(store, &record.visible(&filters))?;
-        if written == 0 {
-            xml.write_event(Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)))?;
-            xml.write_event(Event::Text(BytesText::from_escaped("\n")))?;
-            xml.get_mut()
-                .write_all(b"<iati-activities version=\"2.03\">\n")?;
+        // The reader: a store error goes in place of the batch it stopped, so the writer meets
+        // it in order.
+        let (failed, failure) = sync_channel::<StoreError>(1);
+        threads.spawn(move || {
+            let mut batch = Vec::with_capacity(BATCH_ACTIONS);
+            let mut turn = 0;
+            for record in store.records() {
+                let record = match record {
+                    Ok(record) => record,
+                    Err(error) => {
+                        let _ = failed.send(error);
+                        return;
+                    }
+                };
+                if !asked.keeps(&record.country) {
+                    continue;
+                }
+                batch.push(record);
+                if batch.len() == BATCH_ACTIONS {
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_ACTIONS));
+                    if to_renderers[turn % RENDERERS].send(full).is_err() {
+                        return;
+                    }
+                    turn += 1;
+                }
+            }
+            if !batch.is_empty() {
+                let _ = to_renderers[turn % RENDERERS].send(batch);
+            }
+        });
+        let mut written = 0;
+        for turn in 0.. {
+            let Ok(rendered) = from_renderers[turn % RENDERERS].recv() else {
+                // That renderer has no batch left: the reader is done, or failed.
+                if let Ok(error) = failure.try_recv() {
+                    return Err(error.into());
+                }
+                break;
+            };
+            let (bytes, drawn) = rendered?;
+            if drawn == 0 {
+                continue;
+            }
+            if written == 0 {
+                out.write_all(b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n")?;
+                out.write_all(b"<iati-activities version=\"2.03\">\n")?;
+            }
+            out.write_all(&bytes)?;
+            written += drawn;
         }
-        activity(
-            &mut xml,
-            iati,
-            &status,
-            &scope,
-            &said,
-            asked,
-            &words_of_tracks,
-        )?;
-        written += 1;
-    }
-    if written > 0 {
-        xml.get_mut().write_all(b"</iati-activities>\n")?;
-    }
-    xml.get_mut().flush()?;
-    Ok(written)
+        // A reader that failed after the last batch it sent.
+        if let Ok(error) = failure.recv() {
+            return Err(error.into());
+        }
+        if written > 0 {
+            out.write_all(b"</iati-activities>\n")?;
+        }
+        out.flush()?;
+        Ok(written)
+    })
 }
 
 /// What an Action's visible events say beyond its view: each outcome's first stage report,
