@@ -194,6 +194,10 @@ impl Chunks {
             &mut self.buffer,
             Vec::with_capacity(CHUNK_BYTES + 4096),
         ));
+        self.deliver(chunk)
+    }
+
+    fn deliver(&mut self, chunk: Bytes) -> std::io::Result<()> {
         self.sender.blocking_send(Ok(chunk)).map_err(|_| {
             std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away")
         })
@@ -202,6 +206,12 @@ impl Chunks {
 
 impl std::io::Write for Chunks {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        if bytes.len() >= CHUNK_BYTES {
+            // A large piece (the IATI export's batch) goes as its own chunk, copied once.
+            self.send()?;
+            self.deliver(Bytes::copy_from_slice(bytes))?;
+            return Ok(bytes.len());
+        }
         self.buffer.extend_from_slice(bytes);
         if self.buffer.len() >= CHUNK_BYTES {
             self.send()?;

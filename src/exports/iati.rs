@@ -162,14 +162,14 @@ pub fn write_iati(
 /// What an Action's visible events say beyond its view: each outcome's first stage report,
 /// contribution and evidence links, and the Action's first, last-recorded and closing dates.
 #[derive(Default)]
-struct Said {
+struct Said<'a> {
     first_day: Option<NaiveDate>,
     closed_on: Option<NaiveDate>,
     last_recorded_us: i64,
     /// By outcome: each track's first stage report, `(occurred_on, seq)` first.
-    first_stage: BTreeMap<(String, Track), (When, &'static str)>,
+    first_stage: BTreeMap<(&'a str, Track), (When, &'static str)>,
     contributions: BTreeMap<String, Contribution>,
-    links: BTreeMap<String, Vec<Link>>,
+    links: BTreeMap<&'a str, Vec<Link>>,
 }
 
 /// Where an event stands in an outcome's order: `(occurred_on, seq)`.
@@ -210,8 +210,8 @@ struct StoredEvidence {
     media_type: Option<String>,
 }
 
-impl Said {
-    fn of(store: &Store, visible: &[&FoldEvent]) -> Result<Said, StoreError> {
+impl<'a> Said<'a> {
+    fn of(store: &Store, visible: &[&'a FoldEvent]) -> Result<Said<'a>, StoreError> {
         let mut said = Said::default();
         let mut stated = Vec::new();
         for event in visible {
@@ -230,7 +230,7 @@ impl Said {
             if let Fact::Track { stage, .. } = &event.fact {
                 let first = said
                     .first_stage
-                    .entry((outcome.to_string(), stage.track()))
+                    .entry((outcome.as_str(), stage.track()))
                     .or_insert((when, stage.name()));
                 if when < first.0 {
                     *first = (when, stage.name());
@@ -264,7 +264,7 @@ impl Said {
                 })
             });
             said.links
-                .entry(outcome.to_string())
+                .entry(outcome.as_str())
                 .or_default()
                 .extend(links);
         }
@@ -280,7 +280,7 @@ fn activity<W: Write>(
     iati: &IatiConfig,
     status: &ActionStatus,
     scope: &Scope,
-    said: &Said,
+    said: &Said<'_>,
     asked: &Asked<'_>,
     tracks: &TrackWords,
 ) -> std::io::Result<()> {
@@ -370,7 +370,7 @@ fn describe(status: &ActionStatus, asked: &Asked<'_>) -> String {
 fn result<W: Write>(
     xml: &mut Xml<W>,
     outcome: &OutcomeView,
-    said: &Said,
+    said: &Said<'_>,
     reference: NaiveDate,
     tracks: &TrackWords,
 ) -> std::io::Result<()> {
@@ -378,28 +378,14 @@ fn result<W: Write>(
     let (indicator_title, indicator_description) = tracks.of(track);
     let first = said
         .first_stage
-        .get(&(outcome.outcome_id.to_string(), track))
+        .get(&(outcome.outcome_id.as_str(), track))
         .map_or((outcome.stage_since, outcome.stage), |((on, _), stage)| {
             (*on, *stage)
         });
-    let track_words = words::name(outcome.track);
     xml.create_element("result")
         .with_attribute(("type", "2"))
         .write_inner_content(|xml| {
             narrative_in(xml, "title", &[], &clean(&outcome.title))?;
-            let mut about = format!(
-                "Outcome {} on the {track_words} track: {}",
-                outcome.outcome_id.as_str(),
-                words::state(outcome.state),
-            );
-            if let Some(highest) = outcome.highest_stage {
-                about.push_str(&format!(
-                    "; highest stage reached: {}",
-                    words::name(highest)
-                ));
-            }
-            about.push('.');
-            narrative_in(xml, "description", &[], &about)?;
             // The outcome's id, in the reporting organisation's own vocabulary (99).
             xml.create_element("reference")
                 .with_attributes([("code", outcome.outcome_id.as_str()), ("vocabulary", "99")])
@@ -435,7 +421,7 @@ fn result<W: Write>(
 fn period<W: Write>(
     xml: &mut Xml<W>,
     outcome: &OutcomeView,
-    said: &Said,
+    said: &Said<'_>,
     start: NaiveDate,
     reference: NaiveDate,
 ) -> std::io::Result<()> {
@@ -450,6 +436,7 @@ fn period<W: Write>(
                     narrative_in(xml, "comment", &[], &text)
                 })?;
         }
+        // "lapsed since 1 May 2020 (leaves the track); going backwards from routine; verified"
         let mut actual = format!(
             "{} since {}{}; {}",
             words::name(outcome.stage),
@@ -459,8 +446,14 @@ fn period<W: Write>(
             } else {
                 ""
             },
-            words::verification(outcome.verification),
+            words::state(outcome.state),
         );
+        if let Some(highest) = outcome.highest_stage.filter(|h| *h != outcome.stage) {
+            actual.push_str(" from ");
+            actual.push_str(&words::name(highest));
+        }
+        actual.push_str("; ");
+        actual.push_str(words::verification(outcome.verification));
         match said.contributions.get(outcome.outcome_id.as_str()) {
             Some(contribution) => {
                 actual.push_str(&format!(
