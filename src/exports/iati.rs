@@ -18,7 +18,7 @@ use crate::queries;
 use crate::store::{Store, StoreError};
 use crate::web::words;
 use chrono::{DateTime, Datelike, NaiveDate, SecondsFormat};
-use quick_xml::events::BytesText;
+use quick_xml::events::{BytesEnd, BytesStart, BytesText, Event};
 use quick_xml::Writer;
 use serde::Deserialize;
 use std::borrow::Cow;
@@ -297,43 +297,37 @@ fn activity<W: Write>(
         .registered_on
         .or(said.first_day)
         .unwrap_or(view.last_event_on);
-    xml.create_element("iati-activity")
-        .with_attributes([
-            ("last-updated-datetime", updated.as_str()),
-            ("xml:lang", "en"),
-        ])
-        .write_inner_content(|xml| {
-            xml.create_element("iati-identifier")
-                .write_text_content(BytesText::new(&identifier))?;
-            organisation(xml, "reporting-org", iati, None)?;
-            narrative_in(xml, "title", &[], &title)?;
-            narrative_in(
-                xml,
-                "description",
-                &[("type", "1")],
-                &describe(status, asked),
-            )?;
-            organisation(xml, "participating-org", iati, Some("4"))?;
-            let code = if view.closed { "4" } else { "3" };
-            xml.create_element("activity-status")
-                .with_attribute(("code", code))
-                .write_empty()?;
-            date_element(xml, "activity-date", &[("type", "2")], started)?;
-            if let (true, Some(closed_on)) = (view.closed, said.closed_on) {
-                date_element(xml, "activity-date", &[("type", "4")], closed_on)?;
+    let attributes = [
+        ("last-updated-datetime", updated.as_str()),
+        ("xml:lang", "en"),
+    ];
+    element(xml, "iati-activity", &attributes, |xml| {
+        text_element(xml, "iati-identifier", &identifier)?;
+        organisation(xml, "reporting-org", iati, None)?;
+        narrative_in(xml, "title", &[], &title)?;
+        narrative_in(
+            xml,
+            "description",
+            &[("type", "1")],
+            &describe(status, asked),
+        )?;
+        organisation(xml, "participating-org", iati, Some("4"))?;
+        let code = if view.closed { "4" } else { "3" };
+        empty(xml, "activity-status", &[("code", code)])?;
+        date_element(xml, "activity-date", &[("type", "2")], started)?;
+        if let (true, Some(closed_on)) = (view.closed, said.closed_on) {
+            date_element(xml, "activity-date", &[("type", "4")], closed_on)?;
+        }
+        empty(xml, "recipient-country", &[("code", view.country.as_str())])?;
+        let mut outcomes: Vec<&OutcomeView> = view.outcomes.iter().collect();
+        outcomes.sort_by(|a, b| a.outcome_id.as_str().cmp(b.outcome_id.as_str()));
+        for outcome in outcomes {
+            if scope.admits(outcome, &flags_of(status, outcome)) {
+                result(xml, outcome, said, status.reference_date, tracks)?;
             }
-            xml.create_element("recipient-country")
-                .with_attribute(("code", view.country.as_str()))
-                .write_empty()?;
-            let mut outcomes: Vec<&OutcomeView> = view.outcomes.iter().collect();
-            outcomes.sort_by(|a, b| a.outcome_id.as_str().cmp(b.outcome_id.as_str()));
-            for outcome in outcomes {
-                if scope.admits(outcome, &flags_of(status, outcome)) {
-                    result(xml, outcome, said, status.reference_date, tracks)?;
-                }
-            }
-            Ok(())
-        })?;
+        }
+        Ok(())
+    })?;
     xml.get_mut().write_all(b"\n")
 }
 
@@ -382,39 +376,41 @@ fn result<W: Write>(
         .map_or((outcome.stage_since, outcome.stage), |((on, _), stage)| {
             (*on, *stage)
         });
-    xml.create_element("result")
-        .with_attribute(("type", "2"))
-        .write_inner_content(|xml| {
-            narrative_in(xml, "title", &[], &clean(&outcome.title))?;
-            // The outcome's id, in the reporting organisation's own vocabulary (99).
-            xml.create_element("reference")
-                .with_attributes([("code", outcome.outcome_id.as_str()), ("vocabulary", "99")])
-                .write_empty()?;
-            xml.create_element("indicator")
-                .with_attributes([("measure", "5"), ("ascending", "1")])
-                .write_inner_content(|xml| {
-                    narrative_in(xml, "title", &[], indicator_title)?;
-                    narrative_in(xml, "description", &[], indicator_description)?;
-                    let year = first.0.year().max(1).to_string();
-                    let day = first.0.to_string();
-                    xml.create_element("baseline")
-                        .with_attributes([
-                            ("year", year.as_str()),
-                            ("iso-date", day.as_str()),
-                            ("value", first.1),
-                        ])
-                        .write_inner_content(|xml| {
-                            let text = format!(
-                                "First stage reported: {}, on {}.",
-                                words::name(first.1),
-                                words::date(first.0)
-                            );
-                            narrative_in(xml, "comment", &[], &text)
-                        })?;
-                    period(xml, outcome, said, first.0, reference)
+    element(xml, "result", &[("type", "2")], |xml| {
+        narrative_in(xml, "title", &[], &clean(&outcome.title))?;
+        // The outcome's id, in the reporting organisation's own vocabulary (99).
+        empty(
+            xml,
+            "reference",
+            &[("code", outcome.outcome_id.as_str()), ("vocabulary", "99")],
+        )?;
+        element(
+            xml,
+            "indicator",
+            &[("measure", "5"), ("ascending", "1")],
+            |xml| {
+                narrative_in(xml, "title", &[], indicator_title)?;
+                narrative_in(xml, "description", &[], indicator_description)?;
+                let year = first.0.year().max(1).to_string();
+                let day = first.0.to_string();
+                let attributes = [
+                    ("year", year.as_str()),
+                    ("iso-date", day.as_str()),
+                    ("value", first.1),
+                ];
+                element(xml, "baseline", &attributes, |xml| {
+                    let text = format!(
+                        "First stage reported: {}, on {}.",
+                        words::name(first.1),
+                        words::date(first.0)
+                    );
+                    narrative_in(xml, "comment", &[], &text)
                 })?;
-            Ok(())
-        })?;
+                period(xml, outcome, said, first.0, reference)
+            },
+        )?;
+        Ok(())
+    })?;
     Ok(())
 }
 
@@ -425,16 +421,14 @@ fn period<W: Write>(
     start: NaiveDate,
     reference: NaiveDate,
 ) -> std::io::Result<()> {
-    xml.create_element("period").write_inner_content(|xml| {
+    element(xml, "period", &[], |xml| {
         date_element(xml, "period-start", &[], start)?;
         date_element(xml, "period-end", &[], reference.max(start))?;
         if let Some(expected) = &outcome.expected {
-            xml.create_element("target")
-                .with_attribute(("value", expected.stage))
-                .write_inner_content(|xml| {
-                    let text = format!("Expected: {}.", words::expected(expected));
-                    narrative_in(xml, "comment", &[], &text)
-                })?;
+            element(xml, "target", &[("value", expected.stage)], |xml| {
+                let text = format!("Expected: {}.", words::expected(expected));
+                narrative_in(xml, "comment", &[], &text)
+            })?;
         }
         // "lapsed since 1 May 2020 (leaves the track); going backwards from routine; verified"
         let mut actual = format!(
@@ -467,16 +461,14 @@ fn period<W: Write>(
             None => actual.push_str("; no contribution stated"),
         }
         actual.push('.');
-        xml.create_element("actual")
-            .with_attribute(("value", outcome.stage))
-            .write_inner_content(|xml| {
-                narrative_in(xml, "comment", &[], &actual)?;
-                let links = said.links.get(outcome.outcome_id.as_str());
-                for link in links.into_iter().flatten() {
-                    document_link(xml, link)?;
-                }
-                Ok(())
-            })?;
+        element(xml, "actual", &[("value", outcome.stage)], |xml| {
+            narrative_in(xml, "comment", &[], &actual)?;
+            let links = said.links.get(outcome.outcome_id.as_str());
+            for link in links.into_iter().flatten() {
+                document_link(xml, link)?;
+            }
+            Ok(())
+        })?;
         Ok(())
     })?;
     Ok(())
@@ -544,16 +536,17 @@ fn document_link<W: Write>(xml: &mut Xml<W>, link: &Link) -> std::io::Result<()>
         .as_deref()
         .unwrap_or_else(|| media_type_of(&link.url));
     let url = clean(&link.url);
-    xml.create_element("document-link")
-        .with_attributes([("url", url.as_ref()), ("format", format)])
-        .write_inner_content(|xml| {
+    element(
+        xml,
+        "document-link",
+        &[("url", url.as_ref()), ("format", format)],
+        |xml| {
             narrative_in(xml, "title", &[], &clean(&link.title))?;
-            xml.create_element("category")
-                .with_attribute(("code", EVIDENCE_CATEGORY))
-                .write_empty()?;
+            empty(xml, "category", &[("code", EVIDENCE_CATEGORY)])?;
             date_element(xml, "document-date", &[], link.on)?;
             Ok(())
-        })?;
+        },
+    )?;
     Ok(())
 }
 
@@ -592,35 +585,75 @@ fn organisation<W: Write>(
     narrative_in(xml, element, &attributes, &clean(&iati.reporting_org_name))
 }
 
+/// An element's start tag, its attributes escaped by quick-xml; the buffer is sized once (an
+/// attribute pushed onto a tag of a borrowed name grows it a step at a time otherwise).
+fn start<'a>(name: &'a str, attributes: &[(&str, &str)]) -> BytesStart<'a> {
+    if attributes.is_empty() {
+        return BytesStart::new(name);
+    }
+    let room: usize = attributes
+        .iter()
+        .map(|(k, v)| k.len() + 2 * v.len() + 4)
+        .sum();
+    let mut content = String::with_capacity(name.len() + room);
+    content.push_str(name);
+    let mut tag = BytesStart::from_content(content, name.len());
+    for attribute in attributes {
+        tag.push_attribute(*attribute);
+    }
+    tag
+}
+
+/// `<name attributes>…</name>`, the inside written by `inner`.
+fn element<W: Write>(
+    xml: &mut Xml<W>,
+    name: &str,
+    attributes: &[(&str, &str)],
+    inner: impl FnOnce(&mut Xml<W>) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    xml.write_event(Event::Start(start(name, attributes)))?;
+    inner(xml)?;
+    xml.write_event(Event::End(BytesEnd::new(name)))
+}
+
+/// `<name attributes/>`.
+fn empty<W: Write>(
+    xml: &mut Xml<W>,
+    name: &str,
+    attributes: &[(&str, &str)],
+) -> std::io::Result<()> {
+    xml.write_event(Event::Empty(start(name, attributes)))
+}
+
+/// `<name>text</name>`, the text escaped by quick-xml.
+fn text_element<W: Write>(xml: &mut Xml<W>, name: &str, text: &str) -> std::io::Result<()> {
+    xml.write_event(Event::Start(BytesStart::new(name)))?;
+    xml.write_event(Event::Text(BytesText::new(text)))?;
+    xml.write_event(Event::End(BytesEnd::new(name)))
+}
+
 /// `<element attributes><narrative>text</narrative></element>`.
 fn narrative_in<W: Write>(
     xml: &mut Xml<W>,
-    element: &str,
+    element_name: &str,
     attributes: &[(&str, &str)],
     text: &str,
 ) -> std::io::Result<()> {
-    xml.create_element(element)
-        .with_attributes(attributes.iter().copied())
-        .write_inner_content(|xml| {
-            xml.create_element("narrative")
-                .write_text_content(BytesText::new(text))?;
-            Ok(())
-        })?;
-    Ok(())
+    element(xml, element_name, attributes, |xml| {
+        text_element(xml, "narrative", text)
+    })
 }
 
 fn date_element<W: Write>(
     xml: &mut Xml<W>,
-    element: &str,
+    name: &str,
     attributes: &[(&str, &str)],
     date: NaiveDate,
 ) -> std::io::Result<()> {
     let day = date.to_string();
-    xml.create_element(element)
-        .with_attributes(attributes.iter().copied())
-        .with_attribute(("iso-date", day.as_str()))
-        .write_empty()?;
-    Ok(())
+    let mut all = attributes.to_vec();
+    all.push(("iso-date", day.as_str()));
+    empty(xml, name, &all)
 }
 
 /// `text` with every character XML 1.0 cannot hold (control characters but tab and line
