@@ -646,6 +646,24 @@ fn event_of(step: &Step, submitted: &[Value], n: usize) -> Option<Value> {
     })
 }
 
+/// The IATI export of every Action in `store` under `filters`, as an admin sees it, published
+/// as the demo's organisation: how many activities, and the bytes.
+fn export_all(store: &Store, last: u64, filters: &Filters) -> (u64, Vec<u8>) {
+    let list = impact::api::actions::ListFilter::default();
+    let sees = |_: &Country| true;
+    let asked = impact::exports::Asked {
+        filters,
+        list: &list,
+        sees: &sees,
+    };
+    let iati = impact::config::IatiConfig::demo();
+    let mut xml = Vec::new();
+    let rules = ViewRules::default();
+    let written =
+        impact::exports::iati::write_iati(store, last, &rules, &asked, &iati, &mut xml).unwrap();
+    (written, xml)
+}
+
 /// The evidence links an outcome's visible events hold, read from the history as the API
 /// gives it (each event marked `retracted` under the filters).
 fn links_in_history(history: &[Value], outcome: &str) -> usize {
@@ -694,17 +712,8 @@ fn run(steps: Vec<Step>, as_of: Option<u16>, until: Option<usize>) -> Result<(),
         known_at: None,
     };
     let rules = ViewRules::default();
-    let list = impact::api::actions::ListFilter::default();
-    let sees = |_: &Country| true;
-    let asked = impact::exports::Asked {
-        filters: &filters,
-        list: &list,
-        sees: &sees,
-    };
     let iati = impact::config::IatiConfig::demo();
-    let mut xml = Vec::new();
-    let written =
-        impact::exports::iati::write_iati(&store, last, &rules, &asked, &iati, &mut xml).unwrap();
+    let (written, xml) = export_all(&store, last, &filters);
     let statuses = impact::queries::statuses(&store, last, &filters, &rules, |_| true).unwrap();
     prop_assert_eq!(
         written as usize,
@@ -793,23 +802,7 @@ fn many_actions_come_out_once_each_in_order() {
     drop(writer);
     thread.join().unwrap();
     let last = store.last_seq().unwrap();
-    let filters = Filters::default();
-    let rules = ViewRules::default();
-    let list = impact::api::actions::ListFilter::default();
-    let sees = |_: &Country| true;
-    let asked = impact::exports::Asked {
-        filters: &filters,
-        list: &list,
-        sees: &sees,
-    };
-    let iati = impact::config::IatiConfig::demo();
-    let export = || {
-        let mut xml = Vec::new();
-        let written =
-            impact::exports::iati::write_iati(&store, last, &rules, &asked, &iati, &mut xml)
-                .unwrap();
-        (written, xml)
-    };
+    let export = || export_all(&store, last, &Filters::default());
     let (written, xml) = export();
     assert_eq!(written, actions);
     assert_valid(&xml);
