@@ -144,10 +144,7 @@ pub fn outcomes(
             )?;
             let written =
                 crate::exports::iati::write_iati(&store, durable, rules, &asked, iati, &mut bytes)?;
-            anyhow::ensure!(
-                written > 0,
-                "no Action in scope: an IATI document holds at least one activity"
-            );
+            anyhow::ensure!(written > 0, crate::exports::iati::NOTHING_IN_SCOPE);
         }
     }
     Ok(bytes)

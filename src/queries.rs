@@ -105,15 +105,20 @@ pub fn history_of(
         if !filters.passes(fact.seq, fact.recorded_at_us, fact.occurred_on) {
             continue;
         }
-        let json = store.event_json(fact.seq)?.ok_or_else(|| {
-            StoreError::Corrupt(format!("seq {} is indexed but not in the log", fact.seq))
-        })?;
+        let json = logged_event(store, fact.seq)?;
         let mut value: Value =
             serde_json::from_slice(&json).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         value["retracted"] = Value::Bool(retracted.contains(&fact.event_id));
         events.push(value);
     }
     Ok(events)
+}
+
+/// The JSON of the event an Action's record names by `seq`: the log must hold it.
+pub fn logged_event(store: &Store, seq: u64) -> Result<sled::IVec, StoreError> {
+    store
+        .event_json(seq)?
+        .ok_or_else(|| StoreError::Corrupt(format!("seq {seq} is indexed but not in the log")))
 }
 
 /// A stored event of `action_id`, found by its id: its seq and its JSON as stored. `None` when

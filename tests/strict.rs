@@ -259,6 +259,9 @@ async fn events_are_read_strictly() {
     );
     evidence["evidence"] = json!([{"title": "ok"}, {"title": "Minutes\u{1b}[31m"}]);
     cases.push((evidence, "/evidence/1/title"));
+    let mut key = base();
+    key["data"]["note\u{7}"] = json!("a key with a bell in it");
+    cases.push((key, "/data/note\\u0007"));
     let mut expected = track(
         "MIEUX-TH-2014-01",
         "TH",

@@ -49,6 +49,15 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<crate::exports::ExportError> for ApiError {
+    fn from(error: crate::exports::ExportError) -> ApiError {
+        match error {
+            crate::exports::ExportError::Store(error) => ApiError::from(error),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
 impl From<BusError> for ApiError {
     fn from(error: BusError) -> ApiError {
         match error {

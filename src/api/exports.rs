@@ -5,7 +5,7 @@
 use super::actions::{ListFilter, LIST_PARAMS};
 use super::{filters, only_params, ApiError, Caller, Query, FILTER_PARAMS};
 use crate::app::App;
-use crate::exports::iati::write_iati;
+use crate::exports::iati::{write_iati, NOTHING_IN_SCOPE};
 use crate::exports::{write_csv, xlsx, Asked, ExportError};
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -83,11 +83,7 @@ pub async fn iati_xml(
         )
     })
     .await?
-    .ok_or_else(|| {
-        ApiError::NotFound(
-            "no Action in scope: an IATI document holds at least one activity".into(),
-        )
-    })?;
+    .ok_or_else(|| ApiError::NotFound(NOTHING_IN_SCOPE.into()))?;
     Ok(attachment("application/xml", "iati.xml", body))
 }
 
@@ -165,12 +161,12 @@ pub async fn outcomes_xlsx(
             list: &list,
             sees: &sees,
         };
-        xlsx(&app.store, app.durable_seq(), &app.config.rules, &asked).map_err(
-            |error| match error {
-                crate::exports::ExportError::Store(error) => ApiError::from(error),
-                other => ApiError::Internal(other.to_string()),
-            },
-        )
+        Ok(xlsx(
+            &app.store,
+            app.durable_seq(),
+            &app.config.rules,
+            &asked,
+        )?)
     })
     .await?;
     Ok(attachment(XLSX_TYPE, "outcomes.xlsx", workbook.into()))

@@ -63,11 +63,10 @@ where
             Err(error) => Either::Left(futures::future::ready(Ok(secured(error.into_response())))),
             Ok(()) => {
                 // A function, not a closure, so that the future's type stays nameable.
-                let finish: fn(Response) -> Response =
-                    match request.uri().path().starts_with("/v1/") {
-                        true => finished_api,
-                        false => finished_page,
-                    };
+                let finish: fn(Response) -> Response = match super::is_api(request.uri().path()) {
+                    true => finished_api,
+                    false => finished_page,
+                };
                 Either::Right(self.inner.call(request).map_ok(finish))
             }
         }

@@ -100,6 +100,11 @@ pub fn v1_routes() -> (Router<Arc<App>>, Vec<(&'static str, &'static str)>) {
     (router, table)
 }
 
+/// Whether `path` is the API's (errors as the §4 body) rather than a page's (an error page).
+pub fn is_api(path: &str) -> bool {
+    path.starts_with("/v1/")
+}
+
 /// A query string read strictly (CONTRACT.md §11): each parameter at most once (a repeated
 /// one is `400 bad_query`: which of the two was meant?), `+` as a space, and percent-escapes
 /// that decode to UTF-8. A `/v1` request that fails gets the error body, a page the error page.
@@ -121,7 +126,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Query {
         _: &S,
     ) -> Result<Query, Response> {
         parse_query(parts.uri.query().unwrap_or("")).map_err(|error| {
-            if parts.uri.path().starts_with("/v1/") {
+            if is_api(parts.uri.path()) {
                 error.into_response()
             } else {
                 crate::web::PageError(error).into_response()
@@ -147,14 +152,17 @@ pub fn parse_query(text: &str) -> Result<Query, ApiError> {
                     ))
                 })
         };
-        let name = decode(name)?;
-        let value = decode(value)?;
-        if params.contains_key(&name) {
-            return Err(ApiError::BadQuery(format!(
-                "the query parameter {name:?} is given more than once: give it once"
-            )));
+        match params.entry(decode(name)?) {
+            std::collections::hash_map::Entry::Occupied(taken) => {
+                return Err(ApiError::BadQuery(format!(
+                    "the query parameter {:?} is given more than once: give it once",
+                    taken.key()
+                )))
+            }
+            std::collections::hash_map::Entry::Vacant(free) => {
+                free.insert(decode(value)?);
+            }
         }
-        params.insert(name, value);
     }
     Ok(Query(params))
 }
@@ -234,12 +242,12 @@ pub fn filters_checked(query: &HashMap<String, String>) -> (Filters, Vec<(&'stat
         .get("until_seq")
         .and_then(|text| noted(&mut faults, "until_seq", parse_u64("until_seq", text)));
     let known_at = query.get("known_at").and_then(|text| {
+        // Year 0000 is RFC 3339 but no date the service takes (as in `parse_date`).
         let parsed = DateTime::parse_from_rfc3339(text)
             .ok()
             .filter(|_| !text.starts_with("0000"))
-            .ok_or(())
             .map(|at| at.with_timezone(&Utc))
-            .map_err(|_| {
+            .ok_or_else(|| {
                 ApiError::BadQuery(format!(
                     "known_at must be an RFC 3339 timestamp, not {text:?}"
                 ))

@@ -105,7 +105,8 @@ impl Track {
         Track::all().find(|track| track.name() == name)
     }
 
-    fn def(self) -> &'static TrackDef {
+    /// The track's row of `TRACKS`.
+    pub fn def(self) -> &'static TrackDef {
         &TRACKS[self.0 as usize]
     }
 

@@ -221,7 +221,7 @@ impl Schemas {
                 ),
             ));
         }
-        check_no_control_characters(&value, &mut String::new())?;
+        check_no_control_characters(&value)?;
         self.check_schema(&value)?;
         check_review_shape(&value)?;
         let envelope: Envelope = serde_json::from_value(value)
@@ -301,42 +301,41 @@ pub fn is_control(c: char) -> bool {
 pub const TEXT_PATTERN: &str = "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F]*$";
 
 /// No text of an event holds a control character (U+0000 to U+001F but tab, line feed and
-/// carriage return, and U+007F): such text cannot be shown, exported to XML or read back
-/// safely (CONTRACT.md §11). `path` is the JSON pointer walked so far.
-fn check_no_control_characters(value: &Value, path: &mut String) -> Result<(), Rejection> {
+/// carriage return, and U+007F), in a value or a key: such text cannot be shown, exported to
+/// XML or read back safely (CONTRACT.md §11).
+fn check_no_control_characters(value: &Value) -> Result<(), Rejection> {
+    let Some((path, c)) = control_character(value) else {
+        return Ok(());
+    };
+    Err(Rejection::at(
+        RejectionCode::SchemaViolation,
+        &path,
+        format!(
+            "{}: a control character (U+{:04X}) is not allowed in text",
+            display_pointer(&path),
+            c as u32
+        ),
+    ))
+}
+
+/// The first control character in `value`, and the JSON pointer to the text that holds it.
+/// The pointer is built only for a text that has one: every event passes here.
+fn control_character(value: &Value) -> Option<(String, char)> {
+    // A control character is one byte of UTF-8, never part of another character's bytes.
+    let first = |text: &str| text.bytes().map(char::from).find(|c| is_control(*c));
+    let pointer = |name: &str| format!("/{}", name.replace('~', "~0").replace('/', "~1"));
     match value {
-        Value::String(text) => match text.chars().find(|c| is_control(*c)) {
-            Some(c) => Err(Rejection::at(
-                RejectionCode::SchemaViolation,
-                path,
-                format!(
-                    "{}: a control character (U+{:04X}) is not allowed in text",
-                    display_pointer(path),
-                    c as u32
-                ),
-            )),
-            None => Ok(()),
-        },
-        Value::Array(items) => {
-            for (index, item) in items.iter().enumerate() {
-                let length = path.len();
-                path.push_str(&format!("/{index}"));
-                check_no_control_characters(item, path)?;
-                path.truncate(length);
+        Value::String(text) => first(text).map(|c| (String::new(), c)),
+        Value::Array(items) => items.iter().enumerate().find_map(|(index, item)| {
+            control_character(item).map(|(path, c)| (format!("/{index}{path}"), c))
+        }),
+        Value::Object(fields) => fields.iter().find_map(|(name, item)| {
+            if let Some(c) = first(name) {
+                return Some((pointer(name), c));
             }
-            Ok(())
-        }
-        Value::Object(fields) => {
-            for (name, item) in fields {
-                let length = path.len();
-                path.push('/');
-                path.push_str(&name.replace('~', "~0").replace('/', "~1"));
-                check_no_control_characters(item, path)?;
-                path.truncate(length);
-            }
-            Ok(())
-        }
-        _ => Ok(()),
+            control_character(item).map(|(path, c)| (format!("{}{path}", pointer(name)), c))
+        }),
+        _ => None,
     }
 }
 

@@ -1,6 +1,6 @@
 //! The IATI export (CONTRACT.md §9): the Actions in scope as IATI Activity Standard 2.03
-//! activities, each outcome a result with one qualitative indicator, written with quick-xml one
-//! Action at a time, so that memory does not grow with the number of Actions.
+//! activities, each outcome a result with one qualitative indicator, written with quick-xml a
+//! batch of Actions at a time, so that memory does not grow with the number of Actions.
 //!
 //! What the standard asks that the service does not hold, chosen here (ARCHITECTURE.md):
 //! `participating-org` is the reporting organisation as implementer (role 4); `activity-status`
@@ -13,7 +13,7 @@ use crate::config::IatiConfig;
 use crate::domain::contribution::{self, Contribution};
 use crate::domain::export::{flags_of, Scope};
 use crate::domain::fold::{ActionRecord, ActionStatus, Fact, FoldEvent, OutcomeView, ViewRules};
-use crate::domain::tracks::{Track, TRACKS};
+use crate::domain::tracks::Track;
 use crate::queries;
 use crate::store::{Store, StoreError};
 use crate::web::words;
@@ -27,6 +27,10 @@ use std::io::Write;
 
 /// The IATI DocumentCategory of an evidence link: "Results, outcomes and outputs".
 const EVIDENCE_CATEGORY: &str = "A08";
+
+/// Why there is no IATI document for a scope that holds no Action.
+pub const NOTHING_IN_SCOPE: &str =
+    "no Action in scope: an IATI document holds at least one activity";
 
 /// Actions handed to a renderer at a time.
 const BATCH_ACTIONS: usize = 64;
@@ -84,12 +88,15 @@ pub fn write_iati(
         let mut to_renderers = Vec::new();
         let mut from_renderers = Vec::new();
         for _ in 0..RENDERERS {
-            let (to_renderer, batches) = sync_channel::<Vec<ActionRecord>>(1);
+            // A store error goes in place of the batch it stopped, so the writer meets it in
+            // order.
+            let (to_renderer, batches) = sync_channel::<Result<Vec<ActionRecord>, StoreError>>(1);
             let (rendered, from_renderer) = sync_channel::<Rendered>(1);
             let render = &render;
             threads.spawn(move || {
                 for batch in batches {
-                    if rendered.send(render(batch)).is_err() {
+                    let drawn = batch.map_err(ExportError::from).and_then(render);
+                    if rendered.send(drawn).is_err() {
                         return;
                     }
                 }
@@ -97,43 +104,41 @@ pub fn write_iati(
             to_renderers.push(to_renderer);
             from_renderers.push(from_renderer);
         }
-        // The reader: a store error goes in place of the batch it stopped, so the writer meets
-        // it in order.
-        let (failed, failure) = sync_channel::<StoreError>(1);
+        // The reader.
         threads.spawn(move || {
             let mut batch = Vec::with_capacity(BATCH_ACTIONS);
             let mut turn = 0;
+            let mut deal = |batch: Result<Vec<ActionRecord>, StoreError>| {
+                let sent = to_renderers[turn % RENDERERS].send(batch).is_ok();
+                turn += 1;
+                sent
+            };
             for record in store.records() {
-                let record = match record {
-                    Ok(record) => record,
+                match record {
                     Err(error) => {
-                        let _ = failed.send(error);
+                        if deal(Ok(std::mem::take(&mut batch))) {
+                            deal(Err(error));
+                        }
                         return;
                     }
-                };
-                if !asked.keeps(&record.country) {
-                    continue;
+                    Ok(record) if asked.keeps(&record.country) => batch.push(record),
+                    Ok(_) => continue,
                 }
-                batch.push(record);
                 if batch.len() == BATCH_ACTIONS {
                     let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_ACTIONS));
-                    if to_renderers[turn % RENDERERS].send(full).is_err() {
+                    if !deal(Ok(full)) {
                         return;
                     }
-                    turn += 1;
                 }
             }
             if !batch.is_empty() {
-                let _ = to_renderers[turn % RENDERERS].send(batch);
+                deal(Ok(batch));
             }
         });
+        // The writer: the batches in the order they were dealt, until a renderer has no more.
         let mut written = 0;
         for turn in 0.. {
             let Ok(rendered) = from_renderers[turn % RENDERERS].recv() else {
-                // That renderer has no batch left: the reader is done, or failed.
-                if let Ok(error) = failure.try_recv() {
-                    return Err(error.into());
-                }
                 break;
             };
             let (bytes, drawn) = rendered?;
@@ -146,10 +151,6 @@ pub fn write_iati(
             }
             out.write_all(&bytes)?;
             written += drawn;
-        }
-        // A reader that failed after the last batch it sent.
-        if let Ok(error) = failure.recv() {
-            return Err(error.into());
         }
         if written > 0 {
             out.write_all(b"</iati-activities>\n")?;
@@ -193,14 +194,7 @@ struct Stored {
 
 #[derive(Default, Deserialize)]
 struct StoredData {
-    contribution: Option<StoredContribution>,
-}
-
-#[derive(Deserialize)]
-struct StoredContribution {
-    level: String,
-    confidence: String,
-    note: Option<String>,
+    contribution: Option<Contribution>,
 }
 
 #[derive(Deserialize)]
@@ -242,17 +236,10 @@ impl<'a> Said<'a> {
             if !track && event.evidence_count == 0 {
                 continue;
             }
-            let json = store.event_json(event.seq)?.ok_or_else(|| {
-                StoreError::Corrupt(format!("seq {} is indexed but not in the log", event.seq))
-            })?;
+            let json = queries::logged_event(store, event.seq)?;
             let parsed: Stored = serde_json::from_slice(&json)
                 .map_err(|e| StoreError::Corrupt(format!("stored event {}: {e}", event.seq)))?;
-            if let (true, Some(given)) = (track, parsed.data.contribution) {
-                let contribution = Contribution {
-                    level: given.level,
-                    confidence: given.confidence,
-                    note: given.note,
-                };
+            if let (true, Some(contribution)) = (track, parsed.data.contribution) {
                 stated.push((outcome.to_string(), when, contribution));
             }
             let links = parsed.evidence.into_iter().flatten().filter_map(|item| {
@@ -508,10 +495,7 @@ impl TrackWords {
 
 /// A track's stages in words, in order, with where achievement and lasting begin.
 fn stages_of(track: Track) -> String {
-    let def = TRACKS
-        .iter()
-        .find(|def| def.name == track.name())
-        .expect("a track is one of the table's");
+    let def = track.def();
     let list = |stages: &[&str]| {
         stages
             .iter()

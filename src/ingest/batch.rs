@@ -302,26 +302,16 @@ impl Batch {
         ) = (&outcome, keep_rejections, &source)
         {
             let raw = raw.unwrap_or_default();
-            // At most RAW_KEPT_BYTES of it, cut at a character's boundary when it is text.
+            // At most RAW_KEPT_BYTES of it: text when it is UTF-8 as far as it is kept (a
+            // character the cut splits is left out), else the kept bytes in base64.
             let truncated = raw.len() > RAW_KEPT_BYTES;
-            let kept = match std::str::from_utf8(&raw) {
-                Ok(text) => {
-                    let mut end = RAW_KEPT_BYTES.min(text.len());
-                    while !text.is_char_boundary(end) {
-                        end -= 1;
-                    }
-                    Ok(&text[..end])
+            let head = &raw[..raw.len().min(RAW_KEPT_BYTES)];
+            let kept = match std::str::from_utf8(head) {
+                Ok(text) => Ok(text),
+                Err(cut) if truncated && cut.error_len().is_none() => {
+                    Ok(std::str::from_utf8(&head[..cut.valid_up_to()]).expect("valid up to"))
                 }
-                Err(error) if truncated && error.valid_up_to() >= RAW_KEPT_BYTES => {
-                    // Text as far as it is kept: the bytes past the cut are not.
-                    let text = std::str::from_utf8(&raw[..error.valid_up_to()]).expect("valid");
-                    let mut end = RAW_KEPT_BYTES;
-                    while !text.is_char_boundary(end) {
-                        end -= 1;
-                    }
-                    Ok(&text[..end])
-                }
-                Err(_) => Err(&raw[..RAW_KEPT_BYTES.min(raw.len())]),
+                Err(_) => Err(head),
             };
             let (raw_text, raw_encoding) = match kept {
                 Ok(text) => (text.to_owned(), None),

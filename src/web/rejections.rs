@@ -90,7 +90,7 @@ pub async fn page(
                     message: record.message,
                     raw: raw.chars().take(RAW_SHOWN).collect(),
                     cut,
-                    stored_of: record.raw_bytes.filter(|_| record.raw_truncated),
+                    stored_of: record.raw_bytes,
                 }
             })
             .collect();
