@@ -33,14 +33,7 @@ const COLUMNS: [&str; 21] = [
 ];
 
 async fn export(service: &Service, token: &str, query: &str) -> (u16, Vec<u8>) {
-    let response = client()
-        .get(service.url(&format!("/v1/exports/outcomes.csv{query}")))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.bytes().await.unwrap().to_vec())
+    get_bytes(service, token, &format!("/v1/exports/outcomes.csv{query}")).await
 }
 
 /// The rows of a CSV export, each a column → cell map, after checking its header.
@@ -82,17 +75,6 @@ fn text(value: &Value) -> String {
         Value::String(text) => text.clone(),
         other => other.to_string(),
     }
-}
-
-/// The service with the demo data, once it has loaded (auth off).
-async fn demo() -> Service {
-    let service = Service::start(&["--demo"]);
-    eventually(30, async || {
-        let (status, _) = get_json(&client(), &service.url("/v1/actions/MIEUX-LA-2016-02")).await;
-        (status == 200).then_some(())
-    })
-    .await;
-    service
 }
 
 /// The demo data as of the mid-term date: every row is its view's outcome, field by field.

@@ -120,14 +120,7 @@ fn activities(xml: &[u8]) -> BTreeMap<String, (String, BTreeMap<String, Result_>
 }
 
 async fn iati(service: &Service, token: &str, query: &str) -> (u16, Vec<u8>) {
-    let response = client()
-        .get(service.url(&format!("/v1/exports/iati.xml{query}")))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.bytes().await.unwrap().to_vec())
+    get_bytes(service, token, &format!("/v1/exports/iati.xml{query}")).await
 }
 
 async fn csv_rows(service: &Service, token: &str, query: &str) -> Vec<BTreeMap<String, String>> {
@@ -162,12 +155,7 @@ async fn csv_rows(service: &Service, token: &str, query: &str) -> Vec<BTreeMap<S
 /// outcome's stage, expected stage and verification in its result as the CSV has them.
 #[tokio::test]
 async fn the_demo_s_iati_file_is_valid_and_says_each_outcome_s_stage() {
-    let service = Service::start(&["--demo"]);
-    eventually(30, async || {
-        let (status, _) = get_json(&client(), &service.url("/v1/actions/MIEUX-LA-2016-02")).await;
-        (status == 200).then_some(())
-    })
-    .await;
+    let service = demo().await;
     for query in ["", "?as_of=2019-06-30"] {
         let response = client()
             .get(service.url(&format!("/v1/exports/iati.xml{query}")))

@@ -356,12 +356,7 @@ async fn the_rejection_store_keeps_at_most_64_kib_of_a_payload() {
 /// sniffing and no framing; so does every API answer.
 #[tokio::test]
 async fn every_page_carries_the_security_headers() {
-    let service = Service::start(&["--demo"]);
-    eventually(30, async || {
-        let (status, _) = get_json(&client(), &service.url("/v1/actions/MIEUX-LA-2016-02")).await;
-        (status == 200).then_some(())
-    })
-    .await;
+    let service = demo().await;
     let paths = [
         "/",
         "/?page=99",

@@ -702,3 +702,26 @@ pub async fn admin_posts(service: &Service, events: Value) {
     let status = response.status();
     assert_eq!(status, 202, "{}", response.text().await.unwrap());
 }
+
+/// The service with the demo data (auth off), once the demo has loaded.
+pub async fn demo() -> Service {
+    let service = Service::start(&["--demo"]);
+    eventually(30, async || {
+        let (status, _) = get_json(&client(), &service.url("/v1/actions/MIEUX-LA-2016-02")).await;
+        (status == 200).then_some(())
+    })
+    .await;
+    service
+}
+
+/// GETs `path` with a bearer token: the status and the body's bytes.
+pub async fn get_bytes(service: &Service, token: &str, path: &str) -> (u16, Vec<u8>) {
+    let response = client()
+        .get(service.url(path))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.bytes().await.unwrap().to_vec())
+}
